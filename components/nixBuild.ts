@@ -1,5 +1,5 @@
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { HostCommand } from "./hostCommand";
 import { constants } from "./constants";
 import { parseScriptJson, scriptCommandOutput } from "./shell";
 
@@ -24,7 +24,7 @@ export class NixBuild extends pulumi.ComponentResource {
     public readonly storePath: pulumi.Output<string>;
     public readonly outLink: string;
     /** The command resource; depend on it to wait for the build. */
-    public readonly build: command.local.Command;
+    public readonly build: HostCommand;
 
     constructor(name: string, args: NixBuildArgs, opts?: pulumi.ComponentResourceOptions) {
         super("pcp-eval:index:NixBuild", name, {}, opts);
@@ -38,7 +38,7 @@ export class NixBuild extends pulumi.ComponentResource {
             ...target,
             timeout: constants.timeoutsSeconds.build,
         });
-        this.build = new command.local.Command(
+        this.build = new HostCommand(
             `${name}-build`,
             {
                 create: buildCommand,

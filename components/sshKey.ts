@@ -1,6 +1,6 @@
-import * as command from "@pulumi/command";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { HostCommand } from "./hostCommand";
 import { parseScriptJson, scriptCommand } from "./shell";
 
 export interface SshKeyArgs {
@@ -22,7 +22,7 @@ export class SshKey extends pulumi.ComponentResource {
         super("pcp-eval:index:SshKey", name, {}, opts);
         const dir = path.join(args.stateDir, "ssh");
         this.privateKeyPath = path.join(dir, "id_ed25519");
-        const keygen = new command.local.Command(
+        const keygen = new HostCommand(
             `${name}-keygen`,
             {
                 create: scriptCommand("ssh-key.sh", "ensure", { dir, comment: `pcp-eval-${args.stack}` }),

@@ -1,5 +1,5 @@
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { HostCommand } from "./hostCommand";
 import { BridgeConfig, TapAttachment } from "./config";
 import { scriptCommand } from "./shell";
 
@@ -31,7 +31,7 @@ export class TapBridge extends pulumi.ComponentResource {
         const netDir = `${args.stateDir}/net`;
         this.bridgeName = args.bridge.name;
         this.gateway = args.bridge.gateway;
-        const bridge = new command.local.Command(
+        const bridge = new HostCommand(
             `${name}-bridge`,
             {
                 create: scriptCommand("net.sh", "bridge-up", {
@@ -48,7 +48,7 @@ export class TapBridge extends pulumi.ComponentResource {
         );
         for (const [vmName, tap] of Object.entries(args.taps)) {
             this.tapDevices[vmName] = tap.device;
-            this.tapResources[vmName] = new command.local.Command(
+            this.tapResources[vmName] = new HostCommand(
                 `${name}-${tap.device}`,
                 {
                     create: scriptCommand("net.sh", "tap-up", {

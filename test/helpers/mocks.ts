@@ -61,7 +61,7 @@ export async function recordProgram<T>(build: () => T, options: { preview?: bool
             newResource(args: pulumi.runtime.MockResourceArgs) {
                 inputsByTypeName.set(`${args.type}::${args.name}`, args.inputs as Record<string, unknown>);
                 const state: Record<string, unknown> = { ...args.inputs };
-                if (args.type === "command:local:Command") {
+                if (args.type === "command:local:Command" || args.type === "pulumi-nodejs:dynamic/pcp-eval:HostCommand") {
                     state.stdout = fakeStdout(String(args.inputs.create ?? ""));
                     state.stderr = "";
                 }

@@ -82,8 +82,8 @@ export function vmTarget(spec: VmSpec, sshPrivateKeyPath?: string): Target {
 export function readinessProbes(target: Target): string[] {
     const probes: string[] = [];
     if (target.consoles) {
-        probes.push(`serial=tcp:${target.consoles.host}:${target.consoles.serial}`);
-        probes.push(`virtio=tcp:${target.consoles.host}:${target.consoles.virtio}`);
+        probes.push(`serial=console:${target.consoles.host}:${target.consoles.serial}`);
+        probes.push(`virtio=console:${target.consoles.host}:${target.consoles.virtio}`);
     }
     probes.push(`services=tcp:${target.pmcd.host}:${target.pmcd.port}`);
     probes.push(`services=${target.pmproxyUrl}/pmapi/context`);

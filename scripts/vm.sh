@@ -4,8 +4,8 @@
 #   vm.sh start  --name N --state-dir D --runner STOREPATH [--port P]...
 #                [--probe PHASE=SPEC]... [--timeout PHASE=S]...
 #       Runs STOREPATH/bin/microvm-run detached (own session, stdio to files,
-#       </dev/null) with cwd D/vm/N, then waits phase by phase until the VM
-#       answers. Phase "process" comes first (the runner lives and every --port
+#       </dev/null) with cwd D/N, the VM's state dir (vm.pid, vm.json, vm.log),
+#       then waits phase by phase until the VM answers. Phase "process" comes first (the runner lives and every --port
 #       listens); the --probe phases follow in the order given. SPEC is
 #         tcp:HOST:PORT      connect and receive a first byte (pmcd speaks first;
 #                            QEMU's hostfwd accepts before the guest listens)
@@ -79,7 +79,7 @@ proc_is() {
 session_members() { ps -o pid=,stat= --sid "$1" 2>/dev/null | awk '$2 !~ /^Z/ {print $1}' || true; }
 
 # --- state --------------------------------------------------------------
-vm_dir() { echo "$state_dir/vm/$name"; }
+vm_dir() { echo "$state_dir/$name"; }
 # Loads vm.json into VM_* variables; returns 1 when there is no pid file.
 load_vm() {
     local dir=$1
@@ -168,7 +168,7 @@ probe_socket() { # probe_socket HOST PORT SEND_NEWLINE ATTEMPT_MS
 }
 probe_http() { # probe_http URL ATTEMPT_MS
     local out
-    out=$(curl -sS -o /dev/null -w 'HTTP %{http_code}' --max-time "$(secs "$2")" "$1" 2>&1) || true
+    out=$(curl -gsS -o /dev/null -w 'HTTP %{http_code}' --max-time "$(secs "$2")" "$1" 2>&1) || true
     [[ $out =~ HTTP\ 2[0-9][0-9]$ ]] && return 0
     out=${out%HTTP 000}
     PROBE_ERR=${out//$'\n'/ }
@@ -397,6 +397,9 @@ cmd_start() {
     done
     declare -A phase_ms=()
     for p in "${phases[@]}" shutdown exit; do phase_ms[$p]=$(phase_timeout_ms "$p"); done
+    for p in "${!timeout_ms[@]}"; do
+        [[ -n ${phase_ms[$p]:-} ]] || echo "$prog: warning: --timeout $p=... names no phase of this start; ignored" >&2
+    done
 
     lock_vm "$dir" nowait
     if vm_alive "$dir"; then
@@ -540,8 +543,8 @@ cmd_status() { status_json "$(vm_dir)" "$name"; }
 cmd_list() {
     local d
     {
-        if [[ -d $state_dir/vm ]]; then
-            for d in "$state_dir"/vm/*/; do
+        if [[ -d $state_dir ]]; then
+            for d in "$state_dir"/*/; do
                 [[ -d $d ]] || continue
                 d=${d%/}
                 [[ -f $d/vm.pid || -f $d/vm.json || -f $d/vm.log ]] || continue

@@ -12,6 +12,14 @@ mapfile -t shell_scripts < <(find scripts test tools .ci -type f \( -name '*.sh'
 shellcheck "${shell_scripts[@]}"
 echo "shellcheck: ok (${#shell_scripts[@]} scripts)"
 
+# The real Pulumi engine for test/e2e: built from Go modules once per version
+# (tools/build.sh caches it; a cold build takes minutes), then reused.
+if command -v go >/dev/null; then
+    PCP_EVAL_TOOLS_BIN=$(bash tools/build.sh | jq -r .binDir)
+    export PCP_EVAL_TOOLS_BIN
+    echo "tools: $PCP_EVAL_TOOLS_BIN"
+fi
+
 mapfile -t test_files < <(find components test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 mkdir -p test-results
 tap=test-results/tests.tap

@@ -1097,6 +1097,15 @@ verb_check() {
         warn net.bridge.bridge-nf-call-iptables "is 1: traffic between VMs on the bridge passes the host's iptables/nftables forward hooks, so a forward policy of drop in another table (Docker sets one) blocks VM-to-VM traffic; VM-to-host and NATed traffic are not affected"
     fi
 
+    if [[ $PRIV_MODE != none ]] && have nft; then
+        local chain subnet
+        subnet=$(const .network.subnet)
+        while IFS= read -r chain; do
+            [[ -n $chain ]] || continue
+            warn "forward-drop:$chain" "chain '$chain' hooks forward with policy drop: what the VMs send beyond the host (and, with bridge-nf-call-iptables=1, to each other) is dropped unless that chain accepts it; net.sh never edits other tables, so allow $subnet there yourself (with Docker: iptables -I DOCKER-USER -s $subnet -j ACCEPT and iptables -I DOCKER-USER -d $subnet -j ACCEPT)"
+        done < <(pq nft -j list chains 2>/dev/null | jq -r '.nftables[]? | .chain? // empty | select(.hook == "forward" and .policy == "drop") | "\(.family) \(.table) \(.name)"')
+    fi
+
     local needs_json warnings_json
     needs_json=$(printf '%s\n' "${needs[@]}" | jq -sc .)
     warnings_json=$( ( ((${#warnings[@]} == 0)) || printf '%s\n' "${warnings[@]}") | jq -sc .)

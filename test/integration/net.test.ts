@@ -71,6 +71,7 @@ interface CheckResult {
     privilege: string;
     missing: string[];
     needs: Array<{ name: string; status: string; detail: string; fix?: string }>;
+    warnings: Array<{ name: string; detail: string }>;
 }
 
 interface NetRun<T> {
@@ -555,7 +556,16 @@ test("check lists what TAP networking needs and what is missing", (t) => {
         assert.ok(needNames.includes(n), `check lists ${n}`);
     }
     assert.equal(ok.needs.find((n) => n.name === "probe")!.status, "ok", "the probe made a bridge, TAP and NAT table in a scratch namespace");
+    assert.equal(ok.warnings.filter((w) => w.name.startsWith("forward-drop:")).length, 0);
     assert.deepEqual(ns.snapshot(), before, "check changes nothing");
+
+    // Someone else's forward chain with policy drop (as Docker's FORWARD) is warned about.
+    ns.runOk("nft", ["-f", "-"], { input: "table ip pe4_dropper {\n chain pe4fwd { type filter hook forward priority 0; policy drop; }\n}\n" });
+    const dropped = netsh<CheckResult>(ns, ["check"]).json!;
+    assert.equal(dropped.ok, true, "a warning, not a missing need");
+    const w = dropped.warnings.find((x) => x.name === "forward-drop:ip pe4_dropper pe4fwd");
+    assert.ok(w, JSON.stringify(dropped.warnings));
+    assert.match(w.detail, new RegExp(`allow ${net.subnet.replace(/\./g, "\\.")} there yourself`));
 
     const script = readableCopy(t);
     const user = netsh<CheckResult>(ns, ["check"], { user: OWNER, script });

@@ -513,6 +513,60 @@ test("without root: no --sudo, or sudo that wants a password, is a clear error b
     assert.deepEqual(ns.snapshot(), before);
 });
 
+/**
+ * Runs net.sh as OWNER with a passwordless sudo rule for ip, nft, sysctl and
+ * unshare. The rule lives in a temporary directory bind-mounted over
+ * /etc/sudoers.d inside the mount namespace `ip netns exec` makes for this one
+ * command (mounts there do not propagate back): the machine's sudoers are never
+ * touched.
+ */
+function netshWithSudoRule<T = ChangeResult>(t: TestContext, ns: Netns, script: string, args: string[]): NetRun<T> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-sudoers-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.chmodSync(dir, 0o755);
+    const tools = ["ip", "nft", "sysctl", "unshare"].map((c) => execFileSync("sh", ["-c", `command -v ${c}`], { encoding: "utf8" }).trim());
+    fs.writeFileSync(path.join(dir, "pe4"), `${OWNER} ALL=(root) NOPASSWD: ${tools.join(", ")}\n`, { mode: 0o440 });
+    const r = ns.run("sh", ["-c", 'd=$1; s=$2; u=$3; shift 3; mount --bind "$d" /etc/sudoers.d && exec setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups bash "$s" "$@"',
+        "sh", dir, script, OWNER, ...args]);
+    let json: T | undefined;
+    if (r.status === 0) json = JSON.parse(r.stdout.trim()) as T;
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, json };
+}
+
+const sudoersIncludesDir = (): boolean => {
+    try {
+        return /^[@#]includedir\s+\/etc\/sudoers\.d\s*$/m.test(fs.readFileSync("/etc/sudoers", "utf8"));
+    } catch {
+        return false;
+    }
+};
+
+test("with --sudo and passwordless sudo an unprivileged user brings the network up and down", (t) => {
+    if (!needsNetns(t)) return;
+    if (!requireTools(t, ["sudo", "mount", ["/etc/sudoers reads /etc/sudoers.d", sudoersIncludesDir]])) return;
+    const { ns, stateDir } = world(t);
+    const script = readableCopy(t);
+    const userState = path.join(stateDir, "stack");
+    fs.mkdirSync(userState);
+    execFileSync("chown", [OWNER, userState]);
+    fs.chmodSync(stateDir, 0o755);
+    const before = ns.snapshot();
+
+    const up = netshWithSudoRule(t, ns, script, ["up", "--sudo", "--state-dir", userState, "--taps", TAP0]);
+    assert.equal(up.status, 0, up.stderr);
+    assert.equal(up.json!.changed, true);
+    assert.equal(String((ns.link(TAP0)!.linkinfo as { info_data: { user: unknown } }).info_data.user), OWNER, "TAP owned by the invoking user");
+    assert.equal(fs.statSync(path.join(userState, "net.json")).uid, Number(execFileSync("id", ["-u", OWNER], { encoding: "utf8" })), "state file written as the user");
+    const st = netshWithSudoRule<StatusResult>(t, ns, script, ["status", "--sudo", "--state-dir", userState]);
+    assert.equal(st.json!.privilege, "sudo");
+    assert.deepEqual([st.json!.bridge.ours, st.json!.nft.ours, st.json!.taps[0]!.ours], [true, true, true]);
+
+    const down = netshWithSudoRule(t, ns, script, ["down", "--sudo", "--state-dir", userState]);
+    assert.equal(down.status, 0, down.stderr);
+    assert.deepEqual(ns.snapshot(), before);
+    assert.deepEqual(fs.readdirSync(userState), []);
+});
+
 test("bad input is refused with the field and the fix, before anything is made", (t) => {
     if (!needsNetns(t)) return;
     const { ns, stateDir } = world(t);

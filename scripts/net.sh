@@ -260,6 +260,7 @@ load_state() {
         STATE=$(empty_state)
     fi
     STATE_ORIG=$STATE
+    MARKER=$(st '.marker // ""')
 }
 
 st() { jq -r "$1" <<<"$STATE"; }
@@ -282,11 +283,12 @@ save_state() {
 
 # The marker that tags our links (ifalias) and table (comment): made once per
 # state file. Call ensure_marker in the main shell before reading it.
+MARKER=""
 ensure_marker() {
-    [[ -n $(st '.marker // empty') ]] && return 0
-    st_set '.marker = $m' --arg m "$MARKER_PREFIX$(cat /proc/sys/kernel/random/uuid)"
+    [[ -n $MARKER ]] && return 0
+    MARKER="$MARKER_PREFIX$(cat /proc/sys/kernel/random/uuid)"
+    st_set '.marker = $m' --arg m "$MARKER"
 }
-marker() { st '.marker // ""'; }
 
 tap_recorded() { [[ $(jq -r --arg n "$1" '.taps[$n] != null' <<<"$STATE") == true ]]; }
 
@@ -316,7 +318,21 @@ link_info() {
     }' <<<"$out"
 }
 
-li() { jq -r "$2" <<<"$1"; }
+# Reads link NAME into L_* variables with one ip and one jq call (fields
+# joined by the ASCII unit separator, so empty ones survive `read`).
+# L_EXISTS is 1 when the link exists (its other fields are then set).
+L_EXISTS=0 L_IFNAME="" L_ALIAS="" L_KIND="" L_TAPTYPE="" L_MQ="" L_VNET="" L_USER="" L_MASTER="" L_UP="" L_ADDRESS=""
+read_link() {
+    local out
+    L_EXISTS=0 L_IFNAME="" L_ALIAS="" L_KIND="" L_TAPTYPE="" L_MQ="" L_VNET="" L_USER="" L_MASTER="" L_UP="" L_ADDRESS=""
+    out=$(ip -d -j link show dev "$1" 2>/dev/null) || return 0
+    IFS=$'\x1f' read -r L_IFNAME L_ALIAS L_KIND L_TAPTYPE L_MQ L_VNET L_USER L_MASTER L_UP L_ADDRESS < <(jq -r '.[0] | [
+        .ifname, (.ifalias // ""), (.linkinfo.info_kind // ""), (.linkinfo.info_data.type // ""),
+        (.linkinfo.info_data.multi_queue // false), (.linkinfo.info_data.vnet_hdr // false),
+        ((.linkinfo.info_data.user // "") | tostring), (.master // ""),
+        any((.flags // [])[]; . == "UP"), (.address // "")] | map(tostring) | join("\u001f")' <<<"$out")
+    L_EXISTS=1
+}
 
 uid_of() { # USER-or-UID -> uid (or the input when unknown)
     id -u -- "$1" 2>/dev/null || printf '%s\n' "$1"
@@ -455,22 +471,22 @@ restore_forwarding() { # SNAPSHOT_JSON
 
 # Refuses a bridge name that exists and is not ours.
 precheck_bridge() {
-    local rec info
+    local rec
     rec=$(st '.bridge.name // empty')
     if [[ -n $rec && $rec != "$BRIDGE" ]]; then
         die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec, or take the old network down first with 'net.sh down --state-dir $STATE_DIR'"
     fi
-    info=$(link_info "$BRIDGE")
-    [[ -z $info ]] && return 0
+    read_link "$BRIDGE"
+    ((L_EXISTS)) || return 0
     local why=""
     if [[ -z $rec ]]; then
         why="it is not recorded in $STATE_FILE"
-    elif [[ $(li "$info" .ifname) != "$BRIDGE" ]]; then
-        why="the name is an alternative name of $(li "$info" .ifname)"
-    elif [[ $(li "$info" .ifalias) != "$(marker)" ]]; then
-        why="its ifalias '$(li "$info" .ifalias)' is not this state's marker (it was replaced since we made it)"
-    elif [[ $(li "$info" .kind) != bridge ]]; then
-        why="it is a $(li "$info" .kind) device, not a bridge"
+    elif [[ $L_IFNAME != "$BRIDGE" ]]; then
+        why="the name is an alternative name of $L_IFNAME"
+    elif [[ $L_ALIAS != "$MARKER" ]]; then
+        why="its ifalias '$L_ALIAS' is not this state's marker (it was replaced since we made it)"
+    elif [[ $L_KIND != bridge ]]; then
+        why="it is a $L_KIND device, not a bridge"
     fi
     [[ -z $why ]] && return 0
     die 4 --bridge "a device named $BRIDGE exists and is not ours: $why" "choose another bridge name (--bridge, the stack's bridge setting), or remove $BRIDGE yourself if nothing uses it"
@@ -487,7 +503,7 @@ precheck_table() {
     comment=$(nft_comment <<<"$text")
     if [[ -z $rec ]]; then
         why="it is not recorded in $STATE_FILE"
-    elif [[ $comment != "$(marker)" ]]; then
+    elif [[ $comment != "$MARKER" ]]; then
         why="its comment '$comment' is not this state's marker"
     fi
     [[ -z $why ]] && return 0
@@ -495,16 +511,16 @@ precheck_table() {
 }
 
 precheck_tap() { # NAME
-    local name=$1 info why=""
-    info=$(link_info "$name")
-    [[ -z $info ]] && return 0
+    local name=$1 why=""
+    read_link "$name"
+    ((L_EXISTS)) || return 0
     if ! tap_recorded "$name"; then
         why="it is not recorded in $STATE_FILE"
-    elif [[ $(li "$info" .ifname) != "$name" ]]; then
-        why="the name is an alternative name of $(li "$info" .ifname)"
-    elif [[ $(li "$info" .ifalias) != "$(marker)" ]]; then
-        why="its ifalias '$(li "$info" .ifalias)' is not this state's marker"
-    elif [[ $(li "$info" .kind) != tun || $(li "$info" .tapType) != tap ]]; then
+    elif [[ $L_IFNAME != "$name" ]]; then
+        why="the name is an alternative name of $L_IFNAME"
+    elif [[ $L_ALIAS != "$MARKER" ]]; then
+        why="its ifalias '$L_ALIAS' is not this state's marker"
+    elif [[ $L_KIND != tun || $L_TAPTYPE != tap ]]; then
         why="it is not a TAP device"
     fi
     [[ -z $why ]] && return 0
@@ -514,18 +530,17 @@ precheck_tap() { # NAME
 # ---------------------------------------------------------------- apply steps (inside the transaction)
 
 ensure_bridge() {
-    local info m created=0
-    m=$(marker)
-    info=$(link_info "$BRIDGE")
+    local m=$MARKER created=0
+    read_link "$BRIDGE"
     STEP="--bridge $BRIDGE"
-    if [[ -z $info ]]; then
+    if ((L_EXISTS == 0)); then
         p ip link add name "$BRIDGE" type bridge
         undo_push "link|$BRIDGE"
         # Pin the bridge's MAC address: otherwise the kernel gives the bridge the
         # lowest MAC among its ports, so adding a TAP would change the gateway's
         # MAC under the VMs that are already running.
-        local mac
-        mac=$(ip -j link show dev "$BRIDGE" | jq -r '.[0].address')
+        read_link "$BRIDGE"
+        local mac=$L_ADDRESS
         p ip link set dev "$BRIDGE" address "$mac"
         p ip link set dev "$BRIDGE" alias "$m"
         st_set '.bridge = {name: $b, gatewayCidr: $g, subnet: $s, address: $mac}' \
@@ -534,19 +549,20 @@ ensure_bridge() {
         CREATED+=("bridge|$BRIDGE|$mac")
         log "created bridge $BRIDGE"
         created=1
-        info=$(link_info "$BRIDGE")
+        read_link "$BRIDGE"
     elif [[ $(st '.bridge.gatewayCidr') != "$GATEWAY_CIDR" ]]; then
         st_set '.bridge.gatewayCidr = $g | .bridge.subnet = $s' --arg g "$GATEWAY_CIDR" --arg s "$SUBNET"
         save_state
     fi
 
     STEP="--gateway-cidr $GATEWAY_CIDR"
-    local a have_gw=0
+    local a have_gw=0 old_gw
+    old_gw=$(jq -r '.bridge.gatewayCidr // ""' <<<"$STATE_ORIG")
     while IFS= read -r a; do
         [[ -z $a ]] && continue
         if [[ $a == "$GATEWAY_CIDR" ]]; then
             have_gw=1
-        elif [[ $a == "$(jq -r '.bridge.gatewayCidr' <<<"$STATE_ORIG")" ]]; then
+        elif [[ $a == "$old_gw" ]]; then
             # The gateway we set earlier, replaced by a new --gateway-cidr.
             p ip addr del "$a" dev "$BRIDGE"
             UPDATED+=("address|$BRIDGE|removed $a")
@@ -559,7 +575,7 @@ ensure_bridge() {
     fi
 
     STEP="--bridge $BRIDGE (link up)"
-    if [[ $(li "$info" .up) != true ]]; then
+    if [[ $L_UP != true ]]; then
         p ip link set dev "$BRIDGE" up
         ((created)) || UPDATED+=("bridge|$BRIDGE|set up")
     fi
@@ -596,7 +612,7 @@ EOF
 ensure_nat() {
     STEP="--nft-table $NFT_TABLE"
     local m text digest
-    m=$(marker)
+    m=$MARKER
     if text=$(nft_table_text "$NFT_TABLE"); then
         # Ours (checked before). Unchanged when it still lists what we loaded.
         digest=$(sha256sum <<<"$text" | cut -d' ' -f1)
@@ -625,27 +641,25 @@ tap_flags() {
 }
 
 ensure_tap() { # NAME (prechecked: absent or ours)
-    local name=$1 info m bridge
+    local name=$1 m=$MARKER bridge
     bridge=$(st '.bridge.name')
-    m=$(marker)
     STEP="--tap $name"
-    info=$(link_info "$name")
+    read_link "$name"
     local want_uid want_mq
     want_uid=$(uid_of "$OWNER")
     want_mq=false
     [[ $MULTI_QUEUE == on ]] && want_mq=true
-    if [[ -n $info ]]; then
-        if [[ $(uid_of "$(li "$info" .user)") != "$want_uid" || $(li "$info" .multiQueue) != "$want_mq" || $(li "$info" .vnetHdr) != true ]]; then
+    if ((L_EXISTS)); then
+        if [[ $(uid_of "$L_USER") != "$want_uid" || $L_MQ != "$want_mq" || $L_VNET != true ]]; then
             # Flags and owner of a TAP cannot change: make it again.
             p ip link del dev "$name"
             UPDATED+=("tap|$name|recreated for owner $OWNER, multi-queue $MULTI_QUEUE")
-            info=""
         else
-            if [[ $(li "$info" .master) != "$bridge" ]]; then
+            if [[ $L_MASTER != "$bridge" ]]; then
                 p ip link set dev "$name" master "$bridge"
                 UPDATED+=("tap|$name|attached to $bridge")
             fi
-            if [[ $(li "$info" .up) != true ]]; then
+            if [[ $L_UP != true ]]; then
                 p ip link set dev "$name" up
                 UPDATED+=("tap|$name|set up")
             fi
@@ -669,12 +683,12 @@ ensure_tap() { # NAME (prechecked: absent or ours)
 # ---------------------------------------------------------------- removal steps
 
 remove_tap() { # NAME: recorded TAP
-    local name=$1 info
+    local name=$1
     STEP="--tap $name"
-    info=$(link_info "$name")
-    if [[ -z $info ]]; then
+    read_link "$name"
+    if ((L_EXISTS == 0)); then
         LEFT+=("tap|$name|already gone")
-    elif [[ $(li "$info" .ifname) == "$name" && $(li "$info" .ifalias) == "$(marker)" ]]; then
+    elif [[ $L_IFNAME == "$name" && $L_ALIAS == "$MARKER" ]]; then
         p ip link del dev "$name"
         REMOVED+=("tap|$name|")
         log "removed TAP $name"
@@ -693,7 +707,7 @@ remove_nat() {
     STEP="--nft-table $table"
     if text=$(nft_table_text "$table"); then
         comment=$(nft_comment <<<"$text")
-        if [[ $comment == "$(marker)" ]]; then
+        if [[ $comment == "$MARKER" ]]; then
             p nft delete table ip "$table"
             REMOVED+=("nftables|ip $table|")
             log "removed nftables table ip $table"
@@ -726,14 +740,14 @@ remove_forwarding() {
 }
 
 remove_bridge() {
-    local name info
+    local name
     name=$(st '.bridge.name // empty')
     [[ -z $name ]] && return 0
     STEP="--bridge $name"
-    info=$(link_info "$name")
-    if [[ -z $info ]]; then
+    read_link "$name"
+    if ((L_EXISTS == 0)); then
         LEFT+=("bridge|$name|already gone")
-    elif [[ $(li "$info" .ifname) == "$name" && $(li "$info" .ifalias) == "$(marker)" ]]; then
+    elif [[ $L_IFNAME == "$name" && $L_ALIAS == "$MARKER" ]]; then
         p ip link del dev "$name"
         REMOVED+=("bridge|$name|")
         log "removed bridge $name"
@@ -832,14 +846,14 @@ verb_tap_up() {
     check_multi_queue
     [[ -z $BRIDGE ]] || check_ifname --bridge "$BRIDGE"
     begin
-    local rec info
+    local rec
     rec=$(st '.bridge.name // empty')
     [[ -n $rec ]] || die 2 --bridge "no bridge is recorded in $STATE_FILE" "run 'net.sh bridge-up --state-dir $STATE_DIR' first"
     [[ -z $BRIDGE || $BRIDGE == "$rec" ]] || die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec"
     BRIDGE=$rec
     [[ $TAP != "$BRIDGE" ]] || die 2 --tap "'$TAP' is the bridge's name" "give the TAP another name"
-    info=$(link_info "$BRIDGE")
-    [[ -n $info && $(li "$info" .ifalias) == "$(marker)" ]] ||
+    read_link "$BRIDGE"
+    [[ $L_EXISTS == 1 && $L_ALIAS == "$MARKER" ]] ||
         die 2 --bridge "bridge $BRIDGE is recorded but missing or no longer ours" "run 'net.sh bridge-up --state-dir $STATE_DIR' again (after a reboot: pulumi refresh, then pulumi up)"
     precheck_tap "$TAP"
     TXN=1
@@ -863,7 +877,8 @@ verb_tap_down() {
     lock_state_dir
     load_state
     if ! tap_recorded "$TAP"; then
-        [[ -z $(link_info "$TAP") ]] || LEFT+=("tap|$TAP|exists but is not recorded as ours: left alone")
+        read_link "$TAP"
+        ((L_EXISTS == 0)) || LEFT+=("tap|$TAP|exists but is not recorded as ours: left alone")
         emit_change "TAP $TAP is not recorded in $STATE_FILE; nothing removed"
         return 0
     fi
@@ -1080,6 +1095,15 @@ verb_check() {
     [[ -c /dev/vhost-net ]] || warn /dev/vhost-net "absent: QEMU cannot use vhost=on for TAP devices; plain TAP networking works, slower"
     if [[ $(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo 0) == 1 ]]; then
         warn net.bridge.bridge-nf-call-iptables "is 1: traffic between VMs on the bridge passes the host's iptables/nftables forward hooks, so a forward policy of drop in another table (Docker sets one) blocks VM-to-VM traffic; VM-to-host and NATed traffic are not affected"
+    fi
+
+    if [[ $PRIV_MODE != none ]] && have nft; then
+        local chain subnet
+        subnet=$(const .network.subnet)
+        while IFS= read -r chain; do
+            [[ -n $chain ]] || continue
+            warn "forward-drop:$chain" "chain '$chain' hooks forward with policy drop: what the VMs send beyond the host (and, with bridge-nf-call-iptables=1, to each other) is dropped unless that chain accepts it; net.sh never edits other tables, so allow $subnet there yourself (with Docker: iptables -I DOCKER-USER -s $subnet -j ACCEPT and iptables -I DOCKER-USER -d $subnet -j ACCEPT)"
+        done < <(pq nft -j list chains 2>/dev/null | jq -r '.nftables[]? | .chain? // empty | select(.hook == "forward" and .policy == "drop") | "\(.family) \(.table) \(.name)"')
     fi
 
     local needs_json warnings_json

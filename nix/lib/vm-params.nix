@@ -27,6 +27,8 @@ in
   memoryMiB ? constants.vm.memoryMiB,
   vcpus ? constants.vm.vcpus,
   pcpSource ? "nixpkgs",
+  # "kvm" (default) or "tcg" for hosts whose /dev/kvm is missing or broken.
+  accel ? "kvm",
   # Feature switches; null means "as the variant table says".
   enablePmlogger ? null,
   enableEvalTools ? null,
@@ -132,6 +134,11 @@ let
     ) sshAuthorizedKeys
   ) "sshAuthorizedKeys must be a list of OpenSSH public key lines (\"ssh-ed25519 AAAA... comment\")" sshAuthorizedKeys;
 
+  resolvedAccel = check (builtins.elem accel [
+    "kvm"
+    "tcg"
+  ]) "accel must be \"kvm\" or \"tcg\", got '${toString accel}'" accel;
+
   resolvedDebug = check (builtins.isBool debugMode) "debugMode must be true or false" debugMode;
 in
 {
@@ -166,6 +173,7 @@ in
   memoryMiB = resolvedMemory;
   vcpus = resolvedVcpus;
   pcpSource = resolvedSource;
+  accel = resolvedAccel;
   guestPorts = table.guestPorts;
   network = table.network;
   warnings =

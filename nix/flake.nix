@@ -100,7 +100,7 @@
         mkMicrovm = vms.mkMicrovm system;
         # { variant, name, networking ? "user", tap ? { id; address; mac; },
         #   sshAuthorizedKeys ? [ ], debugMode ? false, memoryMiB, vcpus,
-        #   pcpSource ? "nixpkgs", accel ? "kvm", enable<Feature> ? null }
+        #   pcpSource ? "nixpkgs", useKvm ? true, enable<Feature> ? null }
         #   -> runner derivation with bin/microvm-run
         mkMicrovmRunner = vms.mkMicrovmRunner system;
         # "nixpkgs" | "upstream" -> PCP package

@@ -11,7 +11,9 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, test } from "node:test";
+import type { VmSpec } from "../../components/config";
 import { consolePorts, constants, forwardedPorts, variants, type Variant } from "../../components/constants";
+import { runnerExpression } from "../../components/microVm";
 import { nixEvalError, nixEvalJson, nixTools, repoRoot, run } from "../helpers/nix";
 import { requireTools } from "../helpers/tools";
 
@@ -178,6 +180,59 @@ describe("nix/: offline checks", () => {
         assert.ok(override.forwards.some((f) => f.name === "nodeExporter" && f.guest === constants.ports.nodeExporter));
     });
 
+    test("the arguments components/microVm.ts passes are accepted and resolve as the program expects", async (t) => {
+        if (!requireTools(t, nixTools)) return;
+        const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEpe3 pcp-eval@pe3";
+        const first = constants.network.firstVmAddress.split(".").map(Number);
+        const specs: Array<{ spec: VmSpec; useKvm: boolean; debugMode: boolean }> = [
+            {
+                spec: { name: "eval-1", variant: "eval", networking: "user", memoryMiB: constants.vm.memoryMiB, vcpus: constants.vm.vcpus, source: "pe3" },
+                useKvm: true,
+                debugMode: false,
+            },
+            {
+                spec: {
+                    name: "grafana-tap",
+                    variant: "grafana",
+                    networking: "tap",
+                    memoryMiB: constants.vm.memoryMiB + 512,
+                    vcpus: 1,
+                    source: "pe3",
+                    tap: {
+                        device: `${constants.network.tapPrefix}5`,
+                        address: [...first.slice(0, 3), first[3] + 5].join("."),
+                        mac: `${constants.network.macPrefix}:06`,
+                    },
+                },
+                useKvm: false,
+                debugMode: true,
+            },
+        ];
+        for (const { spec, useKvm, debugMode } of specs) {
+            const expr = runnerExpression({ spec, flake: "/nonexistent/nix", system: "x86_64-linux", pcpSource: "upstream", debugMode, useKvm }, key);
+            const m = /\.mkMicrovmRunner (\{.*\})$/.exec(expr);
+            assert.ok(m, `runnerExpression calls mkMicrovmRunner: ${expr}`);
+            const p = await nixEvalJson<ResolvedParams>({ expr: vmParams(m[1]) });
+            assert.equal(p.name, spec.name);
+            assert.equal(p.variant, spec.variant);
+            assert.equal(p.networking, spec.networking);
+            assert.equal(p.memoryMiB, spec.memoryMiB);
+            assert.equal(p.vcpus, spec.vcpus);
+            assert.equal(p.pcpSource, "upstream");
+            assert.equal(p.debugMode, debugMode);
+            assert.equal(p.accel, useKvm ? "kvm" : "tcg");
+            if (spec.tap) {
+                assert.equal(p.tap?.id, spec.tap.device);
+                assert.equal(p.tap?.address, spec.tap.address);
+                assert.equal(p.tap?.mac, spec.tap.mac);
+                assert.deepEqual(p.forwards, []);
+            } else {
+                assert.deepEqual(Object.fromEntries(p.forwards.map((f) => [f.name, f.host])), { ...forwardedPorts(spec.variant) });
+            }
+            assert.deepEqual(p.warnings, []);
+        }
+    });
+
     test("mkMicrovmRunner rejects bad arguments with the field named", async (t) => {
         if (!requireTools(t, nixTools)) return;
         const outside = "192.0.2.10";
@@ -194,6 +249,7 @@ describe("nix/: offline checks", () => {
             [`{ variant = "base"; vcpus = 0; }`, /vcpus must be an integer >= 1/],
             [`{ variant = "base"; pcpSource = "git"; }`, /pcpSource must be "nixpkgs" or "upstream"/],
             [`{ variant = "base"; accel = "hvf"; }`, /accel must be "kvm" or "tcg"/],
+            [`{ variant = "base"; useKvm = "no"; }`, /useKvm must be true or false/],
             [`{ variant = "base"; sshAuthorizedKeys = [ "hunter2" ]; }`, /sshAuthorizedKeys must be a list of OpenSSH public key lines/],
             [`{ variant = "base"; enableBpf = "yes"; }`, /enableBpf must be true, false or null/],
             [`{ variant = "base"; name = "bad name"; }`, /name 'bad name' must be/],

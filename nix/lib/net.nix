@@ -14,7 +14,7 @@ rec {
 
   toInt32 = octets: builtins.foldl' (acc: o: acc * 256 + o) 0 octets;
 
-  # "10.177.0.0/24" -> { address; octets; prefixLength; }, or null.
+  # "192.0.2.0/24" -> { address; octets; prefixLength; }, or null.
   parseCidr =
     cidr:
     let

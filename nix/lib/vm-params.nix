@@ -27,6 +27,10 @@ in
   memoryMiB ? constants.vm.memoryMiB,
   vcpus ? constants.vm.vcpus,
   pcpSource ? "nixpkgs",
+  # false on hosts whose /dev/kvm is missing or broken: the runner uses TCG.
+  useKvm ? true,
+  # The same choice spelled as QEMU's accelerator: "kvm" or "tcg".
+  accel ? null,
   # Feature switches; null means "as the variant table says".
   enablePmlogger ? null,
   enableEvalTools ? null,
@@ -132,6 +136,25 @@ let
     ) sshAuthorizedKeys
   ) "sshAuthorizedKeys must be a list of OpenSSH public key lines (\"ssh-ed25519 AAAA... comment\")" sshAuthorizedKeys;
 
+  kvmAccel =
+    if builtins.isBool useKvm then
+      (if useKvm then "kvm" else "tcg")
+    else
+      fail "useKvm must be true or false, got ${builtins.typeOf useKvm}";
+
+  resolvedAccel =
+    if accel == null then
+      kvmAccel
+    else if !(builtins.elem accel [
+      "kvm"
+      "tcg"
+    ]) then
+      fail "accel must be \"kvm\" or \"tcg\", got '${toString accel}'"
+    else if accel != kvmAccel && !useKvm then
+      fail "useKvm = false and accel = \"${accel}\" disagree; give one of them"
+    else
+      accel;
+
   resolvedDebug = check (builtins.isBool debugMode) "debugMode must be true or false" debugMode;
 in
 {
@@ -166,6 +189,7 @@ in
   memoryMiB = resolvedMemory;
   vcpus = resolvedVcpus;
   pcpSource = resolvedSource;
+  accel = resolvedAccel;
   guestPorts = table.guestPorts;
   network = table.network;
   warnings =

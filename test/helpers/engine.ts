@@ -1,0 +1,348 @@
+/**
+ * The real Pulumi engine on a throw-away copy of this project, inside a
+ * network namespace of its own. Used by test/e2e/engine.test.ts and
+ * bench/engine.ts.
+ *
+ * - The CLI, the Node.js language host and the dynamic-provider launcher come
+ *   from tools/build.sh (built from Go modules, cached); they are put first on
+ *   PATH, with PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true so nothing is
+ *   downloaded (inside the namespace nothing could be).
+ * - The project is copied to a temporary directory (node_modules linked), so
+ *   `pulumi stack init` (it writes the stack's encryption salt into
+ *   Pulumi.<stack>.yaml), `pulumi config set`, the file-backend state
+ *   (Pulumi.yaml's ./.pulumi-state) and the stack's host state
+ *   (.pcp-eval-state/) all stay out of the checkout.
+ * - Every pulumi command runs as `ip netns exec <ns> pulumi ...`: the bridge,
+ *   TAP devices, nftables table and the VMs' forwarded ports exist only in
+ *   that namespace. `dispose` ends what is left in it (by PID: every process
+ *   there was started by this harness), deletes it, and removes the copy.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { offlineNixConfig } from "./nix";
+import { Netns } from "./netns";
+
+export const repoRoot = path.resolve(__dirname, "..", "..");
+export const stackName = "ci";
+
+/** What the engine test copies: the program, its scripts and the ci stack's fixtures. */
+const projectEntries = [
+    "Pulumi.yaml",
+    `Pulumi.${stackName}.yaml`,
+    "index.ts",
+    "package.json",
+    "tsconfig.json",
+    "components",
+    "scripts",
+    "nix",
+    "test/fixtures/ci-flake",
+    "test/fixtures/vm",
+];
+
+export interface ToolsBuild {
+    binDir: string;
+    pulumi: string;
+    languageHostNodejs: string;
+}
+
+/** The engine's bin dir: $PCP_EVAL_TOOLS_BIN (scripts/test.sh sets it), else tools/build.sh (seconds when cached). */
+export function engineTools(): ToolsBuild {
+    const fromEnv = process.env.PCP_EVAL_TOOLS_BIN;
+    const r = spawnSync("bash", [path.join(repoRoot, "tools", "build.sh"), ...(fromEnv ? ["--print"] : [])], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "inherit"],
+        maxBuffer: 1024 * 1024,
+    });
+    if (r.status !== 0) throw new Error(`tools/build.sh failed (status ${r.status})`);
+    const build = JSON.parse(r.stdout.trim().split("\n").pop() ?? "") as ToolsBuild;
+    if (fromEnv && path.resolve(fromEnv) !== path.resolve(build.binDir)) {
+        throw new Error(`PCP_EVAL_TOOLS_BIN=${fromEnv} is not the current tools build ${build.binDir}; rerun tools/build.sh`);
+    }
+    return build;
+}
+
+export interface PulumiResult {
+    status: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+    ms: number;
+}
+
+/** `pulumi <op> --json`, as far as the tests read it. */
+export interface EngineJson {
+    /** The operation's steps: "create", "same", "delete", "refresh", ... per URN. */
+    steps: Array<{ op: string; urn: string }>;
+    /** Step counts by op. */
+    changeSummary: Record<string, number>;
+}
+
+interface EngineEvent {
+    resourcePreEvent?: { metadata: { op: string; urn: string } };
+    summaryEvent?: { resourceChanges: Record<string, number>; result?: string };
+}
+
+/**
+ * Parses `--json` output: a preview prints one JSON document; an update
+ * (`up`, `destroy`, `refresh` without --preview-only) prints the preview's
+ * document and then its engine events, one JSON object per line. For an
+ * update the steps and counts are those of the events (what was done).
+ */
+export function parseEngineJson(stdout: string): EngineJson {
+    const text = stdout.trim();
+    const end = text.indexOf("\n}\n");
+    const first = end < 0 ? text : text.slice(0, end + 2);
+    const doc = JSON.parse(first) as { steps?: Array<{ op: string; urn: string }>; changeSummary?: Record<string, number> };
+    const events = (end < 0 ? "" : text.slice(end + 3))
+        .split("\n")
+        .filter((l) => l.trim() !== "")
+        .map((l) => JSON.parse(l) as EngineEvent);
+    if (events.length === 0) return { steps: doc.steps ?? [], changeSummary: doc.changeSummary ?? {} };
+    const summary = events.find((e) => e.summaryEvent)?.summaryEvent;
+    if (!summary) throw new Error("the engine's events have no summary event");
+    return {
+        steps: events.filter((e) => e.resourcePreEvent).map((e) => ({ op: e.resourcePreEvent!.metadata.op, urn: e.resourcePreEvent!.metadata.urn })),
+        changeSummary: summary.resourceChanges,
+    };
+}
+
+export class EngineProject {
+    readonly dir: string;
+    readonly ns: Netns;
+    readonly env: Record<string, string>;
+    /** The stack's host state (.pcp-eval-state/<stack>) inside the copy. */
+    readonly stateDir: string;
+    private readonly running = new Set<ChildProcess>();
+
+    private constructor(dir: string, ns: Netns, env: Record<string, string>) {
+        this.dir = dir;
+        this.ns = ns;
+        this.env = env;
+        this.stateDir = path.join(dir, "project", ".pcp-eval-state", stackName);
+    }
+
+    get projectDir(): string {
+        return path.join(this.dir, "project");
+    }
+
+    /** Copies the project, creates the namespace (loopback up) and the stack. */
+    static async create(tools: ToolsBuild, prefix = "pe9"): Promise<EngineProject> {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-engine-`));
+        const project = path.join(dir, "project");
+        for (const entry of projectEntries) {
+            fs.cpSync(path.join(repoRoot, entry), path.join(project, entry), {
+                recursive: true,
+                filter: (src) => !src.endsWith(".test.ts"),
+            });
+        }
+        fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(project, "node_modules"));
+        fs.mkdirSync(path.join(dir, "home"));
+        const env: Record<string, string> = {
+            PATH: `${tools.binDir}:${process.env.PATH ?? "/usr/bin:/bin"}`,
+            PULUMI_HOME: path.join(dir, "home"),
+            // Overrides Pulumi.yaml's ./.pulumi-state, which `pulumi login` would not.
+            PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}`,
+            PULUMI_CONFIG_PASSPHRASE: `pe9-${process.pid}`,
+            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+            PULUMI_SKIP_UPDATE_CHECK: "true",
+            // tsc --noEmit checks the program's types before the tests; the engine only transpiles.
+            PULUMI_NODEJS_TRANSPILE_ONLY: "true",
+            NIX_CONFIG: offlineNixConfig,
+            // The ci fixture flake reads nix/constants.json and test/fixtures/vm from here.
+            PCP_EVAL_REPO: project,
+        };
+        fs.mkdirSync(path.join(dir, "state"));
+        const ns = Netns.create(prefix);
+        const p = new EngineProject(dir, ns, env);
+        const login = await p.pulumi(["login", env.PULUMI_BACKEND_URL!]);
+        if (login.status !== 0) throw new Error(`pulumi login failed: ${login.stderr}`);
+        return p;
+    }
+
+    private argv(args: string[]): string[] {
+        return ["netns", "exec", this.ns.name, "pulumi", "--cwd", this.projectDir, "--non-interactive", ...args];
+    }
+
+    private spawnPulumi(args: string[], detached: boolean): ChildProcess {
+        const child = spawn("ip", this.argv(args), {
+            env: { ...process.env, ...this.env },
+            stdio: ["ignore", "pipe", "pipe"],
+            detached,
+        });
+        this.running.add(child);
+        child.on("close", () => this.running.delete(child));
+        return child;
+    }
+
+    /** Runs `pulumi ARGS` in the namespace to completion; never throws on a non-zero exit. */
+    pulumi(args: string[], timeoutMs = 15 * 60_000): Promise<PulumiResult> {
+        const started = Date.now();
+        const child = this.spawnPulumi(args, false);
+        let stdout = "";
+        let stderr = "";
+        child.stdout?.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+        child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+        const guard = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+        return new Promise((resolve, reject) => {
+            child.on("error", reject);
+            child.on("close", (status, signal) => {
+                clearTimeout(guard);
+                resolve({ status, signal, stdout, stderr, ms: Date.now() - started });
+            });
+        });
+    }
+
+    /** Runs `pulumi ARGS`, throwing with its output when it fails. */
+    async pulumiOk(args: string[]): Promise<PulumiResult> {
+        const r = await this.pulumi(args);
+        if (r.status !== 0) {
+            throw new Error(`pulumi ${args.join(" ")} failed (status ${r.status}, signal ${r.signal}):\n${r.stdout.slice(-6000)}\n${r.stderr.slice(-4000)}`);
+        }
+        return r;
+    }
+
+    /** Runs `pulumi ARGS --json` and parses its JSON document. */
+    async pulumiJson(args: string[]): Promise<{ result: PulumiResult; json: EngineJson }> {
+        const result = await this.pulumiOk([...args, "--json"]);
+        return { result, json: parseEngineJson(result.stdout) };
+    }
+
+    /**
+     * Starts `pulumi ARGS` in a process group of its own and returns a handle
+     * that kills the whole group with SIGKILL: the CLI, its language host and
+     * plugins and the scripts they run die at once, as on a lost terminal.
+     * Detached VMs (their own sessions) live on.
+     */
+    startPulumi(args: string[]): { output(): string; exited(): boolean; killGroup(): Promise<void> } {
+        const child = this.spawnPulumi(args, true);
+        let out = "";
+        let exited = false;
+        child.stdout?.setEncoding("utf8").on("data", (d: string) => (out += d));
+        child.stderr?.setEncoding("utf8").on("data", (d: string) => (out += d));
+        const closed = new Promise<void>((resolve) =>
+            child.on("close", () => {
+                exited = true;
+                resolve();
+            }),
+        );
+        return {
+            output: () => out,
+            exited: () => exited,
+            killGroup: async () => {
+                if (child.pid !== undefined) {
+                    try {
+                        process.kill(-child.pid, "SIGKILL");
+                    } catch {
+                        // already gone
+                    }
+                }
+                await closed;
+            },
+        };
+    }
+
+    /** Puts the checkout's Pulumi.<stack>.yaml back (`pulumi stack rm` deletes the copy's). */
+    restoreStackConfig(): void {
+        const file = `Pulumi.${stackName}.yaml`;
+        fs.copyFileSync(path.join(repoRoot, file), path.join(this.projectDir, file));
+    }
+
+    /** Stack outputs as JSON. */
+    async outputs(): Promise<Record<string, unknown>> {
+        const r = await this.pulumiOk(["stack", "output", "--stack", stackName, "--json", "--show-secrets"]);
+        return JSON.parse(r.stdout) as Record<string, unknown>;
+    }
+
+    /** The stack's checkpoint (`pulumi stack export`). */
+    async exportState(): Promise<{ deployment?: { resources?: Array<{ urn: string; type: string; id?: string }>; pending_operations?: unknown[] } }> {
+        const r = await this.pulumiOk(["stack", "export", "--stack", stackName]);
+        return JSON.parse(r.stdout) as { deployment?: { resources?: Array<{ urn: string; type: string; id?: string }>; pending_operations?: unknown[] } };
+    }
+
+    /** PIDs of the processes in the namespace, with their command lines. */
+    processes(): Array<{ pid: number; args: string }> {
+        const r = spawnSync("ip", ["netns", "pids", this.ns.name], { encoding: "utf8" });
+        return r.stdout
+            .split("\n")
+            .filter((l) => /^\d+$/.test(l.trim()))
+            .map((l) => {
+                const pid = Number(l.trim());
+                let args = "";
+                try {
+                    args = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
+                } catch {
+                    // exited meanwhile
+                }
+                return { pid, args };
+            })
+            .filter((p) => p.args !== "");
+    }
+
+    /** `vm.sh status` of one VM of the stack. */
+    vmStatus(name: string): { running: boolean; pid?: number } {
+        const r = spawnSync("bash", [path.join(this.projectDir, "scripts", "vm.sh"), "status", "--name", name, "--state-dir", path.join(this.stateDir, "vms")], {
+            encoding: "utf8",
+        });
+        if (r.status !== 0) throw new Error(`vm.sh status ${name} failed: ${r.stderr}`);
+        return JSON.parse(r.stdout.trim().split("\n").pop() ?? "") as { running: boolean; pid?: number };
+    }
+
+    /** An HTTP GET from inside the namespace: the status code (0 when nothing answered). */
+    httpStatus(url: string): number {
+        const r = this.ns.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url]);
+        return Number.parseInt(r.stdout.trim(), 10) || 0;
+    }
+
+    /** Symlinks (Nix out-links) left under the stack's state dir. */
+    outLinks(): string[] {
+        const found: string[] = [];
+        const walk = (d: string): void => {
+            if (!fs.existsSync(d)) return;
+            for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+                const p = path.join(d, e.name);
+                if (e.isSymbolicLink()) found.push(p);
+                else if (e.isDirectory()) walk(p);
+            }
+        };
+        walk(this.stateDir);
+        return found;
+    }
+
+    /** nftables tables in the namespace. */
+    nftTables(): string[] {
+        return this.ns
+            .runOk("nft", ["list", "tables"])
+            .split("\n")
+            .map((l) => l.trim())
+            .filter((l) => l !== "");
+    }
+
+    /** Ends every process left in the namespace (all started here), deletes it, removes the copy. */
+    async dispose(): Promise<void> {
+        for (const child of this.running) {
+            if (child.pid !== undefined) {
+                try {
+                    process.kill(child.pid, "SIGKILL");
+                } catch {
+                    // already gone
+                }
+            }
+        }
+        for (let round = 0; round < 50; round++) {
+            const left = this.processes();
+            if (left.length === 0) break;
+            for (const p of left) {
+                try {
+                    process.kill(p.pid, round < 10 ? "SIGTERM" : "SIGKILL");
+                } catch {
+                    // already gone
+                }
+            }
+            await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+        this.ns.destroy();
+        fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+}

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import * as pulumi from "@pulumi/pulumi";
+import { loadSerializedProvider } from "../test/helpers/dynamicProvider";
 import { checkInputs, microVmProcessProvider, MicroVmProcessInputs, MicroVmProcessState, vmShArgs } from "./microVmProcess";
 
 type Provider = typeof microVmProcessProvider;
@@ -97,18 +97,7 @@ describe("the serialized provider against a stand-in vm.sh", () => {
                 "",
             ].join("\n"),
         );
-        const sf = await pulumi.runtime.serializeFunction(() => microVmProcessProvider, { allowSecrets: true });
-        // Load it the way the dynamic provider host does: a fresh module from the text.
-        const Module: {
-            new (id: string): { filename: string; paths: string[]; exports: { handler(): Provider }; _compile(code: string, file: string): void };
-            _nodeModulePaths(dir: string): string[];
-        } = require("node:module");
-        const file = path.join(__dirname, "..", "serialized-provider.js");
-        const m = new Module(file);
-        m.filename = file;
-        m.paths = Module._nodeModulePaths(path.dirname(file));
-        m._compile(sf.text, file);
-        provider = m.exports.handler();
+        provider = await loadSerializedProvider(microVmProcessProvider);
         props = {
             ...inputs,
             stateDir: dir,

@@ -33,7 +33,8 @@
 #
 # A VM runs when its pid file names a live process whose start time (and,
 # once recorded, command line) match what start recorded; never by name.
-# Runner contract: run in the VM's state dir; optional qmp.sock (QMP),
+# Runner contract: run in the VM's state dir; optional QMP socket there (qmp.sock,
+# else the only *.sock, as microvm.nix names it after the host),
 # serial.log and virtio.log (console logs) there.
 set -euo pipefail
 
@@ -376,9 +377,17 @@ wait_gone() {
         sleep 0.05
     done
 }
-# stop_vm DIR GRACEFUL(true|false) -> prints how (graceful|term|kill)
+# qmp_socket DIR: the runner's QMP socket in its working dir: qmp.sock, else the
+# only *.sock there (microvm.nix names it after the host)
+qmp_socket() {
+    local -a socks=()
+    if [[ -S $1/qmp.sock ]]; then echo qmp.sock; return; fi
+    for f in "$1"/*.sock; do [[ -S $f ]] && socks+=("${f##*/}"); done
+    ((${#socks[@]} == 1)) && echo "${socks[0]}"
+}
+# stop_vm DIR GRACEFUL(true|false): sets STOP_HOW (graceful|term|kill)
 stop_vm() {
-    local dir=$1 graceful=$2 pid=$VM_PID ticks=$VM_TICKS how="" helper=""
+    local dir=$1 graceful=$2 pid=$VM_PID ticks=$VM_TICKS how="" helper="" qmp
     local shutdown_ms exit_ms
     shutdown_ms=$(phase_timeout_ms shutdown)
     exit_ms=$(phase_timeout_ms exit)
@@ -388,13 +397,13 @@ stop_vm() {
             (cd "$dir" && exec timeout -k 1 "$(secs "$shutdown_ms")" "$VM_RUNNER/bin/microvm-shutdown") \
                 </dev/null >>"$dir/vm.log" 2>&1 &
             helper=$!
-        elif [[ -S $dir/qmp.sock ]] && command -v socat >/dev/null; then
-            echo "vm $name: stop: ACPI powerdown through QMP (waiting up to $(fmt_s "$shutdown_ms") s)" >&2
+        elif qmp=$(qmp_socket "$dir") && command -v socat >/dev/null; then
+            echo "vm $name: stop: ACPI powerdown through QMP ($qmp; waiting up to $(fmt_s "$shutdown_ms") s)" >&2
             (cd "$dir" && { printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"system_powerdown"}'; sleep 1; } |
-                timeout -k 1 5 socat - UNIX-CONNECT:qmp.sock) </dev/null >>"$dir/vm.log" 2>&1 &
+                timeout -k 1 5 socat - "UNIX-CONNECT:$qmp") </dev/null >>"$dir/vm.log" 2>&1 &
             helper=$!
         else
-            echo "vm $name: stop: no bin/microvm-shutdown and no QMP socket (qmp.sock): no graceful shutdown" >&2
+            echo "vm $name: stop: no bin/microvm-shutdown, no QMP socket (or no socat): no graceful shutdown" >&2
         fi
         if [[ -n $helper ]] && wait_gone "$pid" "$ticks" "$shutdown_ms"; then how=graceful; fi
     fi
@@ -420,7 +429,6 @@ stop_vm() {
     if [[ -n $helper ]]; then kill "$helper" 2>/dev/null || true; wait "$helper" 2>/dev/null || true; fi
     wait "$pid" 2>/dev/null || true # reaps it when it is our child (failed start)
     clear_pid_files "$dir"
-    rm -f "$dir/qmp.sock"
     STOP_HOW=$how
 }
 

@@ -161,7 +161,7 @@ function pcpEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** True while `pid` is a live process (a zombie has exited and does not count). */
-function processExists(pid: number): boolean {
+export function processExists(pid: number): boolean {
     try {
         const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
         return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
@@ -411,4 +411,25 @@ export function startPrometheusReady(): Promise<LocalServer> {
         }
         res.writeHead(404).end();
     });
+}
+
+/** Debian's pmie against the harness's pmcd, evaluating `rules` (pmie syntax), files in the harness directory. */
+export async function startPmie(pcp: PcpHarness, rules: string): Promise<Daemon> {
+    const config = path.join(pcp.dir, "pmie.conf");
+    await writeFile(config, rules);
+    const env = pcpEnv({
+        PCP_RUN_DIR: path.join(pcp.dir, "run"),
+        PCP_LOG_DIR: path.join(pcp.dir, "log"),
+        PCP_TMP_DIR: path.join(pcp.dir, "tmp"),
+        PMCD_PORT: String(pcp.pmcd.port),
+    });
+    const logFile = path.join(pcp.dir, "log", "pmie.log");
+    const daemon = spawnDaemon("pmie", "pmie", ["-f", "-h", pcp.pmcd.host, "-c", config, "-l", logFile], env, path.join(pcp.dir, "log", "pmie.stdout"));
+    try {
+        await daemon.waitReady(async () => /pmie: PID = \d+/.test(readFileSync(logFile, "utf8")));
+    } catch (err) {
+        await daemon.stop();
+        throw err;
+    }
+    return daemon;
 }

@@ -3,11 +3,11 @@
  * figures must agree within the tolerance in nix/constants.json.
  */
 
-/** |a-b| relative to the larger magnitude; 0 when both are 0. */
-export function relativeDeviation(a: number, b: number): number {
-    if (a === b) return 0;
-    const scale = Math.max(Math.abs(a), Math.abs(b));
-    return scale === 0 ? 0 : Math.abs(a - b) / scale;
+/** How far `other` is from the PCP `reference`, as a fraction of it (Infinity when PCP reads 0 and the other does not). */
+export function relativeDeviation(reference: number, other: number): number {
+    if (reference === other) return 0;
+    if (reference === 0) return Infinity;
+    return Math.abs(other - reference) / Math.abs(reference);
 }
 
 export interface ParityVerdict {
@@ -33,6 +33,7 @@ export function compareWithSamples(pcpSamples: readonly number[], other: number,
 }
 
 export function percent(fraction: number): string {
+    if (!Number.isFinite(fraction)) return "\u221e%";
     const p = fraction * 100;
     return `${p < 10 ? p.toFixed(1) : p.toFixed(0)}%`;
 }

@@ -231,6 +231,16 @@ export async function readOutputsFile(file: string): Promise<StackOutputs> {
     return parseStackOutputs(raw, file);
 }
 
+/** A readable one-line reason from an Automation API error (whose message embeds the CLI's stdout and stderr). */
+export function describeAutomationError(err: unknown): string {
+    const text = err instanceof Error ? err.message : String(err);
+    if (/ENOENT/.test(text) && /pulumi/.test(text)) return "the pulumi CLI is not on PATH";
+    const lines = text.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !/^(code|stdout|err\?):/.test(l));
+    const diag = lines.find((l) => /error:/i.test(l)) ?? lines.find((l) => l.startsWith("stderr:")) ?? lines[0] ?? "unknown error";
+    const line = diag.replace(/^stderr:\s*/, "");
+    return line.length > 300 ? `${line.slice(0, 300)}...` : line;
+}
+
 /** The project directory: the one holding Pulumi.yaml, two levels above scripts/lib/verify. */
 export const projectDir = path.resolve(__dirname, "..", "..", "..");
 
@@ -248,7 +258,7 @@ export async function readStackOutputs(stackName: string, workDir: string = proj
         raw = await stack.outputs();
     } catch (err) {
         throw new OutputsError(source, [
-            `could not read the outputs with the Pulumi Automation API: ${(err as Error).message.split("\n")[0]}` +
+            `could not read the outputs with the Pulumi Automation API: ${describeAutomationError(err)}` +
                 " (is the pulumi CLI on PATH and the stack created? Alternatively pass --outputs FILE from `pulumi stack output --json`)",
         ]);
     }

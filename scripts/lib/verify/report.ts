@@ -37,6 +37,9 @@ export interface VerifyReport {
     ok: boolean;
     totals: { pass: number; fail: number; skip: number };
     targets: TargetReport[];
+    /** Lifecycle only: up, destroy and leftovers, run once for the stack. */
+    stackPhases?: PhaseSummary[];
+    stackChecks?: CheckResult[];
 }
 
 /** FAIL beats PASS beats SKIP. */
@@ -91,6 +94,7 @@ export function formatSummaryTable(report: TargetReport): string {
 /** One line per target for the end of a run. */
 export function formatOverall(report: VerifyReport): string {
     const failed = report.targets.filter((t) => t.status === "FAIL").map((t) => t.target);
+    for (const p of report.stackPhases ?? []) if (p.status === "FAIL") failed.push(p.phase);
     const { pass, fail, skip } = report.totals;
     const head = `${report.tool}: ${report.ok ? "PASS" : "FAIL"}, ${report.targets.length} target(s), ${pass} passed, ${fail} failed, ${skip} skipped`;
     return failed.length > 0 ? `${head}; failed: ${failed.join(", ")}` : head;

@@ -60,6 +60,11 @@ export interface StackOutputs {
 export const verifyPhases = ["services", "metrics", "consoles", "parity", "pmie"] as const;
 export type VerifyPhase = (typeof verifyPhases)[number];
 
+/** Lifecycle phases around verify's, run once for the whole stack. */
+export const stackPhases = ["up", "destroy", "leftovers"] as const;
+export type StackPhase = (typeof stackPhases)[number];
+export type Phase = VerifyPhase | StackPhase;
+
 export type CheckStatus = "PASS" | "FAIL" | "SKIP";
 
 /** What one check decided; `message` says what was seen (PASS), what failed and where (FAIL), or why not run (SKIP). */
@@ -70,7 +75,7 @@ export interface CheckOutcome {
 
 export interface CheckResult extends CheckOutcome {
     target: string;
-    phase: VerifyPhase;
+    phase: Phase;
     name: string;
     ms: number;
     attempts: number;

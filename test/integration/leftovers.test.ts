@@ -90,7 +90,7 @@ test("leftovers: a recorded bridge, TAP and nft table that still exist are found
         // How a network record may look: nested, with a list of TAPs (as objects or names).
         writeFileSync(
             path.join(stateDir, "net.json"),
-            JSON.stringify({ bridge: "pe8-br0", gatewayCidr: "10.177.0.1/24", nftTable: "pe8_eval", taps: [{ name: "pe8-tap0" }, "pe8-tap1"] }),
+            JSON.stringify({ bridge: "pe8-br0", gatewayCidr: "192.0.2.1/24", nftTable: "pe8_eval", taps: [{ name: "pe8-tap0" }, "pe8-tap1"] }),
         );
 
         const found = await findLeftovers(stateDir, inNs);

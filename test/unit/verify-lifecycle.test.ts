@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { forwardedPorts } from "../../components/constants";
 import type { LeftoverScan } from "../../scripts/lib/verify/leftovers";
 import { type LifecycleStack, runLifecycle, stackTarget } from "../../scripts/lib/verify/lifecycle";
 import { formatOverall, formatSummaryTable, summarisePhase, type TargetReport } from "../../scripts/lib/verify/report";
@@ -17,17 +18,18 @@ import type { CheckResult, CheckStatus, StackOutputs, Target } from "../../scrip
 import { verifyPhases } from "../../scripts/lib/verify/types";
 import type { verifyTarget } from "../../scripts/lib/verify/verify";
 
-function target(port: number): Target {
+function target(variant: "eval" | "grafana"): Target {
+    const ports = forwardedPorts(variant);
     return {
         kind: "vm",
-        variant: "eval",
-        pmcd: { host: "127.0.0.1", port },
-        pmproxyUrl: `http://127.0.0.1:${port + 1}`,
+        variant,
+        pmcd: { host: "127.0.0.1", port: ports.pmcd },
+        pmproxyUrl: `http://127.0.0.1:${ports.pmproxy}`,
         features: { linuxPmda: true, bpf: false, pmieTest: false, nodeExporter: false },
     };
 }
 
-const twoTargets = { targets: { eval: target(44421), grafana: target(44521) }, summary: "two VMs" };
+const twoTargets = { targets: { eval: target("eval"), grafana: target("grafana") }, summary: "two VMs" };
 
 interface FakeOptions {
     upError?: string;
@@ -176,7 +178,7 @@ test("a failed destroy and leftovers after it are both FAIL, each saying what is
             stateDirExists: true,
             leftovers: [
                 { kind: "process", what: "4242", recordedIn: `${stateDir}/vms/eval/vm.pid`, detail: "qemu-system-x86_64 -name eval" },
-                { kind: "bridge", what: "pcpbr0", recordedIn: `${stateDir}/net.json` },
+                { kind: "bridge", what: "pe8-br0", recordedIn: `${stateDir}/net.json` },
             ],
             problems: [],
             scanned: { pidFiles: 1, outLinks: 0, records: 1 },
@@ -187,7 +189,7 @@ test("a failed destroy and leftovers after it are both FAIL, each saying what is
     assert.equal(byName.get("pulumi destroy")?.message, "error: deleting bridge: device busy");
     assert.equal(byName.get("no process from pid files")?.status, "FAIL");
     assert.match(byName.get("no process from pid files")?.message ?? "", /process 4242 still runs \(qemu-system-x86_64 -name eval\), from \/nonexistent\/pe8-state\/vms\/eval\/vm\.pid/);
-    assert.match(byName.get("no bridge, TAP or nft table")?.message ?? "", /bridge pcpbr0 still exists, recorded in \/nonexistent\/pe8-state\/net\.json/);
+    assert.match(byName.get("no bridge, TAP or nft table")?.message ?? "", /bridge pe8-br0 still exists, recorded in \/nonexistent\/pe8-state\/net\.json/);
     assert.equal(byName.get("no out-links")?.status, "PASS");
     for (const t of report.targets) assert.equal(t.status, "FAIL", "a stack-wide failure fails every target's table");
 });

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { constants } from "../../components/constants";
+import { consolePorts, constants, forwardedPorts } from "../../components/constants";
 import { buildChecks } from "../../scripts/lib/verify/checks";
 import { parsePhases, parseTimeouts, UsageError } from "../../scripts/lib/verify/cli";
 import { OutputsError, parseStackOutputs, unwrapOutputMap } from "../../scripts/lib/verify/outputs";
@@ -19,28 +19,35 @@ import { shellQuote } from "../../scripts/lib/verify/remote";
 import type { CheckResult } from "../../scripts/lib/verify/types";
 import { fail, pass } from "../../scripts/lib/verify/types";
 
+const evalPorts = forwardedPorts("eval");
+const evalConsoles = consolePorts("eval");
+const loopback = "127.0.0.1";
+const containerPmcd = constants.ports.pmcd;
+const containerPmproxy = constants.ports.pmproxy;
+
+/** The contract's example outputs, with every number derived from nix/constants.json. */
 const contractExample = {
-    grafanaUrl: "http://127.0.0.1:13000",
-    prometheusUrl: "http://127.0.0.1:19090",
-    pmproxyUrls: { container: "http://127.0.0.1:44322", eval: "http://127.0.0.1:44422" },
-    pmcdEndpoints: { eval: "127.0.0.1:44421" },
+    grafanaUrl: `http://${loopback}:${constants.hostForwards.grafana}`,
+    prometheusUrl: `http://${loopback}:${constants.hostForwards.prometheus}`,
+    pmproxyUrls: { container: `http://${loopback}:${containerPmproxy}`, eval: `http://${loopback}:${evalPorts.pmproxy}` },
+    pmcdEndpoints: { eval: `${loopback}:${evalPorts.pmcd}` },
     summary: "container + eval",
     targets: {
         container: {
             kind: "container",
-            pmcd: { host: "127.0.0.1", port: 44321 },
-            pmproxyUrl: "http://127.0.0.1:44322",
+            pmcd: { host: loopback, port: containerPmcd },
+            pmproxyUrl: `http://${loopback}:${containerPmproxy}`,
             features: { linuxPmda: true, bpf: false, pmieTest: false, nodeExporter: false },
         },
         eval: {
             kind: "vm",
             variant: "eval",
             networking: "user",
-            pmcd: { host: "127.0.0.1", port: 44421 },
-            pmproxyUrl: "http://127.0.0.1:44422/",
-            nodeExporterUrl: "http://127.0.0.1:19200",
-            consoles: { host: "127.0.0.1", serial: 24510, virtio: 24511 },
-            ssh: { host: "127.0.0.1", port: 22122, user: "root", identityFile: "/state/dev/ssh/id_ed25519" },
+            pmcd: { host: loopback, port: evalPorts.pmcd },
+            pmproxyUrl: `http://${loopback}:${evalPorts.pmproxy}/`,
+            nodeExporterUrl: `http://${loopback}:${evalPorts.nodeExporter}`,
+            consoles: { host: loopback, serial: evalConsoles.serial, virtio: evalConsoles.virtio },
+            ssh: { host: loopback, port: evalPorts.ssh, user: "root", identityFile: "/state/dev/ssh/id_ed25519" },
             features: { linuxPmda: true, bpf: false, pmieTest: true, nodeExporter: true },
         },
     },
@@ -49,10 +56,10 @@ const contractExample = {
 test("outputs: the contract's shape parses, in the CLI's and the Automation API's JSON", () => {
     const plain = parseStackOutputs(contractExample, "test");
     assert.deepEqual(Object.keys(plain.targets), ["container", "eval"]);
-    assert.equal(plain.targets.eval.pmproxyUrl, "http://127.0.0.1:44422", "a trailing slash is dropped");
+    assert.equal(plain.targets.eval.pmproxyUrl, `http://${loopback}:${evalPorts.pmproxy}`, "a trailing slash is dropped");
     assert.deepEqual(plain.targets.eval.ssh, contractExample.targets.eval.ssh);
     assert.equal(plain.targets.container.consoles, undefined, "absent parts stay absent");
-    assert.equal(plain.grafanaUrl, "http://127.0.0.1:13000");
+    assert.equal(plain.grafanaUrl, contractExample.grafanaUrl);
     const wrapped = Object.fromEntries(Object.entries(contractExample).map(([k, v]) => [k, { value: v, secret: false }]));
     assert.deepEqual(parseStackOutputs(wrapped, "test"), plain);
     assert.deepEqual(unwrapOutputMap({ a: { value: 1 } }), { a: 1 });

@@ -6,14 +6,17 @@
  * destroy, leftovers), goes on past a failed target, and prints a summary
  * table per target at the end. Exits 1 on any FAIL, 2 on a usage error.
  */
+import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { parseTimeouts, UsageError } from "./lib/verify/cli";
 import { pulumiStack, runLifecycle } from "./lib/verify/lifecycle";
+import { projectDir } from "./lib/verify/outputs";
 import { formatOverall, formatSummaryTable, writeJsonReport } from "./lib/verify/report";
 
 const usage = `usage: npm run lifecycle -- --stack NAME [options]
 
   --stack NAME         the Pulumi stack to bring up, verify and destroy (needs the pulumi CLI)
+  --project DIR        the Pulumi project directory (default: this repository)
   --only TARGET        verify and report only this target (repeatable); up and destroy act on the whole stack
   --timeout P=SECONDS  time budget of verify phase P (default: nix/constants.json)
   --json FILE          also write the report as JSON to FILE
@@ -26,6 +29,7 @@ async function main(argv: string[]): Promise<number> {
             args: argv,
             options: {
                 stack: { type: "string" },
+                project: { type: "string" },
                 only: { type: "string", multiple: true, default: [] },
                 timeout: { type: "string", multiple: true, default: [] },
                 json: { type: "string" },
@@ -46,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
     try {
         if (v.stack === undefined || v.stack === "") throw new UsageError("give --stack NAME");
         const timeouts = parseTimeouts(v.timeout ?? []);
-        const stack = await pulumiStack(v.stack);
+        const stack = await pulumiStack(v.stack, v.project !== undefined ? path.resolve(v.project) : projectDir);
         const log = (line: string): void => {
             process.stdout.write(`${line}\n`);
         };

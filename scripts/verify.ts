@@ -7,9 +7,10 @@
  * as PASS, FAIL or SKIP with its milliseconds, a summary table per target, and
  * exits 1 on any FAIL (2 on a usage or outputs error).
  */
+import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { parsePhases, parseTimeouts, UsageError } from "./lib/verify/cli";
-import { OutputsError, readOutputsFile, readStackOutputs } from "./lib/verify/outputs";
+import { OutputsError, projectDir, readOutputsFile, readStackOutputs } from "./lib/verify/outputs";
 import { formatOverall, formatSummaryTable, writeJsonReport } from "./lib/verify/report";
 import type { StackOutputs } from "./lib/verify/types";
 import { verifyPhases } from "./lib/verify/types";
@@ -18,6 +19,7 @@ import { runVerify, UnknownTargetError } from "./lib/verify/verify";
 const usage = `usage: npm run verify -- (--stack NAME | --outputs FILE) [options]
 
   --stack NAME         read the outputs of Pulumi stack NAME (Automation API, needs the pulumi CLI)
+  --project DIR        the Pulumi project directory (default: this repository)
   --outputs FILE       read the outputs from FILE (\`pulumi stack output --json > FILE\`) instead
   --only TARGET        verify only this target (repeatable)
   --phase P[,P]        run only these phases (${verifyPhases.join(", ")})
@@ -32,6 +34,7 @@ async function main(argv: string[]): Promise<number> {
             args: argv,
             options: {
                 stack: { type: "string" },
+                project: { type: "string" },
                 outputs: { type: "string" },
                 only: { type: "string", multiple: true, default: [] },
                 phase: { type: "string", multiple: true, default: [] },
@@ -62,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
             source = v.outputs;
         } else {
             const stack = v.stack as string;
-            outputs = await readStackOutputs(stack);
+            outputs = await readStackOutputs(stack, v.project !== undefined ? path.resolve(v.project) : projectDir);
             source = `pulumi stack ${stack}`;
         }
         const report = await runVerify(outputs, {

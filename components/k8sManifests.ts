@@ -110,13 +110,19 @@ function checkLabelValue(field: string, value: string): void {
     }
 }
 
-function checkArgs(args: RenderArgs): Required<Omit<RenderArgs, "imagePullPolicy">> & { imagePullPolicy?: PullPolicy } {
-    if (typeof args.image !== "string" || !imageRef.test(args.image)) {
+/** Returns `image` when it can be an image reference; throws ManifestError otherwise. */
+export function checkImage(image: string): string {
+    if (typeof image !== "string" || !imageRef.test(image)) {
         throw new ManifestError(
-            `image "${String(args.image)}" is not an image reference: pass the tag loaded into the cluster, ` +
+            `image "${String(image)}" is not an image reference: pass the tag loaded into the cluster, ` +
                 `e.g. "${constants.container.imageName}:<storehash>"`,
         );
     }
+    return image;
+}
+
+function checkArgs(args: RenderArgs): Required<Omit<RenderArgs, "imagePullPolicy">> & { imagePullPolicy?: PullPolicy } {
+    checkImage(args.image);
     const namespace = args.namespace ?? constants.kubernetes.namespace;
     const name = args.name ?? constants.kubernetes.daemonSetName;
     const managedBy = args.managedBy ?? "pulumi";

@@ -5,6 +5,9 @@
  * the inputs rendered from manifests/, and nodeEndpoints on pod lists.
  */
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, it } from "node:test";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
@@ -12,7 +15,7 @@ import { recordProgram, resolve, type Recording } from "../test/helpers/mocks";
 import type { KubernetesConfig } from "./config";
 import { constants } from "./constants";
 import { labelKeys, renderManifests } from "./k8sManifests";
-import { nodeEndpoints, PcpDaemonSet, type PodListJson } from "./pcpDaemonSet";
+import { nodeEndpoints, PcpDaemonSet, type DaemonSetEndpointsInputs, type DaemonSetEndpointsState, type PodListJson } from "./pcpDaemonSet";
 
 const loadedImage = "pcp-eval:00000000000000000000000000000000"; // what the mocks' `oci.sh load` prints
 
@@ -132,18 +135,74 @@ describe("PcpDaemonSet (mocks)", () => {
         assert.ok(recording.dependencyNames("pcp-daemonset-cluster-load").includes("image-load"));
     });
 
-    it("a bad namespace in the config fails at construction, naming the field", () => {
+    it("a bad namespace in the config fails at construction, naming the field, before registering anything", () => {
         assert.throws(
             () =>
                 new PcpDaemonSet("bad", {
                     stack: "test",
                     kubernetes: { context: "c", kubeconfig: "", namespace: "Not_Valid" },
                     image: pulumi.output(loadedImage),
-                    imageLoaded: new pulumi.ComponentResource("test:index:Fake", "fake-load"),
+                    // Never reached: the constructor fails before it registers or uses anything.
+                    imageLoaded: {} as pulumi.Resource,
                     projectDir: "/",
                 }),
             /namespace "Not_Valid" is not a valid Kubernetes name/,
         );
+    });
+});
+
+describe("the endpoint reader as the engine runs it", () => {
+    it("its provider serializes, and the deserialized provider lists pods with kubectl", async (t) => {
+        const { recording } = await recorded();
+        const text = recording.byName("pcp-daemonset-endpoints").inputs.__provider;
+        assert.equal(typeof text, "string");
+        // The engine's dynamic provider host loads the text this way.
+        const requireFromString = require(require.resolve("require-from-string", { paths: [path.dirname(require.resolve("@pulumi/pulumi"))] })) as (code: string) => { handler(): pulumi.dynamic.ResourceProvider };
+        const provider = requireFromString(text as string).handler();
+
+        // A stand-in kubectl that records its arguments and answers with two pods.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe7-kubectl-"));
+        t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+        const pods: PodListJson = {
+            items: ["node-a", "node-b"].map((node, i) => ({
+                metadata: { name: `pcp-${node}` },
+                spec: { nodeName: node },
+                status: { phase: "Running", hostIP: `192.0.2.${i + 1}`, conditions: [{ type: "Ready", status: "True" }] },
+            })),
+        };
+        fs.writeFileSync(path.join(dir, "pods.json"), JSON.stringify(pods));
+        fs.writeFileSync(path.join(dir, "kubectl"), `#!/bin/sh\nprintf '%s\\n' "$@" > "${dir}/args"\ncat "${dir}/pods.json"\n`, { mode: 0o755 });
+        const savedPath = process.env.PATH;
+        process.env.PATH = `${dir}:${savedPath}`;
+        t.after(() => {
+            process.env.PATH = savedPath;
+        });
+
+        const inputs: DaemonSetEndpointsInputs = {
+            context: "pe7-ctx", kubeconfig: "/tmp/pe7-kubeconfig", namespace: "pe7-pcp", selector: "a=b,c=d",
+            pmcdPort: constants.ports.pmcd, pmproxyPort: constants.ports.pmproxy, revision: "uid/1", timeoutSeconds: 5,
+        };
+        const created = await provider.create!(inputs);
+        const outs = created.outs as DaemonSetEndpointsState;
+        assert.deepEqual(outs.pmcdEndpoints, { "node-a": `192.0.2.1:${constants.ports.pmcd}`, "node-b": `192.0.2.2:${constants.ports.pmcd}` });
+        assert.deepEqual(outs.pmproxyUrls, { "node-a": `http://192.0.2.1:${constants.ports.pmproxy}`, "node-b": `http://192.0.2.2:${constants.ports.pmproxy}` });
+        assert.deepEqual(fs.readFileSync(path.join(dir, "args"), "utf8").trim().split("\n"), [
+            "--context", "pe7-ctx", "--kubeconfig", "/tmp/pe7-kubeconfig", "--namespace", "pe7-pcp",
+            "get", "pods", "--selector", "a=b,c=d", "--output", "json",
+        ]);
+
+        // refresh: a node left.
+        fs.writeFileSync(path.join(dir, "pods.json"), JSON.stringify({ items: pods.items!.slice(1) }));
+        const read = await provider.read!(created.id, outs);
+        assert.deepEqual((read.props as DaemonSetEndpointsState).pmcdEndpoints, { "node-b": `192.0.2.2:${constants.ports.pmcd}` });
+
+        // A new rollout (revision) is a change; the same inputs are not.
+        assert.equal((await provider.diff!(created.id, outs, { ...inputs })).changes, false);
+        assert.equal((await provider.diff!(created.id, outs, { ...inputs, revision: "uid/2" })).changes, true);
+
+        // kubectl failing: an error that names the command and kubectl's message.
+        fs.writeFileSync(path.join(dir, "kubectl"), "#!/bin/sh\necho 'error: context \"pe7-ctx\" does not exist' >&2\nexit 1\n", { mode: 0o755 });
+        await assert.rejects(provider.create!(inputs), /kubectl --context pe7-ctx .* failed: error: context "pe7-ctx" does not exist/);
     });
 });
 

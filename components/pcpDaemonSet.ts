@@ -149,10 +149,9 @@ export class PcpDaemonSet extends pulumi.ComponentResource {
     public readonly pmproxyUrls: pulumi.Output<Record<string, string>>;
 
     constructor(name: string, args: PcpDaemonSetArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("pcp-eval:index:PcpDaemonSet", name, {}, opts);
         const kube = args.kubernetes;
-        const timeoutSeconds = args.rolloutTimeoutSeconds ?? constants.timeoutsSeconds.services;
-
+        // Rendered before anything is registered: a bad namespace or template
+        // fails here with the field named, leaving no half-built component.
         // Everything but the image is known now, so a preview shows the whole
         // DaemonSet; the image (a store-hash tag) is filled in when loaded.
         const rendered = renderManifests({
@@ -164,6 +163,8 @@ export class PcpDaemonSet extends pulumi.ComponentResource {
             imagePullPolicy: "Never",
             manifestsDir: args.manifestsDir,
         });
+        super("pcp-eval:index:PcpDaemonSet", name, {}, opts);
+        const timeoutSeconds = args.rolloutTimeoutSeconds ?? constants.timeoutsSeconds.services;
         const image = pulumi.output(args.image).apply(checkImage);
 
         const clusterLoad = new command.local.Command(

@@ -345,21 +345,7 @@ describe("nix/: offline checks", () => {
             ...variants.map((v) => [...first.slice(0, 3), first[3] + constants.variants[v].tapIndex].join(".")),
         ]);
         // Where a literal is unavoidable; each entry says why. Keep it short.
-        // The two entries below are not unavoidable: they are known
-        // restatements in the lead's files, reported in notes/issue-3-note.md,
-        // to be removed with the fix (derive them from constants/config).
-        const allowed: Array<{ file: string; token: string; why: string }> = [
-            {
-                file: "components/config.test.ts",
-                token: constants.network.gateway,
-                why: "pending fix: a bad-CIDR example copies the gateway; derive it from constants.network.gateway",
-            },
-            {
-                file: "components/preflight.ts",
-                token: constants.network.bridge,
-                why: "pending fix: the message should name the configured bridge, not a literal",
-            },
-        ];
+        const allowed: Array<{ file: string; token: string; why: string }> = [];
 
         const files = walk(repoRoot, (f) => /\.(nix|ts|sh|ya?ml|json)$/.test(f)).filter((f) => {
             const rel = path.relative(repoRoot, f);

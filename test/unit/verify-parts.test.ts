@@ -15,7 +15,7 @@ import { parseProbe } from "../../scripts/lib/verify/pmie";
 import { parseExposition } from "../../scripts/lib/verify/prom";
 import { combineStatus, formatSummaryTable, summarisePhase, type TargetReport } from "../../scripts/lib/verify/report";
 import { runCheck } from "../../scripts/lib/verify/runner";
-import { shellQuote } from "../../scripts/lib/verify/remote";
+import { shellQuote, sshArgv } from "../../scripts/lib/verify/remote";
 import type { CheckResult } from "../../scripts/lib/verify/types";
 import { fail, pass } from "../../scripts/lib/verify/types";
 
@@ -64,6 +64,22 @@ test("outputs: the contract's shape parses, in the CLI's and the Automation API'
     assert.deepEqual(parseStackOutputs(wrapped, "test"), plain);
     assert.deepEqual(unwrapOutputMap({ a: { value: 1 } }), { a: 1 });
     assert.deepEqual(unwrapOutputMap({ a: { value: 1, other: 2 } }), { a: { value: 1, other: 2 } }, "only the exact wrapper shape is unwrapped");
+});
+
+test("outputs and ssh: identityFile is optional (a user-supplied key); ssh then offers the user's own keys", () => {
+    const own = structuredClone(contractExample);
+    const { identityFile: _dropped, ...sshWithoutKey } = own.targets.eval.ssh;
+    const parsed = parseStackOutputs({ ...own, targets: { eval: { ...own.targets.eval, ssh: sshWithoutKey } } }, "test");
+    assert.deepEqual(parsed.targets.eval.ssh, { host: loopback, port: evalPorts.ssh, user: "root" });
+    const withKey = sshArgv(contractExample.targets.eval.ssh, 5000, [constants.pmie.alertsLog, "it's"]);
+    assert.deepEqual(withKey.slice(0, 4), ["-i", "/state/dev/ssh/id_ed25519", "-o", "IdentitiesOnly=yes"]);
+    assert.ok(withKey.includes("BatchMode=yes") && withKey.includes("ConnectTimeout=5"));
+    assert.equal(withKey.at(-2), `root@${loopback}`);
+    assert.equal(withKey.at(-1), `sh -s -- '${constants.pmie.alertsLog}' 'it'\\''s'`);
+    const withoutKey = sshArgv(sshWithoutKey, 1500, []);
+    assert.equal(withoutKey.includes("-i"), false);
+    assert.equal(withoutKey.includes("IdentitiesOnly=yes"), false);
+    assert.ok(withoutKey.includes("ConnectTimeout=2"));
 });
 
 test("outputs: every bad field is reported with its path", () => {

@@ -153,9 +153,10 @@ function parseTarget(v: Validator, raw: Json, where: string): Target | undefined
         const host = v.string(sshRaw, "host", `${where}.ssh`, true);
         const port = v.port(sshRaw, "port", `${where}.ssh`);
         const user = v.string(sshRaw, "user", `${where}.ssh`, true);
-        const identityFile = v.string(sshRaw, "identityFile", `${where}.ssh`, true);
-        if (host !== undefined && port !== undefined && user !== undefined && identityFile !== undefined) {
-            ssh = { host, port, user, identityFile };
+        const identityFile = v.string(sshRaw, "identityFile", `${where}.ssh`, false);
+        if (host !== undefined && port !== undefined && user !== undefined) {
+            ssh = { host, port, user };
+            if (identityFile !== undefined) ssh.identityFile = identityFile;
         }
     }
 

@@ -56,29 +56,33 @@ function runProcess(cmd: string, argv: readonly string[], stdin: string, timeout
 }
 
 /**
- * SSH with the stack's key: batch mode (never a password prompt), no host key
- * bookkeeping (the VMs are recreated with new host keys), the script on stdin.
+ * ssh's arguments: batch mode (never a password prompt), no host key
+ * bookkeeping (the VMs are recreated with new host keys), the script on stdin
+ * of `sh -s` with `args` as its $1... With the stack's key only that key is
+ * offered; without one (the user supplied their own public key), ssh uses the
+ * user's keys and agent.
  */
+export function sshArgv(ssh: SshEndpoint, timeoutMs: number, args: readonly string[]): string[] {
+    const connectTimeout = Math.max(1, Math.ceil(timeoutMs / 1000));
+    const identity = ssh.identityFile !== undefined ? ["-i", ssh.identityFile, "-o", "IdentitiesOnly=yes"] : [];
+    return [
+        ...identity,
+        "-p", String(ssh.port),
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR",
+        "-o", `ConnectTimeout=${connectTimeout}`,
+        `${ssh.user}@${ssh.host}`,
+        ["sh", "-s", "--", ...args.map(shellQuote)].join(" "),
+    ];
+}
+
 export function sshShell(ssh: SshEndpoint): RemoteShell {
     const where = `ssh ${ssh.user}@${ssh.host}:${ssh.port}`;
     return {
         where,
-        run(script, args, timeoutMs) {
-            const connectTimeout = Math.max(1, Math.ceil(timeoutMs / 1000));
-            const argv = [
-                "-i", ssh.identityFile,
-                "-p", String(ssh.port),
-                "-o", "BatchMode=yes",
-                "-o", "IdentitiesOnly=yes",
-                "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR",
-                "-o", `ConnectTimeout=${connectTimeout}`,
-                `${ssh.user}@${ssh.host}`,
-                ["sh", "-s", "--", ...args.map(shellQuote)].join(" "),
-            ];
-            return runProcess("ssh", argv, script, timeoutMs, where);
-        },
+        run: (script, args, timeoutMs) => runProcess("ssh", sshArgv(ssh, timeoutMs, args), script, timeoutMs, where),
     };
 }
 

@@ -23,7 +23,8 @@ export interface SshEndpoint {
     host: string;
     port: number;
     user: string;
-    identityFile: string;
+    /** The stack's generated key; absent when the user supplied their own public key (ssh then uses theirs). */
+    identityFile?: string;
 }
 
 export interface TargetFeatures {

@@ -61,7 +61,7 @@ const npmScript = (script: "verify" | "lifecycle", args: string[], env: NodeJS.P
 
 test("lifecycle and verify --stack drive a real Pulumi engine through the Automation API", async (t: TestContext) => {
     const binDir = pulumiBinDir();
-    if (!requireTools(t, [...pcpNeeds, ["the pulumi CLI (on PATH, or built by tools/build.sh)", () => binDir !== undefined]])) return;
+    if (!requireTools(t, [...pcpNeeds, ["the pulumi CLI is neither on PATH nor built by tools/build.sh", () => binDir !== undefined]])) return;
 
     const root = mkdtempSync(path.join(os.tmpdir(), "pe8-engine-"));
     const proj = path.join(root, "project");

@@ -82,6 +82,31 @@ test("outputs and ssh: identityFile is optional (a user-supplied key); ssh then 
     assert.ok(withoutKey.includes("ConnectTimeout=2"));
 });
 
+test("outputs: the DaemonSet's per-node endpoints become daemonset-<node> targets", () => {
+    const withK8s = {
+        ...contractExample,
+        kubernetes: {
+            namespace: constants.kubernetes.namespace,
+            daemonSet: constants.kubernetes.daemonSetName,
+            context: "kind-pe8",
+            pmcdEndpoints: { "node-a": `192.0.2.10:${containerPmcd}` },
+            pmproxyUrls: { "node-a": `http://192.0.2.10:${containerPmproxy}` },
+        },
+    };
+    const parsed = parseStackOutputs(withK8s, "test");
+    assert.deepEqual(Object.keys(parsed.targets), ["container", "eval", "daemonset-node-a"]);
+    assert.deepEqual(parsed.targets["daemonset-node-a"], {
+        kind: "daemonset",
+        pmcd: { host: "192.0.2.10", port: containerPmcd },
+        pmproxyUrl: `http://192.0.2.10:${containerPmproxy}`,
+        features: { linuxPmda: true, bpf: false, pmieTest: false, nodeExporter: false },
+    });
+    const broken = { ...withK8s, kubernetes: { ...withK8s.kubernetes, pmcdEndpoints: { "node-a": "192.0.2.10" }, pmproxyUrls: {} } };
+    assert.throws(() => parseStackOutputs(broken, "test"), /outputs\.kubernetes\.pmcdEndpoints\.node-a: expected "host:port", got "192\.0\.2\.10"/);
+    const noUrl = { ...withK8s, kubernetes: { ...withK8s.kubernetes, pmproxyUrls: {} } };
+    assert.throws(() => parseStackOutputs(noUrl, "test"), /outputs\.kubernetes\.pmproxyUrls\.node-a: missing/);
+});
+
 test("outputs: every bad field is reported with its path", () => {
     const bad = structuredClone(contractExample) as unknown as { targets: Record<string, Record<string, unknown>> };
     bad.targets.eval.kind = "pod";

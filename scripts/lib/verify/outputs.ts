@@ -185,6 +185,42 @@ function parseTarget(v: Validator, raw: Json, where: string): Target | undefined
     return target;
 }
 
+/** Prefix of the targets made from the DaemonSet's per-node endpoints. */
+export const daemonSetTargetPrefix = "daemonset-";
+
+/**
+ * The DaemonSet's pods are not in `targets`; the program exports them per node
+ * as `kubernetes.pmcdEndpoints` ("host:port") and `kubernetes.pmproxyUrls`.
+ * Each node becomes a target "daemonset-<node>" running the container image
+ * (pmcd with the linux PMDA, nothing else verify checks).
+ */
+function daemonSetTargets(v: Validator, outputs: JsonObject): Record<string, Target> {
+    const k8s = v.object(outputs, "kubernetes", "outputs", false);
+    if (!k8s) return {};
+    const endpoints = v.object(k8s, "pmcdEndpoints", "outputs.kubernetes", false) ?? {};
+    const urls = v.object(k8s, "pmproxyUrls", "outputs.kubernetes", false) ?? {};
+    const result: Record<string, Target> = {};
+    for (const node of Object.keys(endpoints)) {
+        const where = `outputs.kubernetes.pmcdEndpoints`;
+        const ep = endpoints[node];
+        const m = typeof ep === "string" ? /^(.+):(\d+)$/.exec(ep) : null;
+        const port = m ? Number(m[2]) : NaN;
+        if (!m || !Number.isInteger(port) || port < 1 || port > 65535) {
+            v.problems.push(`${where}.${node}: expected "host:port", got ${JSON.stringify(ep)}`);
+            continue;
+        }
+        const pmproxyUrl = v.url(urls, node, "outputs.kubernetes.pmproxyUrls", true);
+        if (pmproxyUrl === undefined) continue;
+        result[`${daemonSetTargetPrefix}${node}`] = {
+            kind: "daemonset",
+            pmcd: { host: m[1].replace(/^\[(.*)\]$/, "$1"), port },
+            pmproxyUrl,
+            features: { linuxPmda: true, bpf: false, pmieTest: false, nodeExporter: false },
+        };
+    }
+    return result;
+}
+
 /** Validates raw outputs (either JSON shape) into StackOutputs, or throws OutputsError naming every bad field. */
 export function parseStackOutputs(raw: unknown, source: string): StackOutputs {
     const outputs = unwrapOutputMap(raw);
@@ -208,6 +244,9 @@ export function parseStackOutputs(raw: unknown, source: string): StackOutputs {
     }
     const grafanaUrl = v.url(outputs, "grafanaUrl", "outputs", false);
     const prometheusUrl = v.url(outputs, "prometheusUrl", "outputs", false);
+    if (!Object.values(targets).some((t) => t.kind === "daemonset")) {
+        Object.assign(targets, daemonSetTargets(v, outputs));
+    }
     if (v.problems.length > 0) throw new OutputsError(source, v.problems);
     const result: StackOutputs = { targets };
     if (grafanaUrl !== undefined) result.grafanaUrl = grafanaUrl;

@@ -91,7 +91,7 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe): PreflightReport 
     if (needsPrivilege) {
         if (!host.isRoot()) {
             if (!cfg.useSudo) {
-                missing.push({ item: "privileges for the bridge", problem: "creating pcpbr0 and TAP devices needs root", fix: "run as root, or `pulumi config set pcp-eval:useSudo true` with passwordless sudo" });
+                missing.push({ item: "privileges for the bridge", problem: `creating bridge ${cfg.bridge?.name ?? ""} and TAP devices needs root`, fix: "run as root, or `pulumi config set pcp-eval:useSudo true` with passwordless sudo" });
             } else if (!host.run("sudo", ["-n", "true"], 5000).ok) {
                 missing.push({ item: "passwordless sudo", problem: "`sudo -n true` failed", fix: "allow the user passwordless sudo for ip and nft, or run as root" });
             }

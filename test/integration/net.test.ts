@@ -99,6 +99,10 @@ function netshOk<T = ChangeResult>(ns: Netns, args: string[], opts: RunOptions &
     return r.json!;
 }
 
+function reEscape(text: string): string {
+    return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
 function names(items: Item[]): string[] {
     return items.map((i) => `${i.kind}:${i.name}`).sort();
 }
@@ -214,7 +218,7 @@ test("up makes the bridge, TAPs, forwarding and NAT; up again changes nothing; d
     assert.equal(ns.sysctl("net.ipv4.ip_forward"), "1");
     const table = ourTable(ns)!;
     assert.match(table, /type nat hook postrouting priority srcnat/);
-    assert.match(table, new RegExp(`ip saddr ${net.subnet.replace(/\./g, "\\.")} ip daddr != ${net.subnet.replace(/\./g, "\\.")} masquerade`));
+    assert.match(table, new RegExp(`ip saddr ${reEscape(net.subnet)} ip daddr != ${reEscape(net.subnet)} masquerade`));
     const foreignBefore = before.ruleset.filter((e) => JSON.stringify(e).includes("pe4_foreign"));
     const afterUp = ns.snapshot();
     assert.deepEqual(afterUp.ruleset.filter((e) => JSON.stringify(e).includes("pe4_foreign")), foreignBefore);
@@ -574,7 +578,7 @@ test("bad input is refused with the field and the fix, before anything is made",
     const cases: Array<[string[], RegExp]> = [
         [["frob"], /error: verb: unknown verb 'frob'; fix: use one of/],
         [["up"], /error: --state-dir: is required for 'up'; fix: pass --state-dir DIR/],
-        [["up", "--state-dir", stateDir, "--gateway-cidr", "10.177.0.0/24"], /error: --gateway-cidr: '10\.177\.0\.0\/24' is the subnet's network address.*; fix: pass the gateway address with its prefix length, e\.g\. /],
+        [["up", "--state-dir", stateDir, "--gateway-cidr", net.subnet], new RegExp(`error: --gateway-cidr: '${reEscape(net.subnet)}' is the subnet's network address.*; fix: pass the gateway address with its prefix length, e\\.g\\. ${reEscape(GATEWAY_CIDR)}`)],
         [["up", "--state-dir", stateDir, "--gateway-cidr", "10.300.0.1/24"], /error: --gateway-cidr: .* octet above 255/],
         [["up", "--state-dir", stateDir, "--bridge", "a-name-far-too-long"], /error: --bridge: 'a-name-far-too-long' is not a usable interface name .*; fix: /],
         [["up", "--state-dir", stateDir, "--nft-table", "bad table"], /error: --nft-table: 'bad table' is not a usable nftables table name/],
@@ -619,7 +623,7 @@ test("check lists what TAP networking needs and what is missing", (t) => {
     assert.equal(dropped.ok, true, "a warning, not a missing need");
     const w = dropped.warnings.find((x) => x.name === "forward-drop:ip pe4_dropper pe4fwd");
     assert.ok(w, JSON.stringify(dropped.warnings));
-    assert.match(w.detail, new RegExp(`allow ${net.subnet.replace(/\./g, "\\.")} there yourself`));
+    assert.match(w.detail, new RegExp(`allow ${reEscape(net.subnet)} there yourself`));
 
     const script = readableCopy(t);
     const user = netsh<CheckResult>(ns, ["check"], { user: OWNER, script });

@@ -86,7 +86,7 @@ describe("config errors name the key and the fix", () => {
         rejects({ containerEnabled: true, containerPortOffset: offset, vms: ["eval"] }, `host port ${constants.hostForwards.pmcd + offset}`, /claimed by/);
     });
     it("invalid CIDR", () => rejects({ bridgeEnabled: true, bridgeSubnet: "10.177.0.0/33" }, "pcp-eval:bridgeSubnet", /not a valid IPv4 CIDR/));
-    it("CIDR with host bits set", () => rejects({ bridgeEnabled: true, bridgeSubnet: "10.177.0.1/24" }, "pcp-eval:bridgeSubnet", /not a valid IPv4 CIDR/));
+    it("CIDR with host bits set", () => rejects({ bridgeEnabled: true, bridgeSubnet: `${constants.network.gateway}/24` }, "pcp-eval:bridgeSubnet", /not a valid IPv4 CIDR/));
     it("gateway outside the subnet", () => rejects({ bridgeEnabled: true, bridgeGateway: "192.168.1.1" }, "pcp-eval:bridgeGateway", /not a host address inside/));
     it("VM address outside the subnet", () => rejects({ bridgeEnabled: true, vms: ["eval:tap,address=10.178.0.5"] }, "pcp-eval:vms[0]", /outside the bridge subnet/));
     it("VM address equal to the gateway", () => rejects({ bridgeEnabled: true, vms: [`eval:tap,address=${constants.network.gateway}`] }, "pcp-eval:vms[0]", /is the bridge gateway/));

@@ -125,6 +125,19 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         assert.match(calls().at(-1) ?? "", /^start --name eval --state-dir .* --runner \/nix\/store\/abc-microvm-eval --port 22122/);
     });
 
+    it("create first stops a leftover VM of the same name (an interrupted up), then starts", async () => {
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 999 }));
+        write("stop.json", JSON.stringify({ name: "eval", stopped: true, how: "graceful" }));
+        const before = calls().length;
+        const { scriptPath, stateDir } = props;
+        await provider.create({ ...inputs, scriptPath, stateDir });
+        assert.deepEqual(
+            calls().slice(before).map((c) => c.split(" ")[0]),
+            ["status", "stop", "start"],
+        );
+        fs.rmSync(path.join(dir, "status.json"));
+    });
+
     it("create fails with vm.sh's report", async () => {
         write("fail", "vm.sh start eval: failed in phase 'services': timed out after 60.0 s; last probe error: ...\n--- VM log ---\n");
         try {

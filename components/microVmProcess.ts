@@ -207,6 +207,11 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
     },
 
     async create(inputs) {
+        // A VM of this name in our state dir that runs although the state has no
+        // resource for it was started by an interrupted `pulumi up`: stop it, so
+        // the next `up` converges instead of failing on "already running".
+        const leftover = await runVmSh<VmStatus>(inputs, "status", false).catch(() => undefined);
+        if (leftover?.running) await runVmSh<VmStopResult>(inputs, "stop");
         const started = await runVmSh<VmStartResult>(inputs, "start");
         const outs: MicroVmProcessState = {
             ...inputs,

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import * as pulumi from "@pulumi/pulumi";
+import { loadSerializedProvider } from "../test/helpers/dynamicProvider";
 import { checkInputs, microVmProcessProvider, MicroVmProcessInputs, MicroVmProcessState, vmShArgs } from "./microVmProcess";
 
 type Provider = typeof microVmProcessProvider;
@@ -97,18 +97,7 @@ describe("the serialized provider against a stand-in vm.sh", () => {
                 "",
             ].join("\n"),
         );
-        const sf = await pulumi.runtime.serializeFunction(() => microVmProcessProvider, { allowSecrets: true });
-        // Load it the way the dynamic provider host does: a fresh module from the text.
-        const Module: {
-            new (id: string): { filename: string; paths: string[]; exports: { handler(): Provider }; _compile(code: string, file: string): void };
-            _nodeModulePaths(dir: string): string[];
-        } = require("node:module");
-        const file = path.join(__dirname, "..", "serialized-provider.js");
-        const m = new Module(file);
-        m.filename = file;
-        m.paths = Module._nodeModulePaths(path.dirname(file));
-        m._compile(sf.text, file);
-        provider = m.exports.handler();
+        provider = await loadSerializedProvider(microVmProcessProvider);
         props = {
             ...inputs,
             stateDir: dir,
@@ -134,6 +123,19 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         assert.equal(res.id, props.vmDir);
         assert.deepEqual(res.outs, props);
         assert.match(calls().at(-1) ?? "", /^start --name eval --state-dir .* --runner \/nix\/store\/abc-microvm-eval --port 22122/);
+    });
+
+    it("create first stops a leftover VM of the same name (an interrupted up), then starts", async () => {
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 999 }));
+        write("stop.json", JSON.stringify({ name: "eval", stopped: true, how: "graceful" }));
+        const before = calls().length;
+        const { scriptPath, stateDir } = props;
+        await provider.create({ ...inputs, scriptPath, stateDir });
+        assert.deepEqual(
+            calls().slice(before).map((c) => c.split(" ")[0]),
+            ["status", "stop", "start"],
+        );
+        fs.rmSync(path.join(dir, "status.json"));
     });
 
     it("create fails with vm.sh's report", async () => {

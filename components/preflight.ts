@@ -92,8 +92,9 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe): PreflightReport 
         if (!host.isRoot()) {
             if (!cfg.useSudo) {
                 missing.push({ item: "privileges for the bridge", problem: `creating bridge ${cfg.bridge?.name ?? ""} and TAP devices needs root`, fix: "run as root, or `pulumi config set pcp-eval:useSudo true` with passwordless sudo" });
-            } else if (!host.run("sudo", ["-n", "true"], 5000).ok) {
-                missing.push({ item: "passwordless sudo", problem: "`sudo -n true` failed", fix: "allow the user passwordless sudo for ip and nft, or run as root" });
+            } else if (!host.run("sudo", ["-n", "ip", "-V"], 5000).ok || !host.run("sudo", ["-n", "nft", "--version"], 5000).ok) {
+                // A sudoers rule may allow just ip, nft and sysctl: ask for exactly those.
+                missing.push({ item: "passwordless sudo", problem: "`sudo -n ip` or `sudo -n nft` failed", fix: "allow the user passwordless sudo for ip, nft and sysctl, or run as root" });
             }
         }
         for (const tool of ["ip", "nft"]) {

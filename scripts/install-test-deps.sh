@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(
     nix-bin qemu-system-x86 docker.io iproute2 nftables busybox-static
-    shellcheck prometheus-node-exporter jq curl procps
+    shellcheck prometheus-node-exporter jq curl procps socat
     sudo
     socat openssh-client
 )
@@ -22,6 +22,21 @@ if ((${#missing[@]} > 0)); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Debian's pcp (pmcd, pmproxy, PMDAs) for the harness in test/helpers/pcp.ts. Its
+# postinst runs systemctl, which fails without systemd as PID 1 after every file is
+# unpacked; SYSTEMD_OFFLINE=1 makes systemctl skip (start nothing), and the fallback
+# tolerates an older systemctl. The binaries are what the tests need: check those.
+pcp_bin=/usr/lib/pcp/bin
+if [[ ! -x $pcp_bin/pmcd || ! -x $pcp_bin/pmproxy ]] || ! dpkg-query -W -f='${Status}' pcp 2>/dev/null | grep -q "install ok installed"; then
+    echo "install-test-deps: installing pcp" >&2
+    apt-get update -qq
+    SYSTEMD_OFFLINE=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pcp >/dev/null || true
+    SYSTEMD_OFFLINE=1 dpkg --configure -a || true
+fi
+for f in pmcd pmproxy pmnsmerge; do
+    [[ -x $pcp_bin/$f ]] || { echo "install-test-deps: pcp is not usable: $pcp_bin/$f is missing" >&2; exit 1; }
+done
 
 if [[ ! -d node_modules ]] || ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
     npm ci --no-audit --no-fund >&2

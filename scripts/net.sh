@@ -19,7 +19,7 @@
 #   up          bridge-up options [--taps a,b,c [--owner USER] [--multi-queue on|off]]
 #               (with --taps: exactly these TAPs; ours not listed are removed)
 #   down        --state-dir D [--sudo]            (same as bridge-down)
-#   status      --state-dir D [--bridge B] [--nft-table T] [--taps a,b] [--sudo]
+#   status      --state-dir D [--bridge B] [--nft-table T] [--taps a,b | --tap NAME] [--sudo]
 #   check       [--owner USER] [--sudo]           (what this host needs, what is missing)
 #
 # Defaults come from nix/constants.json (network.bridge, network.gateway and the
@@ -1057,7 +1057,9 @@ verb_check() {
     esac
 
     local probe=unknown probe_detail="needs root or --sudo, and unshare"
-    if [[ $PRIV_MODE != none ]] && have unshare && have ip && have nft && have sysctl; then
+    if [[ $PRIV_MODE == sudo ]] && ! sudo -n unshare --version >/dev/null 2>&1; then
+        probe_detail="sudo does not allow unshare for $(id -un), so the probe cannot run (up and down do not need it)"
+    elif [[ $PRIV_MODE != none ]] && have unshare && have ip && have nft && have sysctl; then
         local out
         if out=$(pq unshare --net -- sh -c "$(probe_script)" 2>&1); then
             probe=ok

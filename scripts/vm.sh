@@ -27,9 +27,14 @@
 #       -> {"name","running":bool,"pid"?,"uptimeSeconds"?,"startedAt"?,"ports"?,"stale"?}
 #   vm.sh list   --state-dir D  -> [status...]
 #
+# Readiness polling: each phase probes at once, then backs off from 100 ms to
+# 1 s between rounds; new output on a console (serial.log / virtio.log) starts
+# the backoff over. VM_SH_TRACE=1 prints every probe attempt.
+#
 # A VM runs when its pid file names a live process whose start time (and,
 # once recorded, command line) match what start recorded; never by name.
-# Runner contract: run in the VM's state dir; optional qmp.sock (QMP),
+# Runner contract: run in the VM's state dir; optional QMP socket there (qmp.sock,
+# else the only *.sock, as microvm.nix names it after the host),
 # serial.log and virtio.log (console logs) there.
 set -euo pipefail
 
@@ -38,8 +43,10 @@ constants=${PCP_EVAL_CONSTANTS:-$script_dir/../nix/constants.json}
 
 # Polling: the first retry after 100 ms, doubling up to 1 s between rounds.
 readonly poll_first_ms=100 poll_max_ms=1000
-# One probe attempt (connect + first byte, or an HTTP answer) at most 1 s.
-readonly attempt_max_ms=1000
+# One probe attempt (connect + first byte, or an HTTP answer): 250 ms to 1 s.
+readonly attempt_min_ms=250 attempt_max_ms=1000
+# Granularity of the wait between probe rounds (console output is checked each tick).
+readonly tick_ms=25
 readonly progress_every_ms=5000 log_tail_lines=40 kill_wait_ms=5000
 
 prog=vm.sh
@@ -199,6 +206,104 @@ validate_spec() { # validate_spec PHASE SPEC
     usage_error "--probe $1=$spec: SPEC must be tcp:HOST:PORT, console:HOST:PORT or http://HOST:PORT/PATH"
 }
 
+# --- waiting between probe rounds -----------------------------------------
+# Fork-free: a tick is `read -t` on a FIFO nobody writes to, and new console
+# output is found by reading the console logs (serial.log, virtio.log in the
+# VM dir, as QEMU's chardev logfile= writes them) from where we left off.
+NOW=0
+clock() { local t=${EPOCHREALTIME//[!0-9]/}; NOW=$((10#$t / 1000)); }
+tick_fd=""
+declare -A log_fds=()
+open_ticker() { # open_ticker DIR
+    rm -f "$1/.tick"
+    mkfifo "$1/.tick"
+    exec {tick_fd}<>"$1/.tick"
+    rm -f "$1/.tick"
+    ticker_dir=$1
+}
+console_output_grew() { # true when a console log has bytes not seen before
+    local f fd chunk grew=1
+    for f in serial.log virtio.log; do
+        fd=${log_fds[$f]:-}
+        if [[ -z $fd ]]; then
+            [[ -f $ticker_dir/$f ]] || continue
+            exec {fd}<"$ticker_dir/$f"
+            log_fds[$f]=$fd
+        fi
+        while :; do
+            chunk=""
+            if read -r -N 65536 -u "$fd" chunk; then grew=0; continue; fi
+            [[ -n $chunk ]] && grew=0
+            break
+        done
+    done
+    return "$grew"
+}
+wait_round() { # wait_round MS: true when console output cut the wait short
+    local until left step
+    clock
+    until=$((NOW + $1))
+    while :; do
+        console_output_grew && return 0
+        clock
+        left=$((until - NOW))
+        ((left > 0)) || return 1
+        step=$((left < tick_ms ? left : tick_ms))
+        printf -v step '%d.%03d' $((step / 1000)) $((step % 1000))
+        read -r -t "$step" -u "$tick_fd" _ || true
+    done
+}
+# probe_round ATTEMPT_MS ELAPSED_MS: probes every spec in `pending` at once; keeps
+# the failed ones in `pending` and their errors in PROBE_ERR
+pending=()
+probe_round() {
+    local -a pids=() still=()
+    local i err rc
+    if ((${#pending[@]} == 1)); then
+        if run_probe "${pending[0]}" "$1"; then
+            trace "$2" "${pending[0]}" ok
+            pending=()
+            return
+        fi
+        trace "$2" "${pending[0]}" "$PROBE_ERR"
+        PROBE_ERR="${pending[0]}: $PROBE_ERR"
+        return
+    fi
+    for i in "${!pending[@]}"; do
+        (
+            rc=0
+            run_probe "${pending[$i]}" "$1" || rc=$?
+            printf '%s' "$PROBE_ERR" >"$ticker_dir/.probe.$i"
+            exit "$rc"
+        ) &
+        pids[i]=$!
+    done
+    PROBE_ERR=""
+    for i in "${!pending[@]}"; do
+        if wait "${pids[$i]}"; then
+            trace "$2" "${pending[$i]}" ok
+        else
+            err=""
+            read -r -d '' err <"$ticker_dir/.probe.$i" || true
+            trace "$2" "${pending[$i]}" "$err"
+            still+=("${pending[$i]}")
+            PROBE_ERR+="${PROBE_ERR:+; }${pending[$i]}: $err"
+        fi
+        rm -f "$ticker_dir/.probe.$i"
+    done
+    pending=("${still[@]}")
+}
+trace() { [[ -z ${VM_SH_TRACE:-} ]] || echo "vm $name: trace +$1 ms $2: $3" >&2; }
+json_str() { # a JSON string literal
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\n'/\\n}
+    s=${s//$'\t'/\\t}
+    s=${s//$'\r'/\\r}
+    s=${s//[$'\x01'-$'\x1f']/}
+    printf '"%s"' "$s"
+}
+
 # --- arguments ----------------------------------------------------------
 verb=${1:-}
 [[ -n $verb ]] || usage_error "missing verb: start, stop, status or list"
@@ -272,9 +377,17 @@ wait_gone() {
         sleep 0.05
     done
 }
-# stop_vm DIR GRACEFUL(true|false) -> prints how (graceful|term|kill)
+# qmp_socket DIR: the runner's QMP socket in its working dir: qmp.sock, else the
+# only *.sock there (microvm.nix names it after the host)
+qmp_socket() {
+    local -a socks=()
+    if [[ -S $1/qmp.sock ]]; then echo qmp.sock; return; fi
+    for f in "$1"/*.sock; do [[ -S $f ]] && socks+=("${f##*/}"); done
+    ((${#socks[@]} == 1)) && echo "${socks[0]}"
+}
+# stop_vm DIR GRACEFUL(true|false): sets STOP_HOW (graceful|term|kill)
 stop_vm() {
-    local dir=$1 graceful=$2 pid=$VM_PID ticks=$VM_TICKS how="" helper=""
+    local dir=$1 graceful=$2 pid=$VM_PID ticks=$VM_TICKS how="" helper="" qmp
     local shutdown_ms exit_ms
     shutdown_ms=$(phase_timeout_ms shutdown)
     exit_ms=$(phase_timeout_ms exit)
@@ -284,13 +397,13 @@ stop_vm() {
             (cd "$dir" && exec timeout -k 1 "$(secs "$shutdown_ms")" "$VM_RUNNER/bin/microvm-shutdown") \
                 </dev/null >>"$dir/vm.log" 2>&1 &
             helper=$!
-        elif [[ -S $dir/qmp.sock ]] && command -v socat >/dev/null; then
-            echo "vm $name: stop: ACPI powerdown through QMP (waiting up to $(fmt_s "$shutdown_ms") s)" >&2
+        elif qmp=$(qmp_socket "$dir") && command -v socat >/dev/null; then
+            echo "vm $name: stop: ACPI powerdown through QMP ($qmp; waiting up to $(fmt_s "$shutdown_ms") s)" >&2
             (cd "$dir" && { printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"system_powerdown"}'; sleep 1; } |
-                timeout -k 1 5 socat - UNIX-CONNECT:qmp.sock) </dev/null >>"$dir/vm.log" 2>&1 &
+                timeout -k 1 5 socat - "UNIX-CONNECT:$qmp") </dev/null >>"$dir/vm.log" 2>&1 &
             helper=$!
         else
-            echo "vm $name: stop: no bin/microvm-shutdown and no QMP socket (qmp.sock): no graceful shutdown" >&2
+            echo "vm $name: stop: no bin/microvm-shutdown, no QMP socket (or no socat): no graceful shutdown" >&2
         fi
         if [[ -n $helper ]] && wait_gone "$pid" "$ticks" "$shutdown_ms"; then how=graceful; fi
     fi
@@ -316,7 +429,6 @@ stop_vm() {
     if [[ -n $helper ]]; then kill "$helper" 2>/dev/null || true; wait "$helper" 2>/dev/null || true; fi
     wait "$pid" 2>/dev/null || true # reaps it when it is our child (failed start)
     clear_pid_files "$dir"
-    rm -f "$dir/qmp.sock"
     STOP_HOW=$how
 }
 
@@ -457,11 +569,14 @@ cmd_start() {
     mv -f "$dir/vm.pid.new" "$dir/vm.pid"
     echo "vm $name: started pid $pid ($run)" >&2
 
-    # Readiness, phase by phase.
-    local phases_json="{}" phase_start now interval next_progress attempt remaining all_ok
-    local -a pending
+    # Readiness, phase by phase. Probes of a phase run in parallel each round;
+    # between rounds the wait backs off from 100 ms to 1 s, and starts over as
+    # soon as the guest prints on a console (progress: probe again at once).
+    open_ticker "$dir"
+    local phases_json="" phase_start interval next_progress attempt remaining all_ok
     for current_phase in "${phases[@]}"; do
-        phase_start=$(now_ms)
+        clock
+        phase_start=$NOW
         interval=$poll_first_ms
         next_progress=$((phase_start + progress_every_ms))
         PROBE_ERR="not probed yet"
@@ -480,8 +595,8 @@ cmd_start() {
                 wait "$pid" 2>/dev/null || status=$?
                 fail_start "$current_phase" "the VM process (pid $pid) exited with status $status; last probe error: $PROBE_ERR"
             fi
-            now=$(now_ms)
-            remaining=$((phase_start + phase_ms[$current_phase] - now))
+            clock
+            remaining=$((phase_start + phase_ms[$current_phase] - NOW))
             all_ok=true
             if [[ $current_phase == process ]]; then
                 local listening missing=()
@@ -494,34 +609,33 @@ cmd_start() {
                     PROBE_ERR="not listening yet: port ${missing[*]}"
                 fi
             else
-                local -a still=()
-                for spec in "${pending[@]}"; do
-                    attempt=$((remaining < attempt_max_ms ? remaining : attempt_max_ms))
-                    ((attempt < poll_first_ms)) && attempt=$poll_first_ms
-                    if ! run_probe "$spec" "$attempt"; then
-                        still+=("$spec")
-                        PROBE_ERR="$spec: $PROBE_ERR"
-                    fi
-                done
-                pending=("${still[@]}")
+                # One attempt may take twice the current interval: at least 250 ms, at most 1 s.
+                attempt=$((interval * 2 < attempt_min_ms ? attempt_min_ms : interval * 2))
+                attempt=$((attempt > attempt_max_ms ? attempt_max_ms : attempt))
+                attempt=$((attempt > remaining ? remaining : attempt))
+                attempt=$((attempt < poll_first_ms ? poll_first_ms : attempt))
+                probe_round "$attempt" "$((NOW - t0))"
                 ((${#pending[@]} == 0)) || all_ok=false
             fi
-            now=$(now_ms)
+            clock
             if $all_ok; then
-                phases_json=$(jq -c --arg p "$current_phase" --argjson ms $((now - phase_start)) '. + {($p): $ms}' <<<"$phases_json")
-                echo "vm $name: phase $current_phase: ready after $(fmt_s $((now - phase_start))) s (total $(fmt_s $((now - t0))) s)" >&2
+                phases_json+="${phases_json:+,}\"$current_phase\":$((NOW - phase_start))"
+                echo "vm $name: phase $current_phase: ready after $(fmt_s $((NOW - phase_start))) s (total $(fmt_s $((NOW - t0))) s)" >&2
                 break
             fi
-            remaining=$((phase_start + phase_ms[$current_phase] - now))
+            remaining=$((phase_start + phase_ms[$current_phase] - NOW))
             if ((remaining <= 0)); then
                 fail_start "$current_phase" "timed out after $(fmt_s "${phase_ms[$current_phase]}") s; last probe error: $PROBE_ERR"
             fi
-            if ((now >= next_progress)); then
-                echo "vm $name: phase $current_phase: waiting, $(fmt_s $((now - phase_start))) s elapsed (total $(fmt_s $((now - t0))) s); last: $PROBE_ERR" >&2
-                next_progress=$((now + progress_every_ms))
+            if ((NOW >= next_progress)); then
+                echo "vm $name: phase $current_phase: waiting, $(fmt_s $((NOW - phase_start))) s elapsed (total $(fmt_s $((NOW - t0))) s); last: $PROBE_ERR" >&2
+                next_progress=$((NOW + progress_every_ms))
             fi
-            sleep_ms $((interval < remaining ? interval : remaining))
-            interval=$((interval * 2 > poll_max_ms ? poll_max_ms : interval * 2))
+            if wait_round $((interval < remaining ? interval : remaining)); then
+                interval=$poll_first_ms
+            else
+                interval=$((interval * 2 > poll_max_ms ? poll_max_ms : interval * 2))
+            fi
         done
         if [[ $current_phase == process ]]; then
             # The runner has become the VM (QEMU holds the ports): pin its command line.
@@ -530,12 +644,12 @@ cmd_start() {
         fi
     done
     trap - INT TERM HUP
-    local ready_ms=$(($(now_ms) - t0))
+    clock
+    local ready_ms=$((NOW - t0))
     echo "vm $name: ready in $(fmt_s "$ready_ms") s" >&2
-    jq -nc --arg name "$name" --argjson pid "$pid" --arg started "$started_at" --argjson ready "$ready_ms" \
-        --argjson phases "$phases_json" --argjson ports "$ports_json" --arg dir "$dir" \
-        '{name:$name, pid:$pid, startedAt:$started, readyMs:$ready, phases:$phases, ports:$ports,
-          stateDir:$dir, log:($dir + "/vm.log")}'
+    printf '{"name":%s,"pid":%d,"startedAt":"%s","readyMs":%d,"phases":{%s},"ports":%s,"stateDir":%s,"log":%s}\n' \
+        "$(json_str "$name")" "$pid" "$started_at" "$ready_ms" "$phases_json" "$ports_json" \
+        "$(json_str "$dir")" "$(json_str "$dir/vm.log")"
 }
 
 # --- status / list ------------------------------------------------------

@@ -99,6 +99,10 @@ function netshOk<T = ChangeResult>(ns: Netns, args: string[], opts: RunOptions &
     return r.json!;
 }
 
+function reEscape(text: string): string {
+    return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
 function names(items: Item[]): string[] {
     return items.map((i) => `${i.kind}:${i.name}`).sort();
 }
@@ -214,7 +218,7 @@ test("up makes the bridge, TAPs, forwarding and NAT; up again changes nothing; d
     assert.equal(ns.sysctl("net.ipv4.ip_forward"), "1");
     const table = ourTable(ns)!;
     assert.match(table, /type nat hook postrouting priority srcnat/);
-    assert.match(table, new RegExp(`ip saddr ${net.subnet.replace(/\./g, "\\.")} ip daddr != ${net.subnet.replace(/\./g, "\\.")} masquerade`));
+    assert.match(table, new RegExp(`ip saddr ${reEscape(net.subnet)} ip daddr != ${reEscape(net.subnet)} masquerade`));
     const foreignBefore = before.ruleset.filter((e) => JSON.stringify(e).includes("pe4_foreign"));
     const afterUp = ns.snapshot();
     assert.deepEqual(afterUp.ruleset.filter((e) => JSON.stringify(e).includes("pe4_foreign")), foreignBefore);
@@ -574,7 +578,7 @@ test("bad input is refused with the field and the fix, before anything is made",
     const cases: Array<[string[], RegExp]> = [
         [["frob"], /error: verb: unknown verb 'frob'; fix: use one of/],
         [["up"], /error: --state-dir: is required for 'up'; fix: pass --state-dir DIR/],
-        [["up", "--state-dir", stateDir, "--gateway-cidr", "10.177.0.0/24"], /error: --gateway-cidr: '10\.177\.0\.0\/24' is the subnet's network address.*; fix: pass the gateway address with its prefix length, e\.g\. /],
+        [["up", "--state-dir", stateDir, "--gateway-cidr", net.subnet], new RegExp(`error: --gateway-cidr: '${reEscape(net.subnet)}' is the subnet's network address.*; fix: pass the gateway address with its prefix length, e\\.g\\. ${reEscape(GATEWAY_CIDR)}`)],
         [["up", "--state-dir", stateDir, "--gateway-cidr", "10.300.0.1/24"], /error: --gateway-cidr: .* octet above 255/],
         [["up", "--state-dir", stateDir, "--bridge", "a-name-far-too-long"], /error: --bridge: 'a-name-far-too-long' is not a usable interface name .*; fix: /],
         [["up", "--state-dir", stateDir, "--nft-table", "bad table"], /error: --nft-table: 'bad table' is not a usable nftables table name/],
@@ -619,7 +623,7 @@ test("check lists what TAP networking needs and what is missing", (t) => {
     assert.equal(dropped.ok, true, "a warning, not a missing need");
     const w = dropped.warnings.find((x) => x.name === "forward-drop:ip pe4_dropper pe4fwd");
     assert.ok(w, JSON.stringify(dropped.warnings));
-    assert.match(w.detail, new RegExp(`allow ${net.subnet.replace(/\./g, "\\.")} there yourself`));
+    assert.match(w.detail, new RegExp(`allow ${reEscape(net.subnet)} there yourself`));
 
     const script = readableCopy(t);
     const user = netsh<CheckResult>(ns, ["check"], { user: OWNER, script });
@@ -629,4 +633,121 @@ test("check lists what TAP networking needs and what is missing", (t) => {
     const priv = user.json!.needs.find((n) => n.name === "privileges")!;
     assert.match(priv.fix ?? "", /run as root, or allow passwordless sudo/);
     assert.match(user.stderr, /missing: privileges/);
+});
+
+/**
+ * A node process inside `ns` that loads the TapBridge dynamic providers
+ * (components/tapBridge.ts) and calls their methods on request (one JSON line
+ * in, one out), so the net.sh they run acts on the test's namespace. One
+ * process for the whole test: loading @pulumi/pulumi takes seconds.
+ */
+interface ProviderDriver {
+    call<T>(kind: "bridge" | "tap", method: "create" | "read" | "diff" | "update" | "delete", ...args: unknown[]): Promise<T>;
+    close(): void;
+}
+
+function providerDriver(ns: Netns): ProviderDriver {
+    const driver = `
+const m = require(${JSON.stringify(path.join(REPO, "components", "tapBridge.ts"))});
+const rl = require("node:readline").createInterface({ input: process.stdin });
+rl.on("line", async (line) => {
+    const { kind, method, args } = JSON.parse(line);
+    const p = kind === "bridge" ? m.bridgeProvider : m.tapProvider;
+    try {
+        const r = await p[method](...args);
+        process.stdout.write(JSON.stringify({ ok: true, result: r === undefined ? null : r }) + "\\n");
+    } catch (e) {
+        process.stdout.write(JSON.stringify({ ok: false, error: String((e && e.message) || e) }) + "\\n");
+    }
+});
+`;
+    const child = ns.spawn(process.execPath, ["--import", "tsx", "-e", driver]);
+    let buffer = "";
+    let stderr = "";
+    const waiting: Array<(line: string) => void> = [];
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+        buffer += d;
+        let nl: number;
+        while ((nl = buffer.indexOf("\n")) >= 0) {
+            const line = buffer.slice(0, nl);
+            buffer = buffer.slice(nl + 1);
+            waiting.shift()?.(line);
+        }
+    });
+    return {
+        call<T>(kind: string, method: string, ...args: unknown[]): Promise<T> {
+            return new Promise<T>((resolve, reject) => {
+                const onExit = () => reject(new Error(`provider driver exited: ${stderr}`));
+                child.once("exit", onExit);
+                waiting.push((line) => {
+                    child.off("exit", onExit);
+                    const answer = JSON.parse(line) as { ok: boolean; result?: T; error?: string };
+                    if (answer.ok) resolve(answer.result as T);
+                    else reject(new Error(`${kind}.${method}: ${answer.error}`));
+                });
+                child.stdin?.write(JSON.stringify({ kind, method, args }) + "\n");
+            });
+        },
+        close() {
+            child.stdin?.end();
+        },
+    };
+}
+
+interface Outs { id: string; outs: Record<string, unknown> & { live: string } }
+interface ReadResult { id: string; props?: Record<string, unknown> & { live: string } }
+interface DiffResult { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }
+
+test("the TapBridge providers: read sees drift, diff reports it, update repairs it, delete leaves the namespace as before", async (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    const d = providerDriver(ns);
+    t.after(() => d.close());
+    const before = ns.snapshot();
+    const bIn = { scriptPath: NET_SH, stateDir, bridge: net.bridge, gatewayCidr: GATEWAY_CIDR, nftTable: net.nftTable, sudo: false };
+    const tIn = { scriptPath: NET_SH, stateDir, bridge: net.bridge, tap: TAP0, owner: OWNER, multiQueue: true, sudo: false };
+
+    const b = await d.call<Outs>("bridge", "create", bIn);
+    assert.equal(b.outs.live, "ok");
+    const tp = await d.call<Outs>("tap", "create", tIn);
+    assert.equal(tp.outs.live, "ok");
+    assert.equal((await d.call<ReadResult>("bridge", "read", b.id, b.outs)).props!.live, "ok");
+    assert.equal((await d.call<ReadResult>("tap", "read", tp.id, tp.outs)).props!.live, "ok");
+    assert.equal((await d.call<DiffResult>("bridge", "diff", b.id, b.outs, bIn)).changes, false);
+    assert.equal((await d.call<DiffResult>("tap", "diff", tp.id, tp.outs, tIn)).changes, false);
+
+    // A firewall reload flushed our table: refresh sees it, up repairs it.
+    ns.runOk("nft", ["delete", "table", "ip", net.nftTable]);
+    const rb = await d.call<ReadResult>("bridge", "read", b.id, b.outs);
+    assert.equal(rb.props!.live, "degraded");
+    assert.deepEqual(await d.call<DiffResult>("bridge", "diff", b.id, rb.props, bIn), { changes: true, replaces: [], deleteBeforeReplace: true });
+    assert.equal((await d.call<Outs>("bridge", "update", b.id, rb.props, bIn)).outs.live, "ok");
+    assert.ok(ourTable(ns), "table made again");
+
+    // The TAP was detached from the bridge by hand: the same.
+    ns.ip(["link", "set", "dev", TAP0, "nomaster"]);
+    const rt = await d.call<ReadResult>("tap", "read", tp.id, tp.outs);
+    assert.equal(rt.props!.live, "degraded");
+    assert.equal((await d.call<DiffResult>("tap", "diff", tp.id, rt.props, tIn)).changes, true);
+    await d.call("tap", "update", tp.id, rt.props, tIn);
+    assert.equal(ns.link(TAP0)!.master, net.bridge);
+
+    // A VM now with one vCPU: its TAP is made again without multi_queue. A new bridge name replaces.
+    const single = { ...tIn, multiQueue: false };
+    assert.deepEqual(await d.call<DiffResult>("tap", "diff", tp.id, tp.outs, single), { changes: true, replaces: [], deleteBeforeReplace: true });
+    await d.call("tap", "update", tp.id, tp.outs, single);
+    assert.equal((ns.link(TAP0)!.linkinfo as { info_data: { multi_queue: boolean } }).info_data.multi_queue, false);
+    assert.deepEqual((await d.call<DiffResult>("bridge", "diff", b.id, b.outs, { ...bIn, bridge: "pe4other" })).replaces, ["bridge"]);
+
+    // Destroy: TAP then bridge; the namespace is as before, and read then says gone.
+    await d.call("tap", "delete", tp.id, { ...single, live: "ok" });
+    await d.call("bridge", "delete", b.id, b.outs);
+    assert.deepEqual(ns.snapshot(), before);
+    assert.equal((await d.call<ReadResult>("bridge", "read", b.id, b.outs)).id, "");
+    assert.equal((await d.call<ReadResult>("tap", "read", tp.id, tp.outs)).id, "");
+
+    // A failing verb surfaces net.sh's own error (field and fix).
+    ns.ip(["link", "add", "name", net.bridge, "type", "bridge"]);
+    await assert.rejects(d.call("bridge", "create", bIn), /net\.sh bridge-up failed \(exit 4\): net\.sh: error: --bridge: a device named .* is not ours.*fix: /);
 });

@@ -15,7 +15,15 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { TestContext } from "node:test";
-import type { VmStartResult, VmStatus, VmStopResult } from "../../components/microVmProcess";
+import {
+    checkInputs,
+    microVmProcessProvider,
+    type MicroVmProcessInputs,
+    type MicroVmProcessState,
+    type VmStartResult,
+    type VmStatus,
+    type VmStopResult,
+} from "../../components/microVmProcess";
 import {
     buildFixture,
     consoleExchange,
@@ -26,9 +34,11 @@ import {
     processesUnder,
     readGreeting,
     sessionOf,
+    vmScript,
     vmSh,
     type Runner,
 } from "../fixtures/vm/fixture";
+import { loadSerializedProvider } from "../helpers/dynamicProvider";
 import { firstUnmet, requireTools } from "../helpers/tools";
 import { constants } from "../../components/constants";
 
@@ -336,6 +346,54 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
         assert.match(res.stderr, /the VM was stopped \((term|kill)\)/);
         assert.equal(processAlive(pid), false);
         assert.equal((await status("slow")).running, false);
+    });
+
+    it("the MicroVmProcess provider (serialized): create waits for readiness, read sees kill -9, diff replaces, delete stops", { timeout: TEST_TIMEOUT }, async (t) => {
+        if (!gate(t)) return;
+        const provider = await loadSerializedProvider(microVmProcessProvider);
+        const [pmproxy, serial, virtio] = await freePorts(3);
+        const runner = await makeRunner({
+            out: path.join(root, "runner-provider"),
+            name: "pe5-provider",
+            serialPort: serial,
+            virtioPort: virtio,
+            forwards: [{ host: pmproxy, guest: guest.pmproxy }],
+            httpServices: [guest.pmproxy],
+        });
+        const inputs: MicroVmProcessInputs = {
+            name: "provider",
+            runner: runner.runner,
+            stateDir,
+            scriptPath: vmScript,
+            ports: [pmproxy, serial, virtio],
+            probes: [`serial=console:127.0.0.1:${serial}`, `services=http://127.0.0.1:${pmproxy}/pmapi/context`],
+            timeouts: { start: 5, services: 60, shutdown: 10, exit: 10 },
+        };
+        assert.deepEqual(checkInputs(inputs), []);
+        const created = await provider.create(inputs);
+        const outs = created.outs as MicroVmProcessState;
+        startedPids.add(outs.pid);
+        assert.equal(created.id, path.join(stateDir, "provider"));
+        assert.equal((await httpGet(`http://127.0.0.1:${pmproxy}/pmapi/context`)).status, 200);
+
+        const read = provider.read as NonNullable<typeof provider.read>;
+        const diff = provider.diff as NonNullable<typeof provider.diff>;
+        assert.deepEqual(await read(created.id, outs), { id: created.id, props: outs });
+        assert.equal((await diff(created.id, outs, inputs)).changes, false);
+
+        process.kill(outs.pid, "SIGKILL");
+        for (let i = 0; i < 100 && processAlive(outs.pid); i++) await new Promise((r) => setTimeout(r, 50));
+        // refresh: the dead VM reads as gone; up (even without refresh): diff plans a replacement
+        assert.deepEqual(await read(created.id, outs), { id: "" });
+        assert.deepEqual(await diff(created.id, outs, inputs), { changes: true, replaces: ["pid"], deleteBeforeReplace: true });
+
+        const again = await provider.create(inputs);
+        const outs2 = again.outs as MicroVmProcessState;
+        startedPids.add(outs2.pid);
+        assert.notEqual(outs2.pid, outs.pid);
+        await (provider.delete as NonNullable<typeof provider.delete>)(again.id, outs2);
+        assert.equal(processAlive(outs2.pid), false);
+        assert.equal((await status("provider")).running, false);
     });
 
     it("bad input is refused with the field named", { timeout: TEST_TIMEOUT }, async (t) => {

@@ -21,6 +21,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { buildFixture } from "../fixtures/vm/fixture";
 import { offlineNixConfig } from "./nix";
 import { Netns } from "./netns";
 
@@ -129,6 +130,9 @@ export class EngineProject {
 
     /** Copies the project, creates the namespace (loopback up) and the stack. */
     static async create(tools: ToolsBuild, prefix = "pe9"): Promise<EngineProject> {
+        // The fixture VM's kernel comes from Debian's archive on first use; fetch
+        // it here, since the runners are built inside the namespace (no network).
+        await buildFixture();
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-engine-`));
         const project = path.join(dir, "project");
         for (const entry of projectEntries) {

@@ -44,6 +44,7 @@ function parseRuns(argv: string[]): number {
 }
 
 async function oneRun(p: EngineProject): Promise<Sample> {
+    p.restoreStackConfig(); // the previous run's `stack rm` deleted it
     await p.pulumiOk(["stack", "init", stackName]);
     const up = await p.pulumiOk(["up", "--yes", "--stack", stackName]);
     const state = await p.exportState();

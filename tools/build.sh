@@ -72,11 +72,11 @@ export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=mod"
 ldflags() { echo "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$1"; }
 
 echo "tools/build.sh: building pulumi $cli_version (a cold build takes a while)" >&2
-(cd "$here" && go build -trimpath -ldflags "$(ldflags "$cli_version")" \
+(cd "$here" && go build -trimpath -buildvcs=false -ldflags "$(ldflags "$cli_version")" \
     -o "$work/bin/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 
 echo "tools/build.sh: building pulumi-language-nodejs $langhost_version" >&2
-(cd "$here/langhost-nodejs" && go build -trimpath -ldflags "$(ldflags "$langhost_version")" \
+(cd "$here/langhost-nodejs" && go build -trimpath -buildvcs=false -ldflags "$(ldflags "$langhost_version")" \
     -o "$work/bin/pulumi-language-nodejs" github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs)
 
 # The dynamic-provider launcher ships in the sdk/v3 module the CLI is built from.

@@ -158,10 +158,19 @@ export class EngineProject {
             PCP_EVAL_REPO: project,
         };
         fs.mkdirSync(path.join(dir, "state"));
-        const ns = Netns.create(prefix);
+        let ns: Netns;
+        try {
+            ns = Netns.create(prefix);
+        } catch (e) {
+            fs.rmSync(dir, { recursive: true, force: true });
+            throw e;
+        }
         const p = new EngineProject(dir, ns, env);
         const login = await p.pulumi(["login", env.PULUMI_BACKEND_URL!]);
-        if (login.status !== 0) throw new Error(`pulumi login failed: ${login.stderr}`);
+        if (login.status !== 0) {
+            await p.dispose();
+            throw new Error(`pulumi login failed: ${login.stderr}`);
+        }
         return p;
     }
 

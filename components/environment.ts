@@ -1,0 +1,138 @@
+/**
+ * The whole environment as one resource graph. index.ts calls this with the
+ * validated config; the unit tests call it under Pulumi's mocks.
+ */
+import * as os from "node:os";
+import * as pulumi from "@pulumi/pulumi";
+import { PcpEvalConfig } from "./config";
+import { MicroVm } from "./microVm";
+import { OciImage } from "./ociImage";
+import { PcpDaemonSet } from "./pcpDaemonSet";
+import { flakeFingerprint } from "./shell";
+import { SshKey } from "./sshKey";
+import { TapBridge } from "./tapBridge";
+import { Target } from "./targets";
+
+export interface EnvironmentOptions {
+    /** From the preflight; false makes the VM runners use TCG. */
+    useKvm: boolean;
+    /** The user who runs the VMs and owns the TAP devices. */
+    vmUser?: string;
+}
+
+/** Stack outputs; a part that is off has no key at all. */
+export interface EnvironmentOutputs {
+    grafanaUrl?: string;
+    prometheusUrl?: string;
+    pmproxyUrls: Record<string, string>;
+    pmcdEndpoints: Record<string, string>;
+    sshCommands?: Record<string, string>;
+    consolePorts?: Record<string, { serial: number; virtio: number }>;
+    kubernetes?: { namespace: pulumi.Output<string>; daemonSet: pulumi.Output<string>; context: string };
+    targets: Record<string, Target>;
+    summary: pulumi.Output<string>;
+}
+
+export interface Environment {
+    outputs: EnvironmentOutputs;
+    bridge?: TapBridge;
+    image?: OciImage;
+    vms: MicroVm[];
+    daemonSet?: PcpDaemonSet;
+}
+
+export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOptions): Environment {
+    const fingerprint = cfg.flakeIsLocal ? flakeFingerprint(cfg.flake) : cfg.flake;
+    const common = { stateDir: cfg.stateDir, projectDir: cfg.projectDir };
+
+    const tapVms = cfg.vms.filter((vm) => vm.tap !== undefined);
+    const bridge = cfg.bridge
+        ? new TapBridge("network", {
+              ...common,
+              bridge: cfg.bridge,
+              taps: Object.fromEntries(tapVms.map((vm) => [vm.name, vm.tap!])),
+              tapOwner: options.vmUser ?? os.userInfo().username,
+              useSudo: cfg.useSudo,
+          })
+        : undefined;
+
+    const image =
+        cfg.container || cfg.kubernetes
+            ? new OciImage("pcp-image", { ...common, stack: cfg.stack, flake: cfg.flake, system: cfg.system, fingerprint, container: cfg.container })
+            : undefined;
+
+    const key = cfg.vms.length > 0 && cfg.sshPublicKey === undefined ? new SshKey("ssh-key", { ...common, stack: cfg.stack }) : undefined;
+    const vms = cfg.vms.map(
+        (spec) =>
+            new MicroVm(`vm-${spec.name}`, {
+                ...common,
+                spec,
+                flake: cfg.flake,
+                system: cfg.system,
+                pcpSource: cfg.pcpSource,
+                debugMode: cfg.debugMode,
+                useKvm: options.useKvm,
+                sshPublicKey: key ? key.publicKey : cfg.sshPublicKey!,
+                sshPrivateKeyPath: key?.privateKeyPath,
+                fingerprint,
+                networkDependencies: spec.tap && bridge ? [bridge.tapResources[spec.name]!] : [],
+            }),
+    );
+
+    const daemonSet =
+        cfg.kubernetes && image
+            ? new PcpDaemonSet("pcp-daemonset", {
+                  stack: cfg.stack,
+                  kubernetes: cfg.kubernetes,
+                  image: image.imageRef,
+                  imageLoaded: image.loaded,
+                  projectDir: cfg.projectDir,
+              })
+            : undefined;
+
+    const targets: Record<string, Target> = {};
+    if (image?.target) targets.container = image.target;
+    for (const vm of vms) targets[nameOf(vm)] = vm.target;
+
+    const outputs: EnvironmentOutputs = {
+        pmproxyUrls: Object.fromEntries(Object.entries(targets).map(([n, t]) => [n, t.pmproxyUrl])),
+        pmcdEndpoints: Object.fromEntries(Object.entries(targets).map(([n, t]) => [n, `${t.pmcd.host}:${t.pmcd.port}`])),
+        targets,
+        summary: pulumi.output(summarize(cfg, targets, daemonSet)),
+    };
+    const grafanaVm = Object.values(targets).find((t) => t.grafanaUrl !== undefined);
+    if (grafanaVm?.grafanaUrl) outputs.grafanaUrl = grafanaVm.grafanaUrl;
+    if (grafanaVm?.prometheusUrl) outputs.prometheusUrl = grafanaVm.prometheusUrl;
+    if (vms.length > 0) {
+        outputs.sshCommands = Object.fromEntries(
+            vms.map((vm) => {
+                const ssh = vm.target.ssh;
+                const identity = ssh?.identityFile ? `-i ${ssh.identityFile} ` : "";
+                return [nameOf(vm), ssh ? `ssh ${identity}-p ${ssh.port} ${ssh.user}@${ssh.host}` : `ssh -p ${vm.target.pmcd.port} root@${vm.target.pmcd.host}`];
+            }),
+        );
+        outputs.consolePorts = Object.fromEntries(vms.map((vm) => [nameOf(vm), { serial: vm.target.consoles!.serial, virtio: vm.target.consoles!.virtio }]));
+    }
+    if (daemonSet && cfg.kubernetes) {
+        outputs.kubernetes = { namespace: daemonSet.namespace, daemonSet: daemonSet.daemonSetName, context: cfg.kubernetes.context };
+    }
+    return { outputs, bridge, image, vms, daemonSet };
+}
+
+function nameOf(vm: MicroVm): string {
+    return vm.vmName;
+}
+
+function summarize(cfg: PcpEvalConfig, targets: Record<string, Target>, daemonSet?: PcpDaemonSet): string {
+    const lines = [`pcp-eval stack ${cfg.stack}:`];
+    for (const [name, t] of Object.entries(targets)) {
+        const extras = [t.grafanaUrl && `grafana ${t.grafanaUrl}`, t.prometheusUrl && `prometheus ${t.prometheusUrl}`, t.nodeExporterUrl && `node_exporter ${t.nodeExporterUrl}`]
+            .filter(Boolean)
+            .join(", ");
+        const where = t.kind === "vm" ? `${t.variant} VM (${t.networking})` : t.kind;
+        lines.push(`  ${name}: ${where}, pmcd ${t.pmcd.host}:${t.pmcd.port}, pmproxy ${t.pmproxyUrl}${extras ? `, ${extras}` : ""}`);
+    }
+    if (cfg.bridge) lines.push(`  bridge ${cfg.bridge.name} ${cfg.bridge.gateway}/${cfg.bridge.subnet.prefix}`);
+    if (daemonSet && cfg.kubernetes) lines.push(`  kubernetes: DaemonSet in namespace ${cfg.kubernetes.namespace} (context ${cfg.kubernetes.context})`);
+    return lines.join("\n");
+}

@@ -1,0 +1,156 @@
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { VmSpec } from "./config";
+import { constants, consolePorts, ConsolePorts, forwardedPorts, servicesTimeoutSeconds } from "./constants";
+import { MicroVmProcess } from "./microVmProcess";
+import { NixBuild } from "./nixBuild";
+import { Target } from "./targets";
+
+export interface MicroVmArgs {
+    spec: VmSpec;
+    /** Absolute flake path or flake reference. */
+    flake: string;
+    system: string;
+    pcpSource: "nixpkgs" | "upstream";
+    debugMode: boolean;
+    /** False when the host's KVM does not work; the runner then uses TCG. */
+    useKvm: boolean;
+    sshPublicKey: pulumi.Input<string>;
+    sshPrivateKeyPath?: string;
+    stateDir: string;
+    projectDir: string;
+    fingerprint: string;
+    /** Resources the VM's network needs first (its TAP device). */
+    networkDependencies?: pulumi.Resource[];
+}
+
+/** The Nix expression that builds one VM's runner through the flake's parametric function. */
+export function runnerExpression(args: Pick<MicroVmArgs, "spec" | "flake" | "system" | "pcpSource" | "debugMode" | "useKvm">, sshPublicKey: string): string {
+    const { spec } = args;
+    const flakeRef = args.flake.startsWith("/") ? `path:${args.flake}` : args.flake;
+    const nixString = (s: string): string => JSON.stringify(s).replace(/\$\{/g, "\\${");
+    const fields = [
+        `variant = ${nixString(spec.variant)};`,
+        `name = ${nixString(spec.name)};`,
+        `networking = ${nixString(spec.networking)};`,
+        spec.tap
+            ? `tap = { id = ${nixString(spec.tap.device)}; address = ${nixString(spec.tap.address)}; mac = ${nixString(spec.tap.mac)}; };`
+            : "",
+        `sshAuthorizedKeys = [ ${nixString(sshPublicKey)} ];`,
+        `debugMode = ${args.debugMode};`,
+        `memoryMiB = ${spec.memoryMiB};`,
+        `vcpus = ${spec.vcpus};`,
+        `pcpSource = ${nixString(args.pcpSource)};`,
+        `useKvm = ${args.useKvm};`,
+    ].filter((f) => f !== "");
+    return `(builtins.getFlake ${nixString(flakeRef)}).lib.${args.system}.mkMicrovmRunner { ${fields.join(" ")} }`;
+}
+
+/** Where a VM's services answer from the host: forwarded loopback ports, or its own TAP address. */
+export function vmTarget(spec: VmSpec, sshPrivateKeyPath?: string): Target {
+    const features = constants.variants[spec.variant].features;
+    const consoles: ConsolePorts = consolePorts(spec.variant);
+    const guest = constants.ports;
+    let host: string;
+    let ports: { ssh: number; pmcd: number; pmproxy: number; grafana?: number; prometheus?: number; nodeExporter?: number };
+    if (spec.tap) {
+        host = spec.tap.address;
+        ports = { ssh: guest.ssh, pmcd: guest.pmcd, pmproxy: guest.pmproxy };
+        if (features.grafana) Object.assign(ports, { grafana: guest.grafana, prometheus: guest.prometheus });
+        if (features.evalTools) ports.nodeExporter = guest.nodeExporter;
+    } else {
+        host = "127.0.0.1";
+        ports = forwardedPorts(spec.variant);
+    }
+    const target: Target = {
+        kind: "vm",
+        variant: spec.variant,
+        networking: spec.networking,
+        pmcd: { host, port: ports.pmcd },
+        pmproxyUrl: `http://${host}:${ports.pmproxy}`,
+        consoles: { host: "127.0.0.1", serial: consoles.serial, virtio: consoles.virtio },
+        features: { linuxPmda: true, bpf: features.bpf, pmieTest: features.pmieTest, nodeExporter: features.evalTools },
+    };
+    if (ports.nodeExporter !== undefined) target.nodeExporterUrl = `http://${host}:${ports.nodeExporter}`;
+    if (ports.grafana !== undefined) target.grafanaUrl = `http://${host}:${ports.grafana}`;
+    if (ports.prometheus !== undefined) target.prometheusUrl = `http://${host}:${ports.prometheus}`;
+    if (sshPrivateKeyPath !== undefined) target.ssh = { host, port: ports.ssh, user: "root", identityFile: sshPrivateKeyPath };
+    return target;
+}
+
+/** PHASE=SPEC readiness probes for vm.sh, in the order the VM comes up. */
+export function readinessProbes(target: Target): string[] {
+    const probes: string[] = [];
+    if (target.consoles) {
+        probes.push(`serial=tcp:${target.consoles.host}:${target.consoles.serial}`);
+        probes.push(`virtio=tcp:${target.consoles.host}:${target.consoles.virtio}`);
+    }
+    probes.push(`services=tcp:${target.pmcd.host}:${target.pmcd.port}`);
+    probes.push(`services=${target.pmproxyUrl}/pmapi/context`);
+    if (target.nodeExporterUrl) probes.push(`services=${target.nodeExporterUrl}/metrics`);
+    if (target.grafanaUrl) probes.push(`services=${target.grafanaUrl}/api/health`);
+    if (target.prometheusUrl) probes.push(`services=${target.prometheusUrl}/-/ready`);
+    probes.push(`metrics=${target.pmproxyUrl}/pmapi/fetch?names=${constants.metrics.required.join(",")}`);
+    return probes;
+}
+
+/** Host ports the VM takes (forwards of user networking, and the consoles). */
+export function hostPorts(spec: VmSpec): number[] {
+    const consoles = consolePorts(spec.variant);
+    const forwards = spec.tap ? [] : Object.values(forwardedPorts(spec.variant)).filter((p): p is number => p !== undefined);
+    return [...forwards, consoles.serial, consoles.virtio];
+}
+
+/**
+ * One NixOS MicroVM: builds the variant's runner through the flake's
+ * parametric function, starts it detached, and waits until its services
+ * answer. Destroy shuts it down (graceful, then TERM, then KILL).
+ */
+export class MicroVm extends pulumi.ComponentResource {
+    public readonly vmName: string;
+    public readonly target: Target;
+    public readonly runnerPath: pulumi.Output<string>;
+    public readonly pid: pulumi.Output<number>;
+
+    constructor(name: string, args: MicroVmArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("pcp-eval:index:MicroVm", name, {}, opts);
+        this.vmName = args.spec.name;
+        const vmDir = path.join(args.stateDir, "vms", args.spec.name);
+        const runner = new NixBuild(
+            `${name}-runner`,
+            {
+                expr: pulumi.output(args.sshPublicKey).apply((key) => runnerExpression(args, key)),
+                outLink: path.join(vmDir, "runner"),
+                fingerprint: args.fingerprint,
+                projectDir: args.projectDir,
+            },
+            { parent: this },
+        );
+        this.runnerPath = runner.storePath;
+        this.target = vmTarget(args.spec, args.sshPrivateKeyPath);
+        const t = constants.timeoutsSeconds;
+        const process = new MicroVmProcess(
+            `${name}-process`,
+            {
+                name: args.spec.name,
+                runner: runner.storePath,
+                stateDir: path.join(args.stateDir, "vms"),
+                scriptPath: path.join(args.projectDir, "scripts", "vm.sh"),
+                ports: hostPorts(args.spec),
+                probes: readinessProbes(this.target),
+                timeouts: {
+                    start: t.processStart,
+                    serial: t.serial,
+                    virtio: t.virtio,
+                    services: servicesTimeoutSeconds(args.spec.variant),
+                    metrics: t.metrics,
+                    shutdown: t.shutdown,
+                    exit: t.exit,
+                },
+            },
+            { parent: this, dependsOn: [runner, ...(args.networkDependencies ?? [])] },
+        );
+        this.pid = process.pid;
+        this.registerOutputs({ target: this.target, runnerPath: this.runnerPath, pid: this.pid });
+    }
+}

@@ -1,0 +1,55 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { constants } from "./constants";
+import { parseScriptJson, scriptCommandOutput } from "./shell";
+
+export interface NixBuildArgs {
+    /** A flake installable, `<flake>#<attr>`; exactly one of installable and expr. */
+    installable?: pulumi.Input<string>;
+    /** A Nix expression (built with --impure, e.g. a call of the flake's lib.mkMicrovmRunner). */
+    expr?: pulumi.Input<string>;
+    /** GC root kept while the resource exists; its removal is the delete. */
+    outLink: string;
+    /** Rebuild when this changes (the flake's content hash), not on every `up`. */
+    fingerprint: pulumi.Input<string>;
+    projectDir: string;
+}
+
+/**
+ * `nix build` of one flake output into an out-link under the stack's state
+ * directory. The out-link is a GC root, so the store path stays while the
+ * stack needs it and is collectable after destroy.
+ */
+export class NixBuild extends pulumi.ComponentResource {
+    public readonly storePath: pulumi.Output<string>;
+    public readonly outLink: string;
+    /** The command resource; depend on it to wait for the build. */
+    public readonly build: command.local.Command;
+
+    constructor(name: string, args: NixBuildArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("pcp-eval:index:NixBuild", name, {}, opts);
+        if ((args.installable === undefined) === (args.expr === undefined)) {
+            throw new Error(`NixBuild ${name}: give exactly one of installable and expr`);
+        }
+        this.outLink = args.outLink;
+        const target = { installable: args.installable, expr: args.expr, impure: args.expr !== undefined };
+        const buildCommand = scriptCommandOutput("nix-build.sh", "build", {
+            "out-link": args.outLink,
+            ...target,
+            timeout: constants.timeoutsSeconds.build,
+        });
+        this.build = new command.local.Command(
+            `${name}-build`,
+            {
+                create: buildCommand,
+                update: buildCommand,
+                delete: scriptCommandOutput("nix-build.sh", "remove", { "out-link": args.outLink }),
+                dir: args.projectDir,
+                triggers: [args.fingerprint, args.installable ?? "", args.expr ?? ""],
+            },
+            { parent: this, customTimeouts: { create: `${constants.timeoutsSeconds.build + 30}s`, update: `${constants.timeoutsSeconds.build + 30}s` } },
+        );
+        this.storePath = this.build.stdout.apply((out) => parseScriptJson<{ storePath: string }>(out, `nix build ${name}`).storePath);
+        this.registerOutputs({ storePath: this.storePath, outLink: this.outLink });
+    }
+}

@@ -1,0 +1,132 @@
+/**
+ * Host checks before anything is created. On `pulumi up` every missing item
+ * is listed in one error, each with how to get it; on `pulumi preview` the
+ * same findings are warnings, so a plan can be reviewed on any machine.
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import { PcpEvalConfig } from "./config";
+
+export interface Finding {
+    item: string;
+    problem: string;
+    fix: string;
+}
+
+export interface PreflightReport {
+    missing: Finding[];
+    /** Facts that change how things run but block nothing (e.g. TCG instead of KVM). */
+    notes: string[];
+    /** Whether QEMU may use KVM on this host. */
+    kvmUsable: boolean;
+}
+
+/** What the checks ask of the host; tests pass a fake. */
+export interface HostProbe {
+    run(command: string, args: string[], timeoutMs: number, input?: string): { ok: boolean; stdout: string; stderr: string };
+    isRoot(): boolean;
+    exists(path: string): boolean;
+}
+
+export const realHost: HostProbe = {
+    run(command, args, timeoutMs, input) {
+        const r = spawnSync(command, args, { encoding: "utf8", timeout: timeoutMs, input, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+        return { ok: r.status === 0 && r.error === undefined, stdout: r.stdout ?? "", stderr: r.stderr ?? String(r.error ?? "") };
+    },
+    isRoot: () => typeof process.getuid === "function" && process.getuid() === 0,
+    exists: (p) => fs.existsSync(p),
+};
+
+const qmpQuit = '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n';
+
+/** /dev/kvm can exist and still hang or abort QEMU; only starting a KVM machine tells. */
+export function kvmWorks(host: HostProbe): { usable: boolean; why: string } {
+    if (!host.exists("/dev/kvm")) return { usable: false, why: "/dev/kvm does not exist" };
+    const qemu = host.run("qemu-system-x86_64", ["-accel", "kvm", "-machine", "none", "-nodefaults", "-display", "none", "-qmp", "stdio"], 5000, qmpQuit);
+    return qemu.ok ? { usable: true, why: "KVM machine started and quit" } : { usable: false, why: `QEMU with KVM failed or hung: ${qemu.stderr.trim().split("\n").pop() ?? ""}` };
+}
+
+export function preflight(cfg: PcpEvalConfig, host: HostProbe): PreflightReport {
+    const missing: Finding[] = [];
+    const notes: string[] = [];
+    const needsNix = cfg.vms.length > 0 || cfg.container !== undefined || cfg.kubernetes !== undefined;
+    const needsDocker = cfg.container !== undefined || cfg.kubernetes !== undefined;
+    const needsPrivilege = cfg.bridge !== undefined;
+
+    if (needsNix) {
+        const nix = host.run("nix", ["--version"], 10000);
+        if (!nix.ok) {
+            missing.push({ item: "nix", problem: "the nix command is not on PATH", fix: "install Nix (https://nixos.org/download) or `apt-get install nix-bin`, with flakes enabled" });
+        }
+    }
+    if (needsDocker) {
+        const info = host.run("docker", ["info", "--format", "{{.ServerVersion}}"], 15000);
+        if (!info.ok) {
+            missing.push({
+                item: "docker daemon",
+                problem: `no reachable Docker daemon (${info.stderr.trim().split("\n").pop() || "docker not found"})`,
+                fix: "install Docker and start it (`systemctl start docker`), or point DOCKER_HOST at a running daemon",
+            });
+        }
+    }
+    let kvmUsable = false;
+    if (cfg.vms.length > 0) {
+        if (!host.run("qemu-system-x86_64", ["--version"], 10000).ok) {
+            notes.push("qemu-system-x86_64 is not on PATH; the Nix-built runners bring their own QEMU, but the KVM check could not run, so VMs use TCG (slow)");
+        } else {
+            const kvm = kvmWorks(host);
+            kvmUsable = kvm.usable;
+            notes.push(kvm.usable ? "KVM works: VMs use hardware virtualisation" : `KVM is not usable (${kvm.why}); VMs run under TCG, several times slower`);
+        }
+        if (cfg.sshPublicKey === undefined && !host.run("ssh-keygen", ["-V"], 5000).ok && !host.run("sh", ["-c", "command -v ssh-keygen"], 5000).ok) {
+            missing.push({ item: "ssh-keygen", problem: "needed to generate the stack's SSH key", fix: "`apt-get install openssh-client`, or set pcp-eval:sshPublicKey" });
+        }
+    }
+    if (needsPrivilege) {
+        if (!host.isRoot()) {
+            if (!cfg.useSudo) {
+                missing.push({ item: "privileges for the bridge", problem: "creating pcpbr0 and TAP devices needs root", fix: "run as root, or `pulumi config set pcp-eval:useSudo true` with passwordless sudo" });
+            } else if (!host.run("sudo", ["-n", "true"], 5000).ok) {
+                missing.push({ item: "passwordless sudo", problem: "`sudo -n true` failed", fix: "allow the user passwordless sudo for ip and nft, or run as root" });
+            }
+        }
+        for (const tool of ["ip", "nft"]) {
+            if (!host.run("sh", ["-c", `command -v ${tool}`], 5000).ok) {
+                missing.push({ item: tool, problem: `${tool} is not on PATH`, fix: `\`apt-get install ${tool === "ip" ? "iproute2" : "nftables"}\`` });
+            }
+        }
+        if (!host.exists("/dev/net/tun")) {
+            missing.push({ item: "/dev/net/tun", problem: "TAP devices need the tun driver", fix: "`modprobe tun`" });
+        }
+    }
+    if (cfg.kubernetes !== undefined) {
+        const ctxArgs = ["config", "get-contexts", "-o", "name", ...(cfg.kubernetes.kubeconfig ? ["--kubeconfig", cfg.kubernetes.kubeconfig] : [])];
+        const contexts = host.run("kubectl", ctxArgs, 10000);
+        if (!contexts.ok) {
+            missing.push({ item: "kubectl", problem: "kubectl is missing or has no kubeconfig", fix: "install kubectl and create a cluster (e.g. `minikube start`)" });
+        } else if (!contexts.stdout.split("\n").map((s) => s.trim()).includes(cfg.kubernetes.context)) {
+            missing.push({
+                item: `kube context ${cfg.kubernetes.context}`,
+                problem: `no context "${cfg.kubernetes.context}" in the kubeconfig (have: ${contexts.stdout.trim().split("\n").join(", ") || "none"})`,
+                fix: cfg.kubernetes.context === "minikube" ? "`minikube start`" : "set pcp-eval:kubeContext to one of `kubectl config get-contexts -o name`",
+            });
+        }
+    }
+    return { missing, notes, kvmUsable };
+}
+
+export function formatFindings(missing: Finding[]): string {
+    return missing.map((f) => `  - ${f.item}: ${f.problem}; fix: ${f.fix}`).join("\n");
+}
+
+/** Throws on `up` when anything is missing; warns on preview. */
+export function enforcePreflight(report: PreflightReport, dryRun: boolean, warn: (msg: string) => void): void {
+    for (const note of report.notes) warn(`preflight: ${note}`);
+    if (report.missing.length === 0) return;
+    const message = `pcp-eval preflight: this host lacks ${report.missing.length} thing${report.missing.length === 1 ? "" : "s"} the configuration needs:\n${formatFindings(report.missing)}`;
+    if (dryRun) {
+        warn(`${message}\n(preview goes on; \`pulumi up\` will stop here before creating anything)`);
+        return;
+    }
+    throw new Error(`${message}\nNothing was created.`);
+}

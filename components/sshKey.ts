@@ -1,0 +1,37 @@
+import * as command from "@pulumi/command";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { parseScriptJson, scriptCommand } from "./shell";
+
+export interface SshKeyArgs {
+    stateDir: string;
+    stack: string;
+    projectDir: string;
+}
+
+/**
+ * A per-stack ed25519 key pair under the state directory. The VMs authorise
+ * its public key, so SSH works without the password login the old packaging
+ * enabled by default. Destroy removes the pair.
+ */
+export class SshKey extends pulumi.ComponentResource {
+    public readonly publicKey: pulumi.Output<string>;
+    public readonly privateKeyPath: string;
+
+    constructor(name: string, args: SshKeyArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("pcp-eval:index:SshKey", name, {}, opts);
+        const dir = path.join(args.stateDir, "ssh");
+        this.privateKeyPath = path.join(dir, "id_ed25519");
+        const keygen = new command.local.Command(
+            `${name}-keygen`,
+            {
+                create: scriptCommand("ssh-key.sh", "ensure", { dir, comment: `pcp-eval-${args.stack}` }),
+                delete: scriptCommand("ssh-key.sh", "remove", { dir }),
+                dir: args.projectDir,
+            },
+            { parent: this },
+        );
+        this.publicKey = keygen.stdout.apply((out) => parseScriptJson<{ publicKey: string }>(out, "ssh key").publicKey);
+        this.registerOutputs({ publicKey: this.publicKey, privateKeyPath: this.privateKeyPath });
+    }
+}

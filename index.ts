@@ -1,0 +1,31 @@
+/**
+ * pcp-eval: a Performance Co-Pilot evaluation environment on one Linux host.
+ * Reads the stack config, checks the host, builds the resource graph and
+ * exports the URLs and endpoints. Everything else lives in components/.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { ConfigError, loadConfig } from "./components/config";
+import { provisionEnvironment } from "./components/environment";
+import { enforcePreflight, preflight, PreflightReport, realHost } from "./components/preflight";
+
+function main() {
+    let cfg;
+    try {
+        cfg = loadConfig(__dirname);
+    } catch (err) {
+        // A RunError is shown without a stack trace: the message is the whole story.
+        if (err instanceof ConfigError) throw new pulumi.RunError(err.message);
+        throw err;
+    }
+    const report: PreflightReport = cfg.skipPreflight
+        ? { missing: [], notes: ["preflight skipped (pcp-eval:skipPreflight)"], kvmUsable: true }
+        : preflight(cfg, realHost);
+    try {
+        enforcePreflight(report, pulumi.runtime.isDryRun(), (message) => pulumi.log.warn(message));
+    } catch (err) {
+        throw new pulumi.RunError((err as Error).message);
+    }
+    return provisionEnvironment(cfg, { useKvm: report.kvmUsable }).outputs;
+}
+
+export = main();

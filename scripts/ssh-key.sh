@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Per-stack SSH key pair for the VMs.
+#   ssh-key.sh ensure --dir DIR [--comment C]   create DIR/id_ed25519 unless present
+#   ssh-key.sh remove --dir DIR                  remove the pair (only files we name)
+# stdout: one JSON line.
+set -euo pipefail
+
+die() { echo "ssh-key.sh: $*" >&2; exit 1; }
+
+verb=${1:-}
+shift || true
+dir="" comment="pcp-eval"
+while (($# > 0)); do
+    case "$1" in
+        --dir) dir=${2:?--dir needs a value}; shift 2 ;;
+        --comment) comment=${2:?--comment needs a value}; shift 2 ;;
+        *) die "unknown argument '$1'; use --dir DIR [--comment C]" ;;
+    esac
+done
+[[ -n "$dir" ]] || die "--dir is required (the stack's ssh key directory)"
+key="$dir/id_ed25519"
+
+case "$verb" in
+    ensure)
+        command -v ssh-keygen >/dev/null || die "ssh-keygen not found; install openssh-client"
+        created=false
+        if [[ ! -f "$key" ]]; then
+            mkdir -p "$dir"
+            chmod 700 "$dir"
+            ssh-keygen -q -t ed25519 -N '' -C "$comment" -f "$key" </dev/null
+            created=true
+        fi
+        [[ -f "$key.pub" ]] || ssh-keygen -y -f "$key" >"$key.pub"
+        pub=$(cat "$key.pub")
+        printf '{"publicKey":"%s","privateKeyPath":"%s","created":%s}\n' "$pub" "$key" "$created"
+        ;;
+    remove)
+        removed=false
+        for f in "$key" "$key.pub"; do
+            if [[ -e "$f" ]]; then rm -f -- "$f"; removed=true; fi
+        done
+        rmdir -- "$dir" 2>/dev/null || true
+        printf '{"privateKeyPath":"%s","removed":%s}\n' "$key" "$removed"
+        ;;
+    *) die "unknown verb '${verb}'; use ensure or remove" ;;
+esac

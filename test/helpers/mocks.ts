@@ -1,0 +1,136 @@
+/**
+ * Runs a program under Pulumi's mocks and records what the engine would be
+ * asked to register: type, name, parent, and the dependency URNs of each
+ * resource (read from the real RegisterResource requests, so dependsOn edges
+ * are checked as the engine would see them).
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+export interface RecordedResource {
+    type: string;
+    name: string;
+    urn: string;
+    parent: string;
+    dependencies: string[];
+    custom: boolean;
+    inputs: Record<string, unknown>;
+}
+
+interface RegisterRequest {
+    getType(): string;
+    getName(): string;
+    getParent(): string;
+    getDependenciesList(): string[];
+    getCustom(): boolean;
+}
+
+interface MockMonitorLike {
+    registerResource(req: RegisterRequest, callback: (err: unknown, resp: unknown) => void): Promise<void>;
+    newUrn(parent: string, type: string, name: string): string;
+}
+
+/** Fake outputs for the scripts' JSON lines, keyed on the command they run. */
+function fakeStdout(create: string): string {
+    if (create.includes("nix-build.sh build")) {
+        const outLink = /--out-link (\S+)/.exec(create)?.[1] ?? "out";
+        return JSON.stringify({ storePath: `/nix/store/00000000000000000000000000000000-${outLink.split("/").pop()}`, outLink });
+    }
+    if (create.includes("oci.sh load")) return JSON.stringify({ image: "pcp-eval:00000000000000000000000000000000", loaded: true });
+    if (create.includes("ssh-key.sh ensure")) return JSON.stringify({ publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKey pcp-eval-test", created: true });
+    return "{}";
+}
+
+export interface Recording {
+    resources: RecordedResource[];
+    byName(name: string): RecordedResource;
+    has(name: string): boolean;
+    /** Names of the resources whose URN `name` depends on. */
+    dependencyNames(name: string): string[];
+    childrenOf(name: string): RecordedResource[];
+}
+
+/**
+ * Sets fresh mocks, runs `build`, waits for every registration, and returns
+ * the recording plus what `build` returned with all outputs resolved.
+ */
+export async function recordProgram<T>(build: () => T, options: { preview?: boolean; stack?: string } = {}): Promise<{ recording: Recording; result: T }> {
+    const resources: RecordedResource[] = [];
+    const inputsByTypeName = new Map<string, Record<string, unknown>>();
+    await pulumi.runtime.setMocks(
+        {
+            newResource(args: pulumi.runtime.MockResourceArgs) {
+                inputsByTypeName.set(`${args.type}::${args.name}`, args.inputs as Record<string, unknown>);
+                const state: Record<string, unknown> = { ...args.inputs };
+                if (args.type === "command:local:Command") {
+                    state.stdout = fakeStdout(String(args.inputs.create ?? ""));
+                    state.stderr = "";
+                }
+                if (args.type === "pulumi-nodejs:dynamic:Resource") {
+                    state.pid = 4242;
+                    state.startedAt = "2026-01-01T00:00:00Z";
+                }
+                if (args.type.startsWith("kubernetes:")) {
+                    const metadata = (args.inputs.metadata ?? {}) as Record<string, unknown>;
+                    state.metadata = { ...metadata, name: metadata.name ?? `${args.name}-generated` };
+                }
+                if (args.type === "docker:index/container:Container") state.name = args.inputs.name ?? args.name;
+                return { id: `${args.name}-id`, state };
+            },
+            call(args: pulumi.runtime.MockCallArgs) {
+                return args.inputs;
+            },
+        },
+        "pcp-eval",
+        options.stack ?? "test",
+        options.preview ?? false,
+    );
+    // Reach into the mock monitor only to observe requests; behaviour is unchanged.
+    const settings: { getMonitor(): MockMonitorLike; waitForRPCs(): Promise<void> } = require("@pulumi/pulumi/runtime/settings");
+    const monitor = settings.getMonitor();
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req, callback) => {
+        const urn = monitor.newUrn(req.getParent(), req.getType(), req.getName());
+        resources.push({
+            type: req.getType(),
+            name: req.getName(),
+            urn,
+            parent: req.getParent(),
+            dependencies: req.getDependenciesList(),
+            custom: req.getCustom(),
+            inputs: {},
+        });
+        return register(req, (err, resp) => {
+            callback(err, resp);
+        });
+    };
+    const result = build();
+    // Let every pending registration and output settle.
+    for (let i = 0; i < 20; i++) {
+        await new Promise((resolve) => setImmediate(resolve));
+    }
+    await settings.waitForRPCs();
+    for (const r of resources) r.inputs = inputsByTypeName.get(`${r.type}::${r.name}`) ?? {};
+    const byUrn = new Map(resources.map((r) => [r.urn, r]));
+    const recording: Recording = {
+        resources,
+        has: (name) => resources.some((r) => r.name === name),
+        byName(name) {
+            const found = resources.find((r) => r.name === name);
+            if (!found) throw new Error(`no resource named ${name}; have ${resources.map((r) => r.name).join(", ")}`);
+            return found;
+        },
+        dependencyNames(name) {
+            return this.byName(name).dependencies.map((urn) => byUrn.get(urn)?.name ?? urn);
+        },
+        childrenOf(name) {
+            const parent = this.byName(name);
+            return resources.filter((r) => r.parent === parent.urn);
+        },
+    };
+    return { recording, result };
+}
+
+/** Resolves an Output (or plain value) under mocks. */
+export function resolve<T>(value: pulumi.Input<T>): Promise<T> {
+    return new Promise((res) => pulumi.output(value).apply((v) => { res(v as T); return v; }));
+}

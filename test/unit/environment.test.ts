@@ -1,0 +1,204 @@
+/**
+ * The resource graph per configuration, recorded under Pulumi's mocks: which
+ * resources exist, who parents them, the dependency edges the engine is
+ * given, and the stack outputs. Parts that are off must be absent.
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+import YAML from "yaml";
+import { parseConfig, PcpEvalConfig } from "../../components/config";
+import { consolePorts, constants, forwardedPorts } from "../../components/constants";
+import { Environment, provisionEnvironment } from "../../components/environment";
+import { recordProgram, Recording, resolve } from "../helpers/mocks";
+
+const projectDir = path.resolve(__dirname, "../..");
+
+function stackConfig(stack: string): Record<string, string> {
+    const doc = YAML.parse(fs.readFileSync(path.join(projectDir, `Pulumi.${stack}.yaml`), "utf8")) as { config: Record<string, unknown> };
+    return Object.fromEntries(Object.entries(doc.config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+}
+
+function configOf(raw: Record<string, unknown>, stack = "test"): PcpEvalConfig {
+    const strings = Object.fromEntries(Object.entries(raw).map(([k, v]) => [`pcp-eval:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));
+    return parseConfig(strings, stack, projectDir);
+}
+
+async function record(cfg: PcpEvalConfig): Promise<{ recording: Recording; env: Environment; outputs: Record<string, unknown> }> {
+    const { recording, result } = await recordProgram(() => provisionEnvironment(cfg, { useKvm: false, vmUser: "pcp-tester" }), { stack: cfg.stack });
+    const outputs: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(result.outputs)) outputs[k] = await resolve(v as never);
+    return { recording, env: result, outputs };
+}
+
+const componentTypes = (r: Recording) => r.resources.filter((x) => !x.custom).map((x) => `${x.type} ${x.name}`).sort();
+
+describe("dev stack (Pulumi.dev.yaml)", () => {
+    const cfg = parseConfig(stackConfig("dev"), "dev", projectDir);
+
+    it("has every part: container, bridge with one TAP, three VMs, DaemonSet", async () => {
+        const { recording } = await record(cfg);
+        assert.deepEqual(componentTypes(recording), [
+            "pcp-eval:index:MicroVm vm-bpf",
+            "pcp-eval:index:MicroVm vm-eval",
+            "pcp-eval:index:MicroVm vm-grafana",
+            "pcp-eval:index:NixBuild pcp-image-image",
+            "pcp-eval:index:NixBuild vm-bpf-runner",
+            "pcp-eval:index:NixBuild vm-eval-runner",
+            "pcp-eval:index:NixBuild vm-grafana-runner",
+            "pcp-eval:index:OciImage pcp-image",
+            "pcp-eval:index:PcpDaemonSet pcp-daemonset",
+            "pcp-eval:index:SshKey ssh-key",
+            "pcp-eval:index:TapBridge network",
+            "pulumi:pulumi:Stack pcp-eval-dev",
+        ].filter((s) => !s.startsWith("pulumi:pulumi:Stack")));
+        const tapCommands = recording.resources.filter((r) => r.name.startsWith("network-pcptap"));
+        assert.deepEqual(tapCommands.map((r) => r.name), ["network-pcptap0"]);
+        assert.ok(recording.has("pcp-image-container"));
+        assert.ok(recording.has("pcp-daemonset-daemonset"));
+    });
+
+    it("gives the TAP VM, and only it, an edge to its TAP device", async () => {
+        const { recording } = await record(cfg);
+        assert.ok(recording.dependencyNames("vm-grafana-process").includes("network-pcptap0"));
+        assert.ok(!recording.dependencyNames("vm-eval-process").some((n) => n.startsWith("network")));
+        assert.ok(!recording.dependencyNames("vm-bpf-process").some((n) => n.startsWith("network")));
+        assert.ok(recording.dependencyNames("network-pcptap0").includes("network-bridge"));
+    });
+
+    it("makes the DaemonSet wait for the image loaded into the cluster, which waits for the docker load", async () => {
+        const { recording } = await record(cfg);
+        assert.ok(recording.dependencyNames("pcp-daemonset-daemonset").includes("pcp-daemonset-cluster-load"));
+        assert.ok(recording.dependencyNames("pcp-daemonset-cluster-load").includes("pcp-image-load"));
+    });
+
+    it("keeps independent parts free of edges between them, so they provision in parallel", async () => {
+        const { recording } = await record(cfg);
+        const vmNames = ["vm-eval", "vm-grafana", "vm-bpf"];
+        for (const vm of vmNames) {
+            const deps = recording.resources
+                .filter((r) => r.name.startsWith(vm))
+                .flatMap((r) => recording.dependencyNames(r.name));
+            for (const other of vmNames.filter((v) => v !== vm)) {
+                assert.ok(!deps.some((d) => d.startsWith(other)), `${vm} must not wait for ${other}`);
+            }
+            assert.ok(!deps.some((d) => d.startsWith("pcp-image")), `${vm} must not wait for the image`);
+        }
+        assert.ok(!recording.dependencyNames("pcp-image-container").some((d) => d.startsWith("vm-") || d.startsWith("network")));
+    });
+
+    it("parents every resource to a component, never to the stack directly", async () => {
+        const { recording } = await record(cfg);
+        const topLevel = recording.resources.filter((r) => r.parent === "" || r.parent.includes("pulumi:pulumi:Stack"));
+        for (const r of topLevel) assert.equal(r.custom, false, `${r.name} (${r.type}) must be inside a component`);
+    });
+
+    it("exports URLs for the grafana VM on its TAP address and pmproxy URLs per target", async () => {
+        const { outputs } = await record(cfg);
+        const tapAddress = constants.network.firstVmAddress;
+        assert.equal(outputs.grafanaUrl, `http://${tapAddress}:${constants.ports.grafana}`);
+        assert.equal(outputs.prometheusUrl, `http://${tapAddress}:${constants.ports.prometheus}`);
+        const evalPorts = forwardedPorts("eval");
+        assert.deepEqual(outputs.pmproxyUrls, {
+            container: `http://127.0.0.1:${constants.hostForwards.pmproxy}`,
+            eval: `http://127.0.0.1:${evalPorts.pmproxy}`,
+            grafana: `http://${tapAddress}:${constants.ports.pmproxy}`,
+            bpf: `http://127.0.0.1:${forwardedPorts("bpf").pmproxy}`,
+        });
+        assert.deepEqual(outputs.consolePorts, { eval: consolePorts("eval"), grafana: consolePorts("grafana"), bpf: consolePorts("bpf") });
+        const ssh = outputs.sshCommands as Record<string, string>;
+        assert.match(ssh.eval!, new RegExp(`-p ${evalPorts.ssh} root@127\\.0\\.0\\.1$`));
+        assert.match(ssh.eval!, /-i \S+\/ssh\/id_ed25519 /);
+        assert.deepEqual(outputs.kubernetes, { namespace: "pcp", daemonSet: constants.kubernetes.daemonSetName, context: "minikube" });
+        assert.match(String(outputs.summary), /grafana: grafana VM \(tap\)/);
+    });
+
+    it("builds each VM through the flake's parametric function with the stack's key and no password login", async () => {
+        const { recording } = await record(cfg);
+        const create = String(recording.byName("vm-grafana-runner-build").inputs.create);
+        assert.match(create, /nix-build\.sh build/);
+        assert.match(create, /mkMicrovmRunner/);
+        assert.match(create, /variant = \\?"grafana\\?"/);
+        assert.match(create, /networking = \\?"tap\\?"/);
+        assert.match(create, new RegExp(`address = \\\\?"${constants.network.firstVmAddress.replace(/\./g, "\\.")}\\\\?"`));
+        assert.match(create, /ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKey/);
+        assert.match(create, /debugMode = false/);
+        assert.match(create, /useKvm = false/);
+    });
+});
+
+describe("other configurations", () => {
+    it("base VM only: one VM, no bridge, image, container, DaemonSet or cluster provider", async () => {
+        const { recording, outputs } = await record(configOf({ vms: ["base"] }));
+        const names = recording.resources.map((r) => r.name);
+        assert.ok(names.includes("vm-base"));
+        for (const absent of ["network", "pcp-image", "pcp-daemonset"]) {
+            assert.ok(!names.some((n) => n.startsWith(absent)), `${absent} must be absent`);
+        }
+        assert.ok(!recording.resources.some((r) => r.type.startsWith("docker:") || r.type.startsWith("kubernetes:") || r.type.startsWith("pulumi:providers:kubernetes")));
+        assert.deepEqual(Object.keys(outputs).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "summary", "targets"]);
+        assert.deepEqual(outputs.pmcdEndpoints, { base: `127.0.0.1:${forwardedPorts("base").pmcd}` });
+    });
+
+    it("container only: image build, load and container; no VM, key, bridge or cluster", async () => {
+        const { recording, outputs } = await record(configOf({ containerEnabled: true }));
+        const names = recording.resources.map((r) => r.name).sort();
+        assert.deepEqual(names.filter((n) => !n.startsWith("pcp-image")), []);
+        assert.ok(names.includes("pcp-image-container"));
+        assert.ok(recording.dependencyNames("pcp-image-container").includes("pcp-image-load"));
+        assert.deepEqual(Object.keys(outputs).sort(), ["pmcdEndpoints", "pmproxyUrls", "summary", "targets"]);
+        assert.deepEqual(outputs.pmcdEndpoints, { container: `127.0.0.1:${constants.hostForwards.pmcd}` });
+        const container = recording.byName("pcp-image-container").inputs as { user: string; ports: Array<{ internal: number; external: number; ip: string }> };
+        assert.equal(container.user, String(constants.container.uid));
+        assert.deepEqual(container.ports.map((p) => p.internal).sort(), [constants.ports.pmcd, constants.ports.pmproxy]);
+        assert.ok(container.ports.every((p) => p.ip === "127.0.0.1"));
+    });
+
+    it("everything with two TAP VMs: one bridge, two TAP devices, each VM waits for its own", async () => {
+        const cfg = configOf({
+            containerEnabled: true,
+            containerPortOffset: 1000,
+            bridgeEnabled: true,
+            vms: ["base", "eval:tap", "grafana:tap", "bpf"],
+            kubernetesEnabled: true,
+            kubeContext: "kind-pcp",
+        });
+        const { recording, outputs } = await record(cfg);
+        assert.deepEqual(
+            recording.resources.filter((r) => r.name.startsWith("network-")).map((r) => r.name).sort(),
+            ["network-bridge", "network-pcptap0", "network-pcptap1"],
+        );
+        assert.ok(recording.dependencyNames("vm-eval-process").includes("network-pcptap0"));
+        assert.ok(!recording.dependencyNames("vm-eval-process").includes("network-pcptap1"));
+        assert.ok(recording.dependencyNames("vm-grafana-process").includes("network-pcptap1"));
+        assert.ok(!recording.dependencyNames("vm-base-process").some((n) => n.startsWith("network")));
+        const targets = outputs.targets as Record<string, { pmcd: { host: string } }>;
+        assert.equal(targets.eval!.pmcd.host, cfg.vms[1]!.tap!.address);
+        assert.equal(targets.grafana!.pmcd.host, cfg.vms[2]!.tap!.address);
+        assert.notEqual(cfg.vms[1]!.tap!.mac, cfg.vms[2]!.tap!.mac);
+        assert.ok(recording.has("pcp-daemonset-daemonset"));
+    });
+
+    it("Kubernetes without the container still builds and loads the image, but runs no container", async () => {
+        const { recording, outputs } = await record(configOf({ kubernetesEnabled: true, kubeContext: "minikube" }));
+        assert.ok(recording.has("pcp-image-load"));
+        assert.ok(!recording.has("pcp-image-container"));
+        assert.deepEqual(outputs.pmproxyUrls, {});
+        assert.ok(outputs.kubernetes);
+    });
+
+    it("a user-supplied SSH key replaces the generated one", async () => {
+        const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUserKey me@host";
+        const { recording } = await record(configOf({ vms: ["eval"], sshPublicKey: key }));
+        assert.ok(!recording.has("ssh-key"));
+        assert.match(String(recording.byName("vm-eval-runner-build").inputs.create), /AAAAC3NzaC1lZDI1NTE5AAAAIUserKey/);
+    });
+
+    it("nothing enabled: no resources and only empty endpoint maps", async () => {
+        const { recording, outputs } = await record(configOf({}));
+        assert.deepEqual(recording.resources.map((r) => r.name), []);
+        assert.deepEqual(outputs.pmproxyUrls, {});
+        assert.equal(outputs.grafanaUrl, undefined);
+    });
+});

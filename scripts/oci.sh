@@ -93,7 +93,7 @@ require_docker() {
     local out
     if ! out="$(timeout 30 docker version --format '{{.Server.Version}}' 2>&1)"; then
         local where="${DOCKER_HOST:-the default of the docker CLI (unix:///var/run/docker.sock or the current docker context)}"
-        die "no Docker daemon answers at $where: $(printf '%s' "$out" | grep -v '^\s*$' | tail -n 1 | sed 's/[.]*$//'). Start dockerd (systemctl start docker) or point DOCKER_HOST at a running daemon."
+        die "no Docker daemon answers at $where: $(printf '%s' "$out" | grep -v '^\s*$' | tail -n 1); start dockerd (systemctl start docker) or point DOCKER_HOST at a running daemon."
     fi
 }
 

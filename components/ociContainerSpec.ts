@@ -33,7 +33,7 @@ export interface HealthcheckSpec {
 
 export interface ContainerSpec {
     name: string;
-    /** Numeric, so it holds whatever /etc/passwd the image has. */
+    /** Numeric UID; the group is the user's group in the image's /etc/passwd. */
     user: string;
     restart: "unless-stopped";
     ports: PortMapping[];
@@ -55,7 +55,7 @@ export function containerSpec(args: ContainerSpecArgs): ContainerSpec {
     const t = constants.timeoutsSeconds;
     return {
         name: args.name ?? `pcp-eval-${args.stack}`,
-        user: `${constants.container.uid}:${constants.container.gid}`,
+        user: String(constants.container.uid),
         restart: "unless-stopped",
         ports: [
             { internal: constants.ports.pmcd, external: args.pmcdPort, ip: args.hostAddress },

@@ -106,9 +106,11 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
     if (vms.length > 0) {
         outputs.sshCommands = Object.fromEntries(
             vms.map((vm) => {
-                const ssh = vm.target.ssh;
-                const identity = ssh?.identityFile ? `-i ${ssh.identityFile} ` : "";
-                return [nameOf(vm), ssh ? `ssh ${identity}-p ${ssh.port} ${ssh.user}@${ssh.host}` : `ssh -p ${vm.target.pmcd.port} root@${vm.target.pmcd.host}`];
+                const ssh = vm.target.ssh!;
+                const identity = ssh.identityFile ? `-i ${ssh.identityFile} ` : "";
+                // The guest's root filesystem is rebuilt at every boot, and so are its host keys.
+                const hostKeys = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null ";
+                return [nameOf(vm), `ssh ${hostKeys}${identity}-p ${ssh.port} ${ssh.user}@${ssh.host}`];
             }),
         );
         outputs.consolePorts = Object.fromEntries(vms.map((vm) => [nameOf(vm), { serial: vm.target.consoles!.serial, virtio: vm.target.consoles!.virtio }]));

@@ -74,7 +74,8 @@ export function vmTarget(spec: VmSpec, sshPrivateKeyPath?: string): Target {
     if (ports.nodeExporter !== undefined) target.nodeExporterUrl = `http://${host}:${ports.nodeExporter}`;
     if (ports.grafana !== undefined) target.grafanaUrl = `http://${host}:${ports.grafana}`;
     if (ports.prometheus !== undefined) target.prometheusUrl = `http://${host}:${ports.prometheus}`;
-    if (sshPrivateKeyPath !== undefined) target.ssh = { host, port: ports.ssh, user: "root", identityFile: sshPrivateKeyPath };
+    target.ssh = { host, port: ports.ssh, user: "root" };
+    if (sshPrivateKeyPath !== undefined) target.ssh.identityFile = sshPrivateKeyPath;
     return target;
 }
 

@@ -37,13 +37,19 @@ export const realHost: HostProbe = {
     exists: (p) => fs.existsSync(p),
 };
 
-const qmpQuit = '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n';
-
-/** /dev/kvm can exist and still hang or abort QEMU; only starting a KVM machine tells. */
+/**
+ * /dev/kvm can exist and still hang or abort QEMU; only running a KVM guest
+ * tells. The probe boots an empty PC machine (its BIOS runs on a real vCPU)
+ * for a second and a half, then asks QEMU whether it still runs.
+ */
 export function kvmWorks(host: HostProbe): { usable: boolean; why: string } {
     if (!host.exists("/dev/kvm")) return { usable: false, why: "/dev/kvm does not exist" };
-    const qemu = host.run("qemu-system-x86_64", ["-accel", "kvm", "-machine", "none", "-nodefaults", "-display", "none", "-qmp", "stdio"], 5000, qmpQuit);
-    return qemu.ok ? { usable: true, why: "KVM machine started and quit" } : { usable: false, why: `QEMU with KVM failed or hung: ${qemu.stderr.trim().split("\n").pop() ?? ""}` };
+    const script =
+        `(printf '{"execute":"qmp_capabilities"}\\n'; sleep 1.5; printf '{"execute":"query-status"}\\n{"execute":"quit"}\\n') | ` +
+        "qemu-system-x86_64 -accel kvm -machine pc -m 64 -nodefaults -display none -qmp stdio";
+    const qemu = host.run("sh", ["-c", script], 8000);
+    if (qemu.ok && /"running": ?true/.test(qemu.stdout)) return { usable: true, why: "a KVM guest ran" };
+    return { usable: false, why: `QEMU with KVM failed or hung: ${qemu.stderr.trim().split("\n").pop() || "no answer"}` };
 }
 
 export function preflight(cfg: PcpEvalConfig, host: HostProbe): PreflightReport {
@@ -85,7 +91,7 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe): PreflightReport 
     if (needsPrivilege) {
         if (!host.isRoot()) {
             if (!cfg.useSudo) {
-                missing.push({ item: "privileges for the bridge", problem: "creating pcpbr0 and TAP devices needs root", fix: "run as root, or `pulumi config set pcp-eval:useSudo true` with passwordless sudo" });
+                missing.push({ item: "privileges for the bridge", problem: `creating bridge ${cfg.bridge?.name ?? ""} and TAP devices needs root`, fix: "run as root, or `pulumi config set pcp-eval:useSudo true` with passwordless sudo" });
             } else if (!host.run("sudo", ["-n", "true"], 5000).ok) {
                 missing.push({ item: "passwordless sudo", problem: "`sudo -n true` failed", fix: "allow the user passwordless sudo for ip and nft, or run as root" });
             }

@@ -15,6 +15,7 @@ export interface Target {
     grafanaUrl?: string;
     prometheusUrl?: string;
     consoles?: { host: string; serial: number; virtio: number };
-    ssh?: { host: string; port: number; user: string; identityFile: string };
+    /** identityFile is the stack's generated key; absent when the user supplied pcp-eval:sshPublicKey. */
+    ssh?: { host: string; port: number; user: string; identityFile?: string };
     features: { linuxPmda: boolean; bpf: boolean; pmieTest: boolean; nodeExporter: boolean };
 }

@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
-# The whole test suite: type check, lint, unit, integration and end-to-end
-# tests in one node test run, so its closing summary counts every test.
+# The whole test suite: type check, shell lint, then unit, integration and
+# end-to-end tests in one node test run, so its closing summary counts every
+# test. Prints a final "tests: N passed, N failed, N skipped" line.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 npx tsc --noEmit -p .
 echo "typecheck: ok"
+mapfile -t shell_scripts < <(find scripts test tools .ci -type f \( -name '*.sh' -o -path '.ci/run' \) -not -path '*/node_modules/*' 2>/dev/null | sort)
+shellcheck "${shell_scripts[@]}"
+echo "shellcheck: ok (${#shell_scripts[@]} scripts)"
 
 mapfile -t test_files < <(find components test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
-exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${test_files[@]}"
+mkdir -p test-results
+tap=test-results/tests.tap
+status=0
+node --import tsx --test --test-concurrency=1 \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=tap --test-reporter-destination="$tap" \
+    "${test_files[@]}" || status=$?
+
+count() { sed -n "s/^# $1 \([0-9]*\)$/\1/p" "$tap" | tail -n 1; }
+echo "tests: $(count pass) passed, $(count fail) failed, $(count skipped) skipped"
+exit "$status"

@@ -1,0 +1,123 @@
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+import { ConfigError, parseConfig, PcpEvalConfig } from "./config";
+import { constants, forwardedPorts } from "./constants";
+
+const projectDir = "/srv/pcp-eval";
+
+function parse(raw: Record<string, unknown>): PcpEvalConfig {
+    const strings = Object.fromEntries(Object.entries(raw).map(([k, v]) => [`pcp-eval:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));
+    return parseConfig(strings, "unit", projectDir);
+}
+
+function problems(raw: Record<string, unknown>): string[] {
+    try {
+        parse(raw);
+    } catch (err) {
+        assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+        return err.problems;
+    }
+    assert.fail("expected the config to be rejected");
+}
+
+function rejects(raw: Record<string, unknown>, key: string, pattern: RegExp): void {
+    const found = problems(raw);
+    assert.ok(
+        found.some((p) => p.includes(key) && pattern.test(p)),
+        `expected a problem naming ${key} matching ${pattern}; got:\n${found.join("\n")}`,
+    );
+}
+
+describe("config defaults", () => {
+    it("an empty config is valid and provisions nothing", () => {
+        const cfg = parse({});
+        assert.equal(cfg.vms.length, 0);
+        assert.equal(cfg.container, undefined);
+        assert.equal(cfg.bridge, undefined);
+        assert.equal(cfg.kubernetes, undefined);
+        assert.equal(cfg.flake, path.join(projectDir, "nix"));
+        assert.equal(cfg.stateDir, path.join(projectDir, ".pcp-eval-state", "unit"));
+        assert.equal(cfg.debugMode, false);
+    });
+
+    it("VM entries take variant, networking and options; TAP VMs get their own device, address and MAC", () => {
+        const cfg = parse({ bridgeEnabled: true, vms: ["eval", "grafana:tap", "base:tap,name=lab,memory=2048,vcpus=4,address=10.177.0.99"] });
+        assert.deepEqual(
+            cfg.vms.map((v) => [v.name, v.variant, v.networking, v.memoryMiB, v.vcpus]),
+            [
+                ["eval", "eval", "user", constants.vm.memoryMiB, constants.vm.vcpus],
+                ["grafana", "grafana", "tap", constants.vm.memoryMiB, constants.vm.vcpus],
+                ["lab", "base", "tap", 2048, 4],
+            ],
+        );
+        assert.equal(cfg.vms[0]!.tap, undefined);
+        assert.deepEqual(cfg.vms[1]!.tap, { device: `${constants.network.tapPrefix}0`, address: constants.network.firstVmAddress, mac: `${constants.network.macPrefix}:01` });
+        assert.deepEqual(cfg.vms[2]!.tap, { device: `${constants.network.tapPrefix}1`, address: "10.177.0.99", mac: `${constants.network.macPrefix}:02` });
+    });
+
+    it("the container's ports move with containerPortOffset", () => {
+        const cfg = parse({ containerEnabled: true, containerPortOffset: 1000 });
+        assert.equal(cfg.container!.pmcdPort, constants.hostForwards.pmcd + 1000);
+        assert.equal(cfg.container!.pmproxyPort, constants.hostForwards.pmproxy + 1000);
+    });
+});
+
+describe("config errors name the key and the fix", () => {
+    it("unknown variant", () => rejects({ vms: ["grafna"] }, "pcp-eval:vms[0]", /unknown variant "grafna".*use one of base, eval, grafana, bpf/));
+    it("unknown networking", () => rejects({ vms: ["eval:bridge"] }, "pcp-eval:vms[0]", /unknown networking "bridge".*:user.*:tap/));
+    it("unknown VM option", () => rejects({ vms: ["eval,cpus=2"] }, "pcp-eval:vms[0]", /unknown option "cpus"/));
+    it("the same VM twice", () => rejects({ vms: ["eval", "bpf", "eval"] }, "pcp-eval:vms[2]", /"eval" is already defined by pcp-eval:vms\[0\].*name=/));
+    it("the same name on two variants", () => rejects({ vms: ["eval,name=x", "bpf,name=x"] }, "pcp-eval:vms[1]", /already defined/));
+    it("forwarded ports colliding between two VMs of one variant", () => {
+        const found = problems({ vms: ["eval,name=a", "eval,name=b"] });
+        const pmcd = forwardedPorts("eval").pmcd;
+        assert.ok(found.some((p) => p.includes(`host port ${pmcd}`) && p.includes("pcp-eval:vms[0] (a) pmcd") && p.includes("pcp-eval:vms[1] (b) pmcd")), found.join("\n"));
+    });
+    it("consoles colliding even when both VMs use TAP", () => {
+        const found = problems({ bridgeEnabled: true, vms: ["eval:tap,name=a", "eval:tap,name=b"] });
+        assert.ok(found.some((p) => /serial console and .* serial console/.test(p)), found.join("\n"));
+    });
+    it("the container colliding with the base VM's forwards", () => {
+        rejects({ containerEnabled: true, vms: ["base"] }, `host port ${constants.hostForwards.pmcd}`, /the container \(pmcd\).*pcp-eval:containerPortOffset/);
+    });
+    it("a container offset that moves it onto a VM's forwards", () => {
+        const offset = constants.variants.eval.portOffset;
+        rejects({ containerEnabled: true, containerPortOffset: offset, vms: ["eval"] }, `host port ${constants.hostForwards.pmcd + offset}`, /claimed by/);
+    });
+    it("invalid CIDR", () => rejects({ bridgeEnabled: true, bridgeSubnet: "10.177.0.0/33" }, "pcp-eval:bridgeSubnet", /not a valid IPv4 CIDR/));
+    it("CIDR with host bits set", () => rejects({ bridgeEnabled: true, bridgeSubnet: `${constants.network.gateway}/24` }, "pcp-eval:bridgeSubnet", /not a valid IPv4 CIDR/));
+    it("gateway outside the subnet", () => rejects({ bridgeEnabled: true, bridgeGateway: "192.168.1.1" }, "pcp-eval:bridgeGateway", /not a host address inside/));
+    it("VM address outside the subnet", () => rejects({ bridgeEnabled: true, vms: ["eval:tap,address=10.178.0.5"] }, "pcp-eval:vms[0]", /outside the bridge subnet/));
+    it("VM address equal to the gateway", () => rejects({ bridgeEnabled: true, vms: [`eval:tap,address=${constants.network.gateway}`] }, "pcp-eval:vms[0]", /is the bridge gateway/));
+    it("two TAP VMs on one address", () =>
+        rejects({ bridgeEnabled: true, vms: ["eval:tap,address=10.177.0.50", "grafana:tap,address=10.177.0.50"] }, "pcp-eval:vms[1]", /already used by pcp-eval:vms\[0\]/));
+    it("a TAP VM while the bridge is off", () => rejects({ vms: ["grafana:tap"] }, "pcp-eval:vms[0]", /bridge is off.*pcp-eval:bridgeEnabled true/));
+    it("address on a user-networked VM", () => rejects({ vms: ["eval,address=10.177.0.30"] }, "pcp-eval:vms[0]", /address= only applies to tap/));
+    it("memory under 256 MiB on one VM", () => rejects({ vms: ["eval,memory=128"] }, "pcp-eval:vms[0]", /memory=128 MiB is under the minimum of 256 MiB/));
+    it("default memory under 256 MiB", () => rejects({ vmMemoryMiB: 200 }, "pcp-eval:vmMemoryMiB", /200 MiB is under the minimum/));
+    it("an empty flake reference", () => rejects({ flake: "  " }, "pcp-eval:flake", /empty flake reference/));
+    it("Kubernetes on without a context", () => rejects({ kubernetesEnabled: true }, "pcp-eval:kubeContext", /no context is set.*pulumi config set pcp-eval:kubeContext/));
+    it("a non-boolean where a boolean goes", () => rejects({ containerEnabled: "yes" }, "pcp-eval:containerEnabled", /not a boolean/));
+    it("a non-integer where an integer goes", () => rejects({ vmVcpus: "two" }, "pcp-eval:vmVcpus", /not an integer/));
+    it("an unknown key (a typo)", () => rejects({ vm: ["eval"] }, "pcp-eval:vm", /unknown key/));
+    it("an invalid SSH key", () => rejects({ sshPublicKey: "not a key" }, "pcp-eval:sshPublicKey", /not an OpenSSH public key/));
+
+    it("lists every error at once", () => {
+        const found = problems({ flake: "", vms: ["nope", "grafana:tap", "eval,memory=64"], kubernetesEnabled: true });
+        assert.ok(found.length >= 5, found.join("\n"));
+        for (const needle of ["pcp-eval:flake", "pcp-eval:vms[0]", "pcp-eval:vms[1]", "pcp-eval:vms[2]", "pcp-eval:kubeContext"]) {
+            assert.ok(found.some((p) => p.includes(needle)), `missing ${needle} in:\n${found.join("\n")}`);
+        }
+    });
+
+    it("the error message says nothing was created and lists each problem on its own line", () => {
+        try {
+            parse({ vms: ["x"], kubernetesEnabled: true });
+            assert.fail("expected rejection");
+        } catch (err) {
+            assert.ok(err instanceof ConfigError);
+            assert.match(err.message, /2 problems; nothing was created:\n {2}- .*\n {2}- /);
+        }
+    });
+});

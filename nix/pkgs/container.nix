@@ -1,0 +1,85 @@
+# The OCI image (docker load-able tarball): pmcd in the foreground as the
+# non-root pcp user, only pmcd's and pmproxy's ports exposed, PCP_CONF set,
+# writable /var/lib/pcp, /var/log/pcp and /run/pcp owned by pcp, and
+# /etc/passwd and /etc/group that know pcp. User name, UID/GID and image name
+# come from nix/constants.json.
+{
+  pkgs,
+  lib,
+  pcp,
+}:
+let
+  constants = builtins.fromJSON (builtins.readFile ../constants.json);
+  inherit (constants) container ports;
+  uid = toString container.uid;
+  gid = toString container.gid;
+
+  etcFiles = pkgs.runCommand "pcp-container-etc" { } ''
+    mkdir -p $out/etc
+    cat > $out/etc/passwd <<EOF
+    root:x:0:0:root:/root:/sbin/nologin
+    ${container.user}:x:${uid}:${gid}:Performance Co-Pilot:/var/lib/pcp:/sbin/nologin
+    nobody:x:65534:65534:nobody:/var/empty:/sbin/nologin
+    EOF
+    cat > $out/etc/group <<EOF
+    root:x:0:
+    ${container.user}:x:${gid}:
+    nogroup:x:65534:
+    EOF
+    ln -s ${pcp}/share/pcp/etc/pcp.conf $out/etc/pcp.conf
+    ln -s ${pcp}/share/pcp/etc/pcp.env $out/etc/pcp.env
+  '';
+
+  # pmcd in the foreground; pmproxy beside it in the background so the image
+  # serves both of its ports. tini-like reaping is left to the runtime
+  # (docker run --init / the pod's pause process).
+  entrypoint = pkgs.writeShellScript "pcp-container-entrypoint" ''
+    set -eu
+    ${pcp}/libexec/pcp/bin/pmproxy &
+    exec ${pcp}/libexec/pcp/bin/pmcd -f "$@"
+  '';
+in
+pkgs.dockerTools.buildLayeredImage {
+  name = container.imageName;
+  tag = "nix";
+  contents = [
+    etcFiles
+    pcp
+    pkgs.bashInteractive
+    pkgs.coreutils
+  ];
+  fakeRootCommands = ''
+    mkdir -p var/lib/pcp/tmp var/log/pcp/pmcd var/log/pcp/pmproxy run/pcp tmp
+    ln -sfn ${pcp}/var/lib/pcp/pmns var/lib/pcp/pmns
+    ln -sfn ${pcp}/var/lib/pcp/pmdas var/lib/pcp/pmdas
+    ln -sfn ${pcp}/var/lib/pcp/pmcd var/lib/pcp/pmcd
+    ln -sfn ${pcp}/var/lib/pcp/config var/lib/pcp/config
+    chown -R ${uid}:${gid} var/lib/pcp var/log/pcp run/pcp
+    chmod 1777 tmp
+  '';
+  enableFakechroot = false;
+  config = {
+    User = "${uid}:${gid}";
+    Entrypoint = [ "${entrypoint}" ];
+    Env = [
+      "PCP_CONF=${pcp}/share/pcp/etc/pcp.conf"
+      "PCP_DIR=${pcp}/share/pcp/etc"
+      "PCP_LOG_DIR=/var/log/pcp"
+      "PCP_VAR_DIR=/var/lib/pcp"
+      "PCP_TMP_DIR=/var/lib/pcp/tmp"
+      "PCP_RUN_DIR=/run/pcp"
+      "PMCD_PORT=${toString ports.pmcd}"
+      "PMPROXY_PORT=${toString ports.pmproxy}"
+      "PATH=${pcp}/bin:${pcp}/libexec/pcp/bin:/bin"
+    ];
+    ExposedPorts = {
+      "${toString ports.pmcd}/tcp" = { };
+      "${toString ports.pmproxy}/tcp" = { };
+    };
+    WorkingDir = "/var/lib/pcp";
+    Labels = {
+      "org.opencontainers.image.title" = "pcp-eval PCP (pmcd + pmproxy)";
+      "org.opencontainers.image.source" = "pcp-eval nix/pkgs/container.nix";
+    };
+  };
+}

@@ -1,0 +1,50 @@
+# Which PCP to use: `source = "nixpkgs"` (default) takes nixpkgs' binary-cached
+# pkgs.pcp; `source = "upstream"` builds the pinned upstream source (flake
+# input pcp-src).
+#
+# At the nixos-unstable revisions checked while writing this, pkgs.pcp is not
+# Performance Co-Pilot but an alias that throws (a removed file-transfer tool
+# of the same name); PCP itself is in the open nixpkgs pull request #495646.
+# So "nixpkgs" uses pkgs.pcp only when it evaluates and is Performance
+# Co-Pilot, and otherwise falls back to the upstream build with a warning
+# (that build compiles PCP: minutes, not seconds).
+{
+  pkgs,
+  lib,
+  pcpSrc,
+  source ? "nixpkgs",
+}:
+let
+  upstream =
+    if pcpSrc == null then
+      throw "pcp: pcpSource = \"upstream\" needs the pcp-src flake input"
+    else if builtins.pathExists "${pcpSrc}/nix/package.nix" then
+      # Upstream ships its own Nix recipe (performancecopilot/pcp#2501);
+      # prefer it when the pinned source has one.
+      import "${pcpSrc}/nix/package.nix" {
+        inherit pkgs;
+        src = pcpSrc;
+      }
+    else
+      pkgs.callPackage ./pcp-upstream.nix { src = pcpSrc; };
+
+  fromNixpkgs =
+    let
+      attempt = builtins.tryEval (pkgs.pcp or null);
+      candidate = if attempt.success then attempt.value else null;
+      homepage = builtins.tryEval (candidate.meta.homepage or "");
+      isPcp = candidate != null && homepage.success && lib.hasInfix "pcp.io" homepage.value;
+    in
+    if isPcp then
+      candidate
+    else
+      lib.warn
+        "pcp-eval: this nixpkgs has no Performance Co-Pilot pkgs.pcp; building PCP from the pinned upstream source instead (slow)"
+        upstream;
+in
+if source == "nixpkgs" then
+  fromNixpkgs
+else if source == "upstream" then
+  upstream
+else
+  throw "pcp: source must be \"nixpkgs\" or \"upstream\", got '${toString source}'"

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Builds a Nix flake attribute (or expression) into an out-link, the GC root
+# the NixBuild component owns, and removes that out-link again.
+#
+#   nix-build.sh build --out-link PATH (--installable REF#ATTR | --expr NIX_EXPR)
+#                      [--impure] [--timeout SECONDS]
+#       stdout: {"storePath":"/nix/store/...","outLink":"PATH"}
+#   nix-build.sh remove --out-link PATH
+#       stdout: {"outLink":"PATH","removed":true|false}
+#
+# Both verbs are idempotent: building an unchanged attribute again is a no-op
+# that prints the same store path; removing a missing out-link prints
+# "removed":false. A failed build leaves any previous out-link untouched and
+# creates none. Nix's own progress and errors go to stderr.
+#
+# Works with Nix 2.8 (Debian's nix-bin): it enables the nix-command and flakes
+# features itself and reads the store path from `nix build --json` (2.8 has no
+# --print-out-paths). Site settings (sandbox, substituters, build users) are
+# nix.conf's business; NIX_CONFIG passes them through, e.g. for an offline
+# single-user store: NIX_CONFIG=$'sandbox = false\nsubstituters =\nbuild-users-group ='.
+# NIX overrides the nix binary.
+set -euo pipefail
+
+prog=nix-build.sh
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+constants="$here/../nix/constants.json"
+nix_bin="${NIX:-nix}"
+
+die() {
+    echo "$prog: $*" >&2
+    exit "${EXIT_CODE:-1}"
+}
+
+usage() {
+    cat >&2 <<'EOF'
+usage: nix-build.sh build --out-link PATH (--installable REF#ATTR | --expr NIX_EXPR) [--impure] [--timeout SECONDS]
+       nix-build.sh remove --out-link PATH
+EOF
+}
+
+need() {
+    command -v "$1" >/dev/null 2>&1 || die "$1 is not installed: $2"
+}
+
+# The build timeout defaults to timeoutsSeconds.build in nix/constants.json.
+default_timeout() {
+    [[ -r "$constants" ]] || die "cannot read $constants (for timeoutsSeconds.build); pass --timeout SECONDS"
+    jq -er '.timeoutsSeconds.build | select(type == "number" and . > 0)' "$constants" \
+        || die "$constants has no positive timeoutsSeconds.build; pass --timeout SECONDS"
+}
+
+store_dir() {
+    echo "${NIX_STORE_DIR:-/nix/store}"
+}
+
+cmd_build() {
+    local out_link="" installable="" expr="" impure=0 timeout=""
+    while (($# > 0)); do
+        case "$1" in
+            --out-link | --installable | --expr | --timeout)
+                (($# >= 2)) || die "$1 needs a value"
+                case "$1" in
+                    --out-link) out_link="$2" ;;
+                    --installable) installable="$2" ;;
+                    --expr) expr="$2" ;;
+                    --timeout) timeout="$2" ;;
+                esac
+                shift 2
+                ;;
+            --impure)
+                impure=1
+                shift
+                ;;
+            *)
+                usage
+                die "build: unknown argument '$1'"
+                ;;
+        esac
+    done
+
+    [[ -n "$out_link" ]] || die "build: --out-link PATH is required (where the GC root goes)"
+    if [[ -n "$installable" && -n "$expr" ]]; then
+        die "build: give either --installable or --expr, not both"
+    fi
+    [[ -n "$installable" || -n "$expr" ]] || die "build: --installable REF#ATTR or --expr NIX_EXPR is required"
+    if [[ -n "$installable" && "$installable" != *"#"* ]]; then
+        die "build: --installable '$installable' has no '#ATTR'; name the attribute, e.g. ./nix#pcp"
+    fi
+    if [[ -z "$timeout" ]]; then
+        timeout="$(default_timeout)"
+    fi
+    [[ "$timeout" =~ ^[1-9][0-9]*$ ]] || die "build: --timeout must be a whole number of seconds > 0, got '$timeout'"
+    if [[ -e "$out_link" && ! -L "$out_link" ]]; then
+        die "build: --out-link '$out_link' exists and is not a symlink; refusing to replace it"
+    fi
+
+    need "$nix_bin" "install Nix (Debian: apt-get install nix-bin) or set NIX"
+    need jq "install jq (Debian: apt-get install jq)"
+    need timeout "install coreutils"
+
+    mkdir -p "$(dirname "$out_link")"
+
+    local args=(--extra-experimental-features 'nix-command flakes' build --json --out-link "$out_link")
+    ((impure)) && args+=(--impure)
+    local what
+    if [[ -n "$expr" ]]; then
+        args+=(--expr "$expr")
+        what="expression"
+    else
+        args+=("$installable")
+        what="$installable"
+    fi
+
+    local json status=0
+    json="$(timeout --kill-after=10 "$timeout" "$nix_bin" "${args[@]}" </dev/null)" || status=$?
+    if ((status == 124 || status == 137)); then
+        EXIT_CODE=124 die "build of $what timed out after ${timeout}s (raise --timeout or timeoutsSeconds.build)"
+    elif ((status != 0)); then
+        local hint=""
+        if [[ -n "$expr" && "$expr" == *getFlake* ]] && ((!impure)); then
+            hint=" (builtins.getFlake on an unlocked path: flake needs --impure)"
+        fi
+        EXIT_CODE=$status die "build of $what failed (nix exit $status)$hint; see nix's error above"
+    fi
+
+    local store_path
+    store_path="$(jq -er '
+        if type == "array" and length > 0 and (.[0].outputs | type == "object")
+        then (.[0].outputs.out // (.[0].outputs | to_entries[0].value))
+        else error("unexpected nix build --json output") end' <<<"$json")" \
+        || die "build of $what: could not read a store path from nix's output: $json"
+
+    [[ -L "$out_link" ]] || die "build of $what succeeded but nix created no out-link at '$out_link'"
+    local target
+    target="$(readlink "$out_link")"
+    [[ "$target" == "$store_path" ]] \
+        || die "build of $what: out-link '$out_link' points to '$target', expected '$store_path'"
+
+    jq -cn --arg storePath "$store_path" --arg outLink "$out_link" '{storePath: $storePath, outLink: $outLink}'
+}
+
+cmd_remove() {
+    local out_link=""
+    while (($# > 0)); do
+        case "$1" in
+            --out-link)
+                (($# >= 2)) || die "$1 needs a value"
+                out_link="$2"
+                shift 2
+                ;;
+            *)
+                usage
+                die "remove: unknown argument '$1'"
+                ;;
+        esac
+    done
+    [[ -n "$out_link" ]] || die "remove: --out-link PATH is required"
+    need jq "install jq (Debian: apt-get install jq)"
+
+    local removed=false
+    if [[ -L "$out_link" ]]; then
+        local target store
+        target="$(readlink "$out_link")"
+        store="$(store_dir)"
+        [[ "$target" == "$store"/* ]] \
+            || die "remove: '$out_link' points to '$target', not into $store; refusing to remove what is not an out-link"
+        rm -f -- "$out_link"
+        removed=true
+    elif [[ -e "$out_link" ]]; then
+        die "remove: '$out_link' is not a symlink; refusing to remove what is not an out-link"
+    fi
+    jq -cn --arg outLink "$out_link" --argjson removed "$removed" '{outLink: $outLink, removed: $removed}'
+}
+
+main() {
+    (($# > 0)) || {
+        usage
+        die "missing verb (build or remove)"
+    }
+    local verb="$1"
+    shift
+    case "$verb" in
+        build) cmd_build "$@" ;;
+        remove) cmd_remove "$@" ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            usage
+            die "unknown verb '$verb' (expected build or remove)"
+            ;;
+    esac
+}
+
+main "$@"

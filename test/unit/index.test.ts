@@ -1,0 +1,55 @@
+/**
+ * index.ts as the engine loads it: config from the stack, preflight, graph,
+ * outputs. Run under mocks in preview mode, so host findings are warnings.
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
+import YAML from "yaml";
+import { recordProgram } from "../helpers/mocks";
+
+const root = path.resolve(__dirname, "../..");
+const indexPath = require.resolve("../../index");
+
+function stackConfig(stack: string): Record<string, string> {
+    const doc = YAML.parse(fs.readFileSync(path.join(root, `Pulumi.${stack}.yaml`), "utf8")) as { config: Record<string, unknown> };
+    return Object.fromEntries(Object.entries(doc.config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+}
+
+function loadProgram(config: Record<string, string>): Record<string, unknown> {
+    pulumi.runtime.setAllConfig({ ...config, "pcp-eval:skipPreflight": "true" });
+    delete require.cache[indexPath];
+    return require(indexPath) as Record<string, unknown>;
+}
+
+describe("index.ts", () => {
+    it("exports every output of the dev stack and nothing that is off", async () => {
+        const { result, recording } = await recordProgram(() => loadProgram(stackConfig("dev")), { preview: true, stack: "dev" });
+        assert.deepEqual(Object.keys(result).sort(), [
+            "consolePorts", "grafanaUrl", "kubernetes", "pmcdEndpoints", "pmproxyUrls", "prometheusUrl", "sshCommands", "summary", "targets",
+        ]);
+        assert.ok(recording.has("vm-grafana"));
+    });
+
+    it("a container-only stack exports no VM, Grafana or Kubernetes outputs", async () => {
+        const { result } = await recordProgram(() => loadProgram({ "pcp-eval:containerEnabled": "true" }), { preview: true });
+        assert.deepEqual(Object.keys(result).sort(), ["pmcdEndpoints", "pmproxyUrls", "summary", "targets"]);
+    });
+
+    it("invalid config fails before any resource is registered, with every problem", async () => {
+        let error: unknown;
+        const { recording } = await recordProgram(() => {
+            try {
+                return loadProgram({ "pcp-eval:vms": JSON.stringify(["eval", "eval", "grafana:tap"]), "pcp-eval:kubernetesEnabled": "true" });
+            } catch (err) {
+                error = err;
+                return {};
+            }
+        }, { preview: true });
+        assert.ok(error instanceof pulumi.RunError, `expected a RunError, got ${String(error)}`);
+        assert.match((error as Error).message, /3 problems; nothing was created/);
+        assert.deepEqual(recording.resources, []);
+    });
+});

@@ -7,8 +7,9 @@
 #       container.imageName of nix/constants.json). <hash> is the store hash of
 #       the tarball's path (/nix/store/<hash>-name, or any "<32 chars>-name"
 #       file), else the first 32 hex digits of the file's sha256. An existing
-#       tag is not loaded again. Tags the archive itself carries are removed
-#       again unless they existed before, so only NAME:<hash> stays.
+#       tag is not loaded again. Tags the archive itself carries (Nix's
+#       pcp-eval:nix) are removed again, or pointed back at the image they
+#       named before the load, so that only NAME:<hash> is new.
 #       -> {"image":"NAME:<hash>","loaded":true|false,"id":"sha256:..."}
 #   oci.sh remove (--image REF | --tarball PATH [--repo NAME])
 #       removes that one tag (the image goes with its last tag). A tag that a
@@ -160,9 +161,14 @@ cmd_load() {
     fi
     [[ $(jq 'length' <<<"$manifest") -eq 1 ]] || die "--tarball $tarball holds $(jq 'length' <<<"$manifest") images; expected exactly one"
     local archive_tags=() fresh_tags=() t
+    local -A held=() # archive tags that already name an image: tag -> that image's ID
     mapfile -t archive_tags < <(jq -r '.[0].RepoTags // [] | .[]' <<<"$manifest")
     for t in "${archive_tags[@]}"; do
-        image_exists "$t" || fresh_tags+=("$t")
+        if image_exists "$t"; then
+            held["$t"]="$(docker image inspect --format '{{.Id}}' "$t")"
+        else
+            fresh_tags+=("$t")
+        fi
     done
 
     local out
@@ -185,9 +191,13 @@ cmd_load() {
         for t in "${fresh_tags[@]}"; do docker image rm "$t" >/dev/null 2>&1 || true; done
         die "could not tag the loaded image $id as $ref"
     fi
-    # Keep only our tag: the archive's own tags go again unless they were there before.
+    # Keep only our tag: the archive's own tags go again, and a tag that named
+    # another image before the load (e.g. pcp-eval:nix of an older build) names it again.
     for t in "${fresh_tags[@]}"; do
         [[ $t == "$ref" ]] || docker image rm "$t" >/dev/null
+    done
+    for t in "${!held[@]}"; do
+        [[ ${held[$t]} == "$id" ]] || docker tag "${held[$t]}" "$t"
     done
     jq -cn --arg image "$ref" --arg id "$id" '{image: $image, loaded: true, id: $id}'
 }

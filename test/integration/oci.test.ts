@@ -21,12 +21,12 @@ import * as path from "node:path";
 import { describe, it, before, after } from "node:test";
 import { constants } from "../../components/constants";
 import { containerSpec, dockerRunArgs } from "../../components/ociContainerSpec";
+import { buildPcpImage, buildScript, PcpImage } from "../fixtures/pcp-image/fixture";
 import { DockerDaemon, dockerUnavailableReason, ensureDockerd } from "../helpers/dockerd";
 import { firstUnmet, isRoot, requireTools } from "../helpers/tools";
 
 const repoRoot = path.resolve(__dirname, "../..");
 const ociScript = path.join(repoRoot, "scripts/oci.sh");
-const buildScript = path.join(repoRoot, "test/fixtures/pcp-image/build.sh");
 
 const runId = crypto.randomBytes(3).toString("hex");
 const repo = "pe6-pcp-eval";
@@ -216,7 +216,7 @@ describe("oci.sh without Docker", () => {
 describe("the PCP image in a real dockerd", () => {
     let daemon: DockerDaemon | undefined;
     let env: NodeJS.ProcessEnv = process.env;
-    let fixture: { tarball: string; hash: string; repoTag: string; cached: boolean } | undefined;
+    let fixture: PcpImage | undefined;
     let setupError: unknown;
     const containerName = `pe6-pcp-${runId}`;
 
@@ -229,9 +229,7 @@ describe("the PCP image in a real dockerd", () => {
     before(async () => {
         if (firstUnmet([...baseNeeds, ...imageNeeds]) !== undefined) return;
         try {
-            const built = run("bash", [buildScript], process.env, constants.timeoutsSeconds.build * 1000);
-            assert.equal(built.code, 0, `fixture image build failed: ${built.stderr}`);
-            fixture = JSON.parse(built.stdout.trim()) as typeof fixture;
+            fixture = buildPcpImage();
             daemon = await ensureDockerd();
             env = daemon.env;
             // Leftovers of an earlier, interrupted run of this test (only pe6- names).
@@ -263,7 +261,7 @@ describe("the PCP image in a real dockerd", () => {
         const manifest = JSON.parse(run("tar", ["-xOzf", fixture.tarball, "manifest.json"]).stdout) as Array<{ RepoTags: string[]; Layers: string[]; Config: string }>;
         assert.equal(manifest.length, 1);
         assert.deepEqual(manifest[0].RepoTags, [fixture.repoTag]);
-        const again = JSON.parse(run("bash", [buildScript]).stdout.trim()) as { tarball: string; cached: boolean };
+        const again = buildPcpImage();
         assert.equal(again.tarball, fixture.tarball);
         assert.equal(again.cached, true);
     });
@@ -419,6 +417,45 @@ describe("the PCP image in a real dockerd", () => {
         assert.ok(tagExists(ref));
         assert.equal(docker(["rm", name]).code, 0);
         assert.deepEqual(lastJson(oci(["remove", "--image", ref], env), "remove"), { image: ref, removed: true });
+    });
+
+    it("a rebuilt image (another store hash) is a new tag; a tarball without a store hash is tagged by its content", (t) => {
+        if (!ready(t) || !fixture) return;
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe6-rebuilt-"));
+        const place = (name: string): string => {
+            const target = path.join(dir, name);
+            try {
+                fs.linkSync(fixture!.tarball, target);
+            } catch {
+                fs.copyFileSync(fixture!.tarball, target);
+            }
+            return target;
+        };
+        const refs: string[] = [];
+        try {
+            const first = lastJson<{ image: string; id: string }>(oci(["load", "--tarball", fixture.tarball, "--repo", repo], env), "load");
+            refs.push(first.image);
+            const otherHash = crypto.createHash("sha256").update(`rebuilt-${runId}`).digest("hex").slice(0, 32);
+            const rebuilt = lastJson<{ image: string; loaded: boolean; id: string }>(oci(["load", "--tarball", place(`${otherHash}-pcp-fixture-image.tar.gz`), "--repo", repo], env), "load rebuilt");
+            refs.push(rebuilt.image);
+            assert.deepEqual(rebuilt, { image: `${repo}:${otherHash}`, loaded: true, id: first.id });
+            assert.ok(tagExists(first.image), "the earlier tag stays until its own remove");
+
+            const plain = place("pcp-image.tar.gz");
+            const contentHash = crypto.createHash("sha256").update(fs.readFileSync(plain)).digest("hex").slice(0, 32);
+            const byContent = lastJson<{ image: string; loaded: boolean }>(oci(["load", "--tarball", plain, "--repo", repo], env), "load by content");
+            refs.push(byContent.image);
+            assert.equal(byContent.image, `${repo}:${contentHash}`);
+
+            // Each remove takes its own tag; the image goes with the last one.
+            for (const [i, ref] of refs.entries()) {
+                assert.deepEqual(lastJson(oci(["remove", "--image", ref], env), `remove ${ref}`), { image: ref, removed: true });
+                assert.equal(docker(["image", "inspect", first.id]).code === 0, i < refs.length - 1);
+            }
+        } finally {
+            for (const ref of refs) if (tagExists(ref)) docker(["image", "rm", ref]);
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
     });
 
     it("a tarball that is no image: a clear error and nothing loaded", (t) => {

@@ -28,7 +28,14 @@ export interface EnvironmentOutputs {
     pmcdEndpoints: Record<string, string>;
     sshCommands?: Record<string, string>;
     consolePorts?: Record<string, { serial: number; virtio: number }>;
-    kubernetes?: { namespace: pulumi.Output<string>; daemonSet: pulumi.Output<string>; context: string };
+    kubernetes?: {
+        namespace: pulumi.Output<string>;
+        daemonSet: pulumi.Output<string>;
+        context: string;
+        /** Per node, read from the ready pods once the rollout is done. */
+        pmcdEndpoints: pulumi.Output<Record<string, string>>;
+        pmproxyUrls: pulumi.Output<Record<string, string>>;
+    };
     targets: Record<string, Target>;
     summary: pulumi.Output<string>;
 }
@@ -116,7 +123,13 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
         outputs.consolePorts = Object.fromEntries(vms.map((vm) => [nameOf(vm), { serial: vm.target.consoles!.serial, virtio: vm.target.consoles!.virtio }]));
     }
     if (daemonSet && cfg.kubernetes) {
-        outputs.kubernetes = { namespace: daemonSet.namespace, daemonSet: daemonSet.daemonSetName, context: cfg.kubernetes.context };
+        outputs.kubernetes = {
+            namespace: daemonSet.namespace,
+            daemonSet: daemonSet.daemonSetName,
+            context: cfg.kubernetes.context,
+            pmcdEndpoints: daemonSet.pmcdEndpoints,
+            pmproxyUrls: daemonSet.pmproxyUrls,
+        };
     }
     return { outputs, bridge, image, vms, daemonSet };
 }

@@ -3,6 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { KubernetesConfig } from "./config";
 import { constants } from "./constants";
+import { checkImage, renderManifests } from "./k8sManifests";
 import { scriptCommandOutput } from "./shell";
 
 export interface PcpDaemonSetArgs {
@@ -13,27 +14,166 @@ export interface PcpDaemonSetArgs {
     /** The resource that loaded the image; the cluster load waits for it. */
     imageLoaded: pulumi.Resource;
     projectDir: string;
+    /** Directory with namespace.yaml and daemonset.yaml; default the repo's manifests/. */
+    manifestsDir?: string;
+    /** How long create/update wait for the rollout. Default: timeoutsSeconds.services. */
+    rolloutTimeoutSeconds?: number;
+}
+
+// ---------------------------------------------------------------------------
+// Each node's endpoints, read from the DaemonSet's ready pods.
+
+/** The parts of a `kubectl get pods -o json` answer that name a pod's node and address. */
+export interface PodListJson {
+    items?: Array<{
+        metadata?: { name?: string; deletionTimestamp?: string };
+        spec?: { nodeName?: string };
+        status?: { phase?: string; hostIP?: string; conditions?: Array<{ type?: string; status?: string }> };
+    }>;
+}
+
+export interface NodeEndpoints {
+    /** node name -> "address:port" of its pmcd. */
+    pmcdEndpoints: Record<string, string>;
+    /** node name -> pmproxy's URL. */
+    pmproxyUrls: Record<string, string>;
 }
 
 /**
+ * The endpoints of every node whose pod is running and ready. The pods use
+ * the host's network, so a node's pmcd answers on the node's own address.
+ */
+export function nodeEndpoints(pods: PodListJson, pmcdPort: number, pmproxyPort: number): NodeEndpoints {
+    const out: NodeEndpoints = { pmcdEndpoints: {}, pmproxyUrls: {} };
+    for (const pod of pods.items ?? []) {
+        const node = pod.spec?.nodeName;
+        const address = pod.status?.hostIP;
+        const ready = (pod.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
+        if (!node || !address || pod.metadata?.deletionTimestamp || pod.status?.phase !== "Running" || !ready) continue;
+        const host = address.includes(":") ? `[${address}]` : address;
+        out.pmcdEndpoints[node] = `${host}:${pmcdPort}`;
+        out.pmproxyUrls[node] = `http://${host}:${pmproxyPort}`;
+    }
+    return out;
+}
+
+/** Inputs of the endpoint reader; plain data so the provider can be serialized. */
+export interface DaemonSetEndpointsInputs {
+    context: string;
+    kubeconfig: string;
+    namespace: string;
+    /** Label selector of the DaemonSet's pods, "k=v,k=v". */
+    selector: string;
+    pmcdPort: number;
+    pmproxyPort: number;
+    /** Changes with every rollout (uid and generation), so the endpoints are read again. */
+    revision: string;
+    timeoutSeconds: number;
+}
+
+export interface DaemonSetEndpointsState extends DaemonSetEndpointsInputs, NodeEndpoints {}
+
+function readEndpoints(inputs: DaemonSetEndpointsInputs): NodeEndpoints {
+    // Required inside the function: the provider is serialized by closure capture.
+    const childProcess: typeof import("node:child_process") = require("node:child_process");
+    const args = [
+        "--context", inputs.context,
+        ...(inputs.kubeconfig ? ["--kubeconfig", inputs.kubeconfig] : []),
+        "--namespace", inputs.namespace,
+        "get", "pods", "--selector", inputs.selector, "--output", "json",
+    ];
+    let stdout: string;
+    try {
+        stdout = childProcess.execFileSync("kubectl", args, {
+            encoding: "utf8",
+            stdio: ["ignore", "pipe", "pipe"],
+            timeout: inputs.timeoutSeconds * 1000,
+            maxBuffer: 64 * 1024 * 1024,
+        });
+    } catch (err) {
+        const e = err as { stderr?: string; message: string };
+        throw new Error(`kubectl ${args.join(" ")} failed: ${(e.stderr ?? "").trim() || e.message}`);
+    }
+    return nodeEndpoints(JSON.parse(stdout) as PodListJson, inputs.pmcdPort, inputs.pmproxyPort);
+}
+
+const endpointsProvider: pulumi.dynamic.ResourceProvider<DaemonSetEndpointsInputs, DaemonSetEndpointsState> = {
+    async create(inputs) {
+        return { id: `${inputs.context}/${inputs.namespace}/${inputs.selector}`, outs: { ...inputs, ...readEndpoints(inputs) } };
+    },
+    async read(id, props) {
+        if (props === undefined) return { id };
+        // `pulumi refresh` sees nodes that joined or left, and pods that are not ready.
+        return { id, props: { ...props, ...readEndpoints(props) } };
+    },
+    async diff(_id, olds, news) {
+        const keys = Object.keys(news) as Array<keyof DaemonSetEndpointsInputs>;
+        return { changes: keys.some((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k])) };
+    },
+    async update(_id, _olds, news) {
+        return { outs: { ...news, ...readEndpoints(news) } };
+    },
+    async delete() {
+        // Reads only; the pods go with the DaemonSet and its namespace.
+    },
+};
+
+type EndpointsArgs = { [K in keyof DaemonSetEndpointsInputs]: pulumi.Input<DaemonSetEndpointsInputs[K]> };
+
+/** The pmcd and pmproxy endpoints of every node running a ready PCP pod. */
+export class DaemonSetEndpoints extends pulumi.dynamic.Resource {
+    public declare readonly pmcdEndpoints: pulumi.Output<Record<string, string>>;
+    public declare readonly pmproxyUrls: pulumi.Output<Record<string, string>>;
+
+    constructor(name: string, args: EndpointsArgs, opts?: pulumi.CustomResourceOptions) {
+        super(endpointsProvider, name, { ...args, pmcdEndpoints: undefined, pmproxyUrls: undefined }, opts, "pcp-eval", "DaemonSetEndpoints");
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/**
  * PCP on every node of a Kubernetes cluster: the image loaded into the
- * cluster's runtime, a namespace, and a DaemonSet running pmcd and pmproxy.
+ * cluster's runtime, then the namespace and DaemonSet rendered from
+ * manifests/ (components/k8sManifests.ts), created through a provider for the
+ * configured context or kubeconfig. Create and update wait for the rollout
+ * (the provider's await logic: every scheduled pod updated and ready).
  * Destroy deletes the namespace and everything in it.
  */
 export class PcpDaemonSet extends pulumi.ComponentResource {
     public readonly namespace: pulumi.Output<string>;
     public readonly daemonSetName: pulumi.Output<string>;
+    /** node name -> "address:port" of the node's pmcd. */
+    public readonly pmcdEndpoints: pulumi.Output<Record<string, string>>;
+    /** node name -> the node's pmproxy URL. */
+    public readonly pmproxyUrls: pulumi.Output<Record<string, string>>;
 
     constructor(name: string, args: PcpDaemonSetArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("pcp-eval:index:PcpDaemonSet", name, {}, opts);
         const kube = args.kubernetes;
+        // Rendered before anything is registered: a bad namespace or template
+        // fails here with the field named, leaving no half-built component.
+        // Everything but the image is known now, so a preview shows the whole
+        // DaemonSet; the image (a store-hash tag) is filled in when loaded.
+        const rendered = renderManifests({
+            image: "pending",
+            namespace: kube.namespace,
+            instance: `pcp-eval-${args.stack}`,
+            managedBy: "pulumi",
+            // The image is loaded into the cluster's runtime, never pulled.
+            imagePullPolicy: "Never",
+            manifestsDir: args.manifestsDir,
+        });
+        super("pcp-eval:index:PcpDaemonSet", name, {}, opts);
+        const timeoutSeconds = args.rolloutTimeoutSeconds ?? constants.timeoutsSeconds.services;
+        const image = pulumi.output(args.image).apply(checkImage);
+
         const clusterLoad = new command.local.Command(
             `${name}-cluster-load`,
             {
-                create: scriptCommandOutput("oci.sh", "cluster-load", { image: args.image, context: kube.context }),
-                delete: scriptCommandOutput("oci.sh", "cluster-remove", { image: args.image, context: kube.context }),
+                create: scriptCommandOutput("oci.sh", "cluster-load", { image, context: kube.context }),
+                delete: scriptCommandOutput("oci.sh", "cluster-remove", { image, context: kube.context }),
                 dir: args.projectDir,
-                triggers: [args.image, kube.context],
+                triggers: [image, kube.context],
             },
             { parent: this, dependsOn: [args.imageLoaded] },
         );
@@ -42,50 +182,66 @@ export class PcpDaemonSet extends pulumi.ComponentResource {
             { context: kube.context, kubeconfig: kube.kubeconfig === "" ? undefined : kube.kubeconfig },
             { parent: this },
         );
-        const labels = {
-            "app.kubernetes.io/name": "pcp",
-            "app.kubernetes.io/instance": `pcp-eval-${args.stack}`,
-            "app.kubernetes.io/component": "pmcd",
-            "app.kubernetes.io/part-of": "pcp-eval",
-            "app.kubernetes.io/managed-by": "pulumi",
-        };
         const ns = new k8s.core.v1.Namespace(
             `${name}-namespace`,
-            { metadata: { name: kube.namespace, labels } },
+            { metadata: rendered.namespace.metadata as k8s.types.input.meta.v1.ObjectMeta },
             { parent: this, provider },
         );
+
+        const dsSpec = rendered.daemonSet.spec!;
+        const podSpec = dsSpec.template.spec!;
+        const timeouts = { create: `${timeoutSeconds}s`, update: `${timeoutSeconds}s` };
         const ds = new k8s.apps.v1.DaemonSet(
             `${name}-daemonset`,
             {
-                metadata: { name: constants.kubernetes.daemonSetName, namespace: ns.metadata.name, labels },
+                metadata: {
+                    ...(rendered.daemonSet.metadata as k8s.types.input.meta.v1.ObjectMeta),
+                    // From the Namespace resource: the DaemonSet waits for it.
+                    namespace: ns.metadata.name,
+                    // Wait for the rollout (the default, stated so nobody flips it).
+                    annotations: { "pulumi.com/skipAwait": "false" },
+                },
                 spec: {
-                    selector: { matchLabels: { "app.kubernetes.io/name": labels["app.kubernetes.io/name"], "app.kubernetes.io/instance": labels["app.kubernetes.io/instance"] } },
+                    ...(dsSpec as k8s.types.input.apps.v1.DaemonSetSpec),
                     template: {
-                        metadata: { labels },
+                        ...(dsSpec.template as k8s.types.input.core.v1.PodTemplateSpec),
                         spec: {
-                            hostNetwork: true,
-                            hostPID: true,
-                            containers: [
-                                {
-                                    name: "pmcd",
-                                    image: args.image,
-                                    imagePullPolicy: "Never",
-                                    ports: [
-                                        { name: "pmcd", containerPort: constants.ports.pmcd },
-                                        { name: "pmproxy", containerPort: constants.ports.pmproxy },
-                                    ],
-                                    readinessProbe: { tcpSocket: { port: constants.ports.pmcd } },
-                                    livenessProbe: { tcpSocket: { port: constants.ports.pmcd } },
-                                },
-                            ],
+                            ...(podSpec as k8s.types.input.core.v1.PodSpec),
+                            containers: podSpec.containers.map((c) => ({ ...(c as k8s.types.input.core.v1.Container), image })),
                         },
                     },
                 },
             },
-            { parent: this, provider, dependsOn: [clusterLoad] },
+            { parent: this, provider, dependsOn: [clusterLoad], customTimeouts: timeouts },
         );
+
+        const selector = Object.entries(dsSpec.selector.matchLabels ?? {})
+            .map(([k, v]) => `${k}=${v}`)
+            .join(",");
+        const endpoints = new DaemonSetEndpoints(
+            `${name}-endpoints`,
+            {
+                context: kube.context,
+                kubeconfig: kube.kubeconfig,
+                namespace: ds.metadata.namespace,
+                selector,
+                pmcdPort: constants.ports.pmcd,
+                pmproxyPort: constants.ports.pmproxy,
+                revision: ds.metadata.apply((m) => `${m.uid ?? ""}/${m.generation ?? ""}`),
+                timeoutSeconds,
+            },
+            { parent: this, dependsOn: [ds] },
+        );
+
         this.namespace = ns.metadata.name;
         this.daemonSetName = ds.metadata.name;
-        this.registerOutputs({ namespace: this.namespace, daemonSetName: this.daemonSetName });
+        this.pmcdEndpoints = endpoints.pmcdEndpoints.apply((e) => e ?? {});
+        this.pmproxyUrls = endpoints.pmproxyUrls.apply((e) => e ?? {});
+        this.registerOutputs({
+            namespace: this.namespace,
+            daemonSetName: this.daemonSetName,
+            pmcdEndpoints: this.pmcdEndpoints,
+            pmproxyUrls: this.pmproxyUrls,
+        });
     }
 }

@@ -21,6 +21,21 @@ if ((${#missing[@]} > 0)); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Debian's pcp (pmcd, pmproxy, PMDAs) for the harness in test/helpers/pcp.ts. Its
+# postinst runs systemctl, which fails without systemd as PID 1 after every file is
+# unpacked; SYSTEMD_OFFLINE=1 makes systemctl skip (start nothing), and the fallback
+# tolerates an older systemctl. The binaries are what the tests need: check those.
+pcp_bin=/usr/lib/pcp/bin
+if [[ ! -x $pcp_bin/pmcd || ! -x $pcp_bin/pmproxy ]] || ! dpkg-query -W -f='${Status}' pcp 2>/dev/null | grep -q "install ok installed"; then
+    echo "install-test-deps: installing pcp" >&2
+    apt-get update -qq
+    SYSTEMD_OFFLINE=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pcp >/dev/null || true
+    SYSTEMD_OFFLINE=1 dpkg --configure -a || true
+fi
+for f in pmcd pmproxy pmnsmerge; do
+    [[ -x $pcp_bin/$f ]] || { echo "install-test-deps: pcp is not usable: $pcp_bin/$f is missing" >&2; exit 1; }
+done
+
 if [[ ! -d node_modules ]] || ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
     npm ci --no-audit --no-fund >&2
 fi

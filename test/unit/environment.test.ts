@@ -110,7 +110,9 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         const ssh = outputs.sshCommands as Record<string, string>;
         assert.match(ssh.eval!, new RegExp(`-p ${evalPorts.ssh} root@127\\.0\\.0\\.1$`));
         assert.match(ssh.eval!, /-i \S+\/ssh\/id_ed25519 /);
-        assert.deepEqual(outputs.kubernetes, { namespace: "pcp", daemonSet: constants.kubernetes.daemonSetName, context: "minikube" });
+        const kube = outputs.kubernetes as Record<string, unknown>;
+        assert.deepEqual(Object.keys(kube).sort(), ["context", "daemonSet", "namespace", "pmcdEndpoints", "pmproxyUrls"]);
+        assert.deepEqual([kube.namespace, kube.daemonSet, kube.context], ["pcp", constants.kubernetes.daemonSetName, "minikube"]);
         assert.match(String(outputs.summary), /grafana: grafana VM \(tap\)/);
     });
 

@@ -1,0 +1,33 @@
+/** Argument handling shared by scripts/verify.ts and scripts/lifecycle.ts. */
+import type { VerifyPhase } from "./types";
+import { verifyPhases } from "./types";
+
+export class UsageError extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "UsageError";
+    }
+}
+
+/** Parses repeated `--timeout PHASE=SECONDS` values. */
+export function parseTimeouts(values: readonly string[]): Partial<Record<VerifyPhase, number>> {
+    const out: Partial<Record<VerifyPhase, number>> = {};
+    for (const v of values) {
+        const m = /^([a-z]+)=(\d+(?:\.\d+)?)$/.exec(v);
+        if (!m || !(verifyPhases as readonly string[]).includes(m[1])) {
+            throw new UsageError(`--timeout ${v}: expected PHASE=SECONDS with PHASE one of ${verifyPhases.join(", ")}, e.g. --timeout services=90`);
+        }
+        const seconds = Number(m[2]);
+        if (!(seconds > 0)) throw new UsageError(`--timeout ${v}: SECONDS must be greater than 0`);
+        out[m[1] as VerifyPhase] = seconds;
+    }
+    return out;
+}
+
+export function parsePhases(values: readonly string[]): VerifyPhase[] | undefined {
+    if (values.length === 0) return undefined;
+    const phases = values.flatMap((v) => v.split(",")).map((p) => p.trim()).filter((p) => p !== "");
+    const bad = phases.filter((p) => !(verifyPhases as readonly string[]).includes(p));
+    if (bad.length > 0) throw new UsageError(`--phase ${bad.join(",")}: unknown phase; phases are ${verifyPhases.join(", ")}`);
+    return verifyPhases.filter((p) => phases.includes(p));
+}

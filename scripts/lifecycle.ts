@@ -1,0 +1,83 @@
+/**
+ * npm run lifecycle -- --stack NAME [--only TARGET]... [--json FILE]
+ *
+ * Drives `pulumi up`, verify and `pulumi destroy` through Pulumi's Automation
+ * API, times each phase (up, services, metrics, consoles, parity, pmie,
+ * destroy, leftovers), goes on past a failed target, and prints a summary
+ * table per target at the end. Exits 1 on any FAIL, 2 on a usage error.
+ */
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { parseTimeouts, UsageError } from "./lib/verify/cli";
+import { pulumiStack, runLifecycle } from "./lib/verify/lifecycle";
+import { projectDir } from "./lib/verify/outputs";
+import { formatOverall, formatSummaryTable, writeJsonReport } from "./lib/verify/report";
+
+const usage = `usage: npm run lifecycle -- --stack NAME [options]
+
+  --stack NAME         the Pulumi stack to bring up, verify and destroy (needs the pulumi CLI)
+  --project DIR        the Pulumi project directory (default: this repository)
+  --only TARGET        verify and report only this target (repeatable); up and destroy act on the whole stack
+  --timeout P=SECONDS  time budget of verify phase P (default: nix/constants.json)
+  --json FILE          also write the report as JSON to FILE
+  -h, --help           this text`;
+
+async function main(argv: string[]): Promise<number> {
+    let args;
+    try {
+        args = parseArgs({
+            args: argv,
+            options: {
+                stack: { type: "string" },
+                project: { type: "string" },
+                only: { type: "string", multiple: true, default: [] },
+                timeout: { type: "string", multiple: true, default: [] },
+                json: { type: "string" },
+                help: { type: "boolean", short: "h", default: false },
+            },
+            strict: true,
+            allowPositionals: false,
+        });
+    } catch (err) {
+        process.stderr.write(`lifecycle: ${(err as Error).message}\n${usage}\n`);
+        return 2;
+    }
+    const v = args.values;
+    if (v.help) {
+        process.stdout.write(`${usage}\n`);
+        return 0;
+    }
+    try {
+        if (v.stack === undefined || v.stack === "") throw new UsageError("give --stack NAME");
+        const timeouts = parseTimeouts(v.timeout ?? []);
+        const stack = await pulumiStack(v.stack, v.project !== undefined ? path.resolve(v.project) : projectDir);
+        const log = (line: string): void => {
+            process.stdout.write(`${line}\n`);
+        };
+        const report = await runLifecycle(stack, { only: v.only, timeoutsSeconds: timeouts, log });
+        process.stdout.write("\n");
+        for (const t of report.targets) process.stdout.write(`${formatSummaryTable(t)}\n\n`);
+        process.stdout.write(`${formatOverall(report)}\n`);
+        if (v.json !== undefined) {
+            await writeJsonReport(v.json, report);
+            process.stdout.write(`report written to ${v.json}\n`);
+        }
+        return report.ok ? 0 : 1;
+    } catch (err) {
+        if (err instanceof UsageError) {
+            process.stderr.write(`lifecycle: ${err.message}\n${usage}\n`);
+            return 2;
+        }
+        throw err;
+    }
+}
+
+main(process.argv.slice(2)).then(
+    (code) => {
+        process.exitCode = code;
+    },
+    (err: unknown) => {
+        process.stderr.write(`lifecycle: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = 2;
+    },
+);

@@ -1,0 +1,108 @@
+/**
+ * npm run verify -- --stack NAME [--only TARGET]... [--json FILE]
+ * npm run verify -- --outputs FILE [...]
+ *
+ * Reads the stack's outputs (`targets`) and checks every provisioned part,
+ * phase by phase: services, metrics, consoles, parity, pmie. Prints each check
+ * as PASS, FAIL or SKIP with its milliseconds, a summary table per target, and
+ * exits 1 on any FAIL (2 on a usage or outputs error).
+ */
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { parsePhases, parseTimeouts, UsageError } from "./lib/verify/cli";
+import { OutputsError, projectDir, readOutputsFile, readStackOutputs } from "./lib/verify/outputs";
+import { formatOverall, formatSummaryTable, writeJsonReport } from "./lib/verify/report";
+import type { StackOutputs } from "./lib/verify/types";
+import { verifyPhases } from "./lib/verify/types";
+import { runVerify, UnknownTargetError } from "./lib/verify/verify";
+
+const usage = `usage: npm run verify -- (--stack NAME | --outputs FILE) [options]
+
+  --stack NAME         read the outputs of Pulumi stack NAME (Automation API, needs the pulumi CLI)
+  --project DIR        the Pulumi project directory (default: this repository)
+  --outputs FILE       read the outputs from FILE (\`pulumi stack output --json > FILE\`) instead
+  --only TARGET        verify only this target (repeatable)
+  --phase P[,P]        run only these phases (${verifyPhases.join(", ")})
+  --timeout P=SECONDS  time budget of phase P (default: nix/constants.json)
+  --json FILE          also write the report as JSON to FILE
+  -h, --help           this text`;
+
+async function main(argv: string[]): Promise<number> {
+    let args;
+    try {
+        args = parseArgs({
+            args: argv,
+            options: {
+                stack: { type: "string" },
+                project: { type: "string" },
+                outputs: { type: "string" },
+                only: { type: "string", multiple: true, default: [] },
+                phase: { type: "string", multiple: true, default: [] },
+                timeout: { type: "string", multiple: true, default: [] },
+                json: { type: "string" },
+                help: { type: "boolean", short: "h", default: false },
+            },
+            strict: true,
+            allowPositionals: false,
+        });
+    } catch (err) {
+        process.stderr.write(`verify: ${(err as Error).message}\n${usage}\n`);
+        return 2;
+    }
+    const v = args.values;
+    if (v.help) {
+        process.stdout.write(`${usage}\n`);
+        return 0;
+    }
+    try {
+        if (v.stack === undefined && v.outputs === undefined) throw new UsageError("give --stack NAME or --outputs FILE");
+        const timeouts = parseTimeouts(v.timeout ?? []);
+        const phases = parsePhases(v.phase ?? []);
+        let outputs: StackOutputs;
+        let source: string;
+        if (v.outputs !== undefined) {
+            outputs = await readOutputsFile(v.outputs);
+            source = v.outputs;
+        } else {
+            const stack = v.stack as string;
+            outputs = await readStackOutputs(stack, v.project !== undefined ? path.resolve(v.project) : projectDir);
+            source = `pulumi stack ${stack}`;
+        }
+        const report = await runVerify(outputs, {
+            only: v.only,
+            phases,
+            timeoutsSeconds: timeouts,
+            source,
+            stack: v.stack,
+            log: (line) => process.stdout.write(`${line}\n`),
+        });
+        process.stdout.write("\n");
+        for (const t of report.targets) process.stdout.write(`${formatSummaryTable(t)}\n\n`);
+        process.stdout.write(`${formatOverall(report)}\n`);
+        if (v.json !== undefined) {
+            await writeJsonReport(v.json, report);
+            process.stdout.write(`report written to ${v.json}\n`);
+        }
+        return report.ok ? 0 : 1;
+    } catch (err) {
+        if (err instanceof UsageError) {
+            process.stderr.write(`verify: ${err.message}\n${usage}\n`);
+            return 2;
+        }
+        if (err instanceof OutputsError || err instanceof UnknownTargetError) {
+            process.stderr.write(`verify: ${err.message}\n`);
+            return 2;
+        }
+        throw err;
+    }
+}
+
+main(process.argv.slice(2)).then(
+    (code) => {
+        process.exitCode = code;
+    },
+    (err: unknown) => {
+        process.stderr.write(`verify: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        process.exitCode = 2;
+    },
+);

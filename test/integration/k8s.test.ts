@@ -1,0 +1,295 @@
+/**
+ * Opt-in: the PCP DaemonSet on a real Kubernetes cluster.
+ *
+ * Runs only when a kube context answers (`kubectl --context C version`) and
+ * an image of PCP is loaded into that cluster; otherwise it is skipped with
+ * the reason, in CI too: no cluster can exist on the CI machine, so this test
+ * gates itself with t.skip rather than requireTools (which would fail in CI).
+ *
+ *   PCP_EVAL_KUBE_CONTEXT   context to deploy to (default: constants kubernetes.context)
+ *   PCP_EVAL_K8S_IMAGE      image reference present in the cluster's runtime
+ *                           (e.g. loaded by `scripts/oci.sh cluster-load`)
+ *   PCP_EVAL_K8S_PULL_POLICY  imagePullPolicy (default IfNotPresent)
+ *
+ * It renders manifests/ into a namespace of its own (pe7-k8s-<random>),
+ * applies all.yaml, waits for the rollout, then checks: one ready pod per
+ * node; on each, pmcd answers and serves kernel.all.load (pminfo through
+ * `kubectl port-forward`, so the test itself only talks to 127.0.0.1) and
+ * pmproxy answers; the endpoints PcpDaemonSet would output name every node;
+ * and after `kubectl delete` the namespace and everything in it are gone.
+ *
+ * A second test needs no cluster and runs wherever PCP is installed: real
+ * pmcd, started with the rendered pmcd container's arguments and environment,
+ * reads kernel.all.load from below LINUX_STATSPATH, i.e. from the host mounts
+ * the DaemonSet provides rather than from the container's own /proc.
+ */
+import { strict as assert } from "node:assert";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import * as net from "node:net";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { promisify } from "node:util";
+import { constants } from "../../components/constants";
+import { dumpManifests, labelKeys, renderManifests, type PullPolicy } from "../../components/k8sManifests";
+import { nodeEndpoints, type PodListJson } from "../../components/pcpDaemonSet";
+import { haveCommand, isRoot, requireTools } from "../helpers/tools";
+
+const execFileP = promisify(execFile);
+const context = process.env.PCP_EVAL_KUBE_CONTEXT || constants.kubernetes.context;
+const image = process.env.PCP_EVAL_K8S_IMAGE ?? "";
+const pullPolicy = (process.env.PCP_EVAL_K8S_PULL_POLICY || "IfNotPresent") as PullPolicy;
+const waitSeconds = constants.timeoutsSeconds.services;
+
+async function kubectl(args: string[], timeoutSeconds = waitSeconds): Promise<string> {
+    try {
+        const { stdout } = await execFileP("kubectl", ["--context", context, ...args], {
+            encoding: "utf8",
+            timeout: timeoutSeconds * 1000,
+            maxBuffer: 64 * 1024 * 1024,
+        });
+        return stdout;
+    } catch (err) {
+        const e = err as { stderr?: string; message: string };
+        throw new Error(`kubectl --context ${context} ${args.join(" ")}: ${(e.stderr ?? "").trim() || e.message}`);
+    }
+}
+
+/** Why the test cannot run here, or undefined when a cluster and an image are available. */
+async function unmet(): Promise<string | undefined> {
+    if (!haveCommand("kubectl")) return "kubectl is not installed, so no Kubernetes cluster can be reached";
+    try {
+        await kubectl(["version", "--output=json", "--request-timeout=10s"], 20);
+    } catch (err) {
+        const first = (err as Error).message.split("\n")[0];
+        return `no reachable Kubernetes cluster: kube context "${context}" did not answer (${first}); set PCP_EVAL_KUBE_CONTEXT to a reachable context to run this test`;
+    }
+    if (image === "") {
+        return `kube context "${context}" answers, but PCP_EVAL_K8S_IMAGE is not set: load the PCP image into the cluster (scripts/oci.sh cluster-load) and set it to that reference`;
+    }
+    if (!haveCommand("pminfo")) return "pminfo (Debian package pcp) is not installed: it reads kernel.all.load from each node's pmcd";
+    return undefined;
+}
+
+interface Forward {
+    port: number;
+    child: ChildProcess;
+}
+
+/** `kubectl port-forward` to a pod's port on a free 127.0.0.1 port; resolves once it listens. */
+function portForward(namespace: string, pod: string, remotePort: number): Promise<Forward> {
+    return new Promise((resolve, reject) => {
+        const child = spawn("kubectl", ["--context", context, "--namespace", namespace, "port-forward", "--address", "127.0.0.1", `pod/${pod}`, `:${remotePort}`], {
+            stdio: ["ignore", "pipe", "pipe"],
+        });
+        let out = "";
+        let err = "";
+        const timer = setTimeout(() => {
+            child.kill();
+            reject(new Error(`port-forward to ${pod}:${remotePort} did not start: ${err.trim()}`));
+        }, waitSeconds * 1000);
+        child.stdout!.on("data", (chunk: Buffer) => {
+            out += chunk.toString();
+            const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out);
+            if (m) {
+                clearTimeout(timer);
+                resolve({ port: Number(m[1]), child });
+            }
+        });
+        child.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString()));
+        child.on("exit", (code) => {
+            clearTimeout(timer);
+            reject(new Error(`port-forward to ${pod}:${remotePort} exited (${code}): ${err.trim()}`));
+        });
+    });
+}
+
+function stopForward(f: Forward): void {
+    // Only the process this test started, by its handle.
+    if (f.child.exitCode === null) f.child.kill("SIGTERM");
+}
+
+interface PodJson {
+    metadata: { name: string };
+    spec: { nodeName?: string; hostNetwork?: boolean };
+    status: { phase?: string; hostIP?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
+}
+
+describe("PCP DaemonSet on a real cluster (opt-in)", () => {
+    it("deploys one ready pod per node, pmcd and pmproxy answer on each, delete leaves nothing", { timeout: waitSeconds * 10 * 1000 }, async (t: TestContext) => {
+        const reason = await unmet();
+        if (reason !== undefined) {
+            t.skip(`skipped: ${reason}`);
+            return;
+        }
+
+        const namespace = `pe7-k8s-${crypto.randomBytes(4).toString("hex")}`;
+        const instance = `pe7-it-${crypto.randomBytes(2).toString("hex")}`;
+        const rendered = renderManifests({ image, namespace, instance, managedBy: "kubectl", imagePullPolicy: pullPolicy });
+        const dsName = rendered.daemonSet.metadata!.name!;
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe7-k8s-"));
+        const allYaml = path.join(dir, "all.yaml");
+        fs.writeFileSync(allYaml, dumpManifests(rendered)["all.yaml"]);
+        const forwards: Forward[] = [];
+        let deleted = false;
+        t.after(async () => {
+            for (const f of forwards) stopForward(f);
+            if (!deleted) await kubectl(["delete", "--filename", allYaml, "--ignore-not-found", "--wait=true", `--timeout=${waitSeconds * 3}s`], waitSeconds * 4).catch(() => undefined);
+            fs.rmSync(dir, { recursive: true, force: true });
+        });
+
+        await kubectl(["apply", "--filename", allYaml]);
+        await kubectl(["--namespace", namespace, "rollout", "status", `daemonset/${dsName}`, `--timeout=${waitSeconds * 3}s`], waitSeconds * 4);
+
+        // One ready pod on every node, control plane included.
+        const nodes = (JSON.parse(await kubectl(["get", "nodes", "--output=json"])) as { items: Array<{ metadata: { name: string } }> }).items.map((n) => n.metadata.name);
+        const selector = `${labelKeys.name}=pcp,${labelKeys.instance}=${instance}`;
+        const podList = JSON.parse(await kubectl(["--namespace", namespace, "get", "pods", "--selector", selector, "--output=json"])) as { items: PodJson[] };
+        const pods = podList.items;
+        assert.deepEqual(pods.map((p) => p.spec.nodeName).sort(), [...nodes].sort(), "exactly one pod per node");
+        for (const p of pods) {
+            assert.equal(p.status.phase, "Running", `${p.metadata.name} on ${p.spec.nodeName}`);
+            assert.ok(p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True"), `${p.metadata.name} is ready`);
+            assert.equal(p.spec.hostNetwork, true);
+            assert.equal(p.status.podIP, p.status.hostIP, "hostNetwork: the pod answers on its node's address");
+        }
+
+        // The endpoints PcpDaemonSet outputs, computed from the same answer: every node, its own address.
+        const endpoints = nodeEndpoints(podList as PodListJson, constants.ports.pmcd, constants.ports.pmproxy);
+        assert.deepEqual(Object.keys(endpoints.pmcdEndpoints).sort(), [...nodes].sort());
+
+        for (const p of pods) {
+            const pmcd = await portForward(namespace, p.metadata.name, constants.ports.pmcd);
+            forwards.push(pmcd);
+            const { stdout } = await execFileP("pminfo", ["-h", `127.0.0.1:${pmcd.port}`, "-f", "kernel.all.load"], { encoding: "utf8", timeout: constants.timeoutsSeconds.metrics * 1000 });
+            const values = [...stdout.matchAll(/inst \[\d+ or "[^"]+"\] value ([0-9.]+)/g)].map((m) => Number(m[1]));
+            assert.equal(values.length, 3, `kernel.all.load from ${p.spec.nodeName}: ${stdout}`);
+            for (const v of values) assert.ok(Number.isFinite(v) && v >= 0, `load average ${v} on ${p.spec.nodeName}`);
+
+            const pmproxy = await portForward(namespace, p.metadata.name, constants.ports.pmproxy);
+            forwards.push(pmproxy);
+            const res = await fetch(`http://127.0.0.1:${pmproxy.port}/pmapi/fetch?names=kernel.all.load`, { signal: AbortSignal.timeout(constants.timeoutsSeconds.metrics * 1000) });
+            assert.equal(res.status, 200, `pmproxy on ${p.spec.nodeName}`);
+            const body = (await res.json()) as { values?: Array<{ name: string }> };
+            assert.equal(body.values?.[0]?.name, "kernel.all.load");
+            stopForward(pmcd);
+            stopForward(pmproxy);
+        }
+
+        // Destroy: the namespace and everything in it are gone.
+        await kubectl(["delete", "--filename", allYaml, "--wait=true", `--timeout=${waitSeconds * 3}s`], waitSeconds * 4);
+        deleted = true;
+        await assert.rejects(kubectl(["get", "namespace", namespace]), /NotFound|not found/);
+        const left = JSON.parse(await kubectl(["get", "pods,daemonsets", "--all-namespaces", "--selector", `${labelKeys.instance}=${instance}`, "--output=json"])) as { items: unknown[] };
+        assert.deepEqual(left.items, []);
+    });
+});
+
+/** Values of PCP's configuration file (/etc/pcp.conf or $PCP_CONF). */
+function pcpConf(): Record<string, string> {
+    const file = process.env.PCP_CONF ?? "/etc/pcp.conf";
+    if (!fs.existsSync(file)) return {};
+    const out: Record<string, string> = {};
+    for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+        const m = /^(PCP_[A-Z_]+)=(.*)$/.exec(line.trim());
+        if (m) out[m[1]] = m[2].replace(/^"|"$/g, "");
+    }
+    return out;
+}
+
+function freeLoopbackPort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.once("error", reject);
+        srv.listen(0, "127.0.0.1", () => {
+            const port = (srv.address() as net.AddressInfo).port;
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+async function pminfoLoad(port: number): Promise<number[]> {
+    const { stdout } = await execFileP("pminfo", ["-h", `127.0.0.1:${port}`, "-f", "kernel.all.load"], {
+        encoding: "utf8",
+        timeout: constants.timeoutsSeconds.metrics * 1000,
+    });
+    return [...stdout.matchAll(/inst \[\d+ or "[^"]+"\] value ([0-9.]+)/g)].map((m) => Number(m[1]));
+}
+
+describe("the DaemonSet's pmcd environment with real PCP (no cluster)", () => {
+    it("pmcd with the rendered arguments and LINUX_STATSPATH reads kernel.all.load from the host mount prefix", async (t: TestContext) => {
+        const conf = pcpConf();
+        const pmcdBin = path.join(conf.PCP_BINADM_DIR ?? "/usr/lib/pcp/bin", "pmcd");
+        const linuxPmda = path.join(conf.PCP_PMDAS_DIR ?? "/var/lib/pcp/pmdas", "linux", "pmda_linux.so");
+        const pmns = path.join(conf.PCP_VAR_DIR ?? "/var/lib/pcp", "pmns", "root_linux");
+        const user = conf.PCP_USER ?? "pcp";
+        if (
+            !requireTools(t, [
+                "pminfo",
+                [`pmcd is not installed at ${pmcdBin} (Debian package pcp)`, () => fs.existsSync(pmcdBin)],
+                [`the linux PMDA is not installed at ${linuxPmda}`, () => fs.existsSync(linuxPmda)],
+                [`no PMNS file ${pmns}`, () => fs.existsSync(pmns)],
+                ["not root: pmcd starts as root and switches to the pcp user", isRoot],
+            ])
+        ) {
+            return;
+        }
+
+        const pmcd = renderManifests({ image: "pcp-eval:test", instance: "pe7-env" }).daemonSet.spec!.template.spec!.containers.find((c) => c.name === "pmcd")!;
+        const env = Object.fromEntries((pmcd.env ?? []).map((e) => [e.name, e.value ?? ""]));
+        const prefix = env.LINUX_STATSPATH;
+        assert.ok(prefix, "the pmcd container sets LINUX_STATSPATH");
+        assert.ok((pmcd.volumeMounts ?? []).some((m) => m.mountPath === `${prefix}/proc` && m.readOnly === true), "the host's /proc is mounted read-only below the prefix");
+
+        // A stand-in for the node's /proc under the prefix, with a load average
+        // no real host has right now: reading it proves pmcd used the prefix.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe7-pmcd-"));
+        let child: ChildProcess | undefined;
+        t.after(async () => {
+            if (child?.pid !== undefined && child.exitCode === null) {
+                child.kill("SIGTERM");
+                await new Promise((r) => child!.once("exit", r));
+            }
+            fs.rmSync(dir, { recursive: true, force: true });
+        });
+        const host = path.join(dir, prefix);
+        fs.mkdirSync(path.join(host, "proc"), { recursive: true });
+        const want = [1 + crypto.randomInt(90) / 10, 1 + crypto.randomInt(90) / 10, 1 + crypto.randomInt(90) / 10];
+        fs.writeFileSync(path.join(host, "proc", "loadavg"), `${want.map((v) => v.toFixed(2)).join(" ")} 1/100 4242\n`);
+        for (const sub of ["run", "log"]) fs.mkdirSync(path.join(dir, sub));
+        fs.writeFileSync(path.join(dir, "pmcd.conf"), `linux\t60\tdso\tlinux_init\t${linuxPmda}\n`);
+        fs.chmodSync(dir, 0o755);
+        await execFileP("chown", ["-R", user, path.join(dir, "run"), path.join(dir, "log")]);
+
+        // The container's own arguments, with a free loopback port instead of
+        // the node port, plus this test's config, PMNS, log and socket.
+        const port = await freeLoopbackPort();
+        const args = [...(pmcd.args ?? [])];
+        const p = args.indexOf("-p");
+        assert.equal(args[p + 1], String(constants.ports.pmcd));
+        args[p + 1] = String(port);
+        args.push("-i", "127.0.0.1", "-c", path.join(dir, "pmcd.conf"), "-n", pmns, "-l", path.join(dir, "log", "pmcd.log"), "-s", path.join(dir, "run", "pmcd.socket"));
+        const childEnv: NodeJS.ProcessEnv = { ...process.env, PCP_RUN_DIR: path.join(dir, "run"), PCP_LOG_DIR: path.join(dir, "log") };
+        for (const [k, v] of Object.entries(env)) childEnv[k] = v.startsWith("/") ? path.join(dir, v) : v;
+        child = spawn(pmcdBin, args, { env: childEnv, stdio: "ignore" });
+
+        let got: number[] = [];
+        const deadline = Date.now() + constants.timeoutsSeconds.processStart * 1000 * 2;
+        for (;;) {
+            try {
+                got = await pminfoLoad(port);
+                break;
+            } catch (err) {
+                if (Date.now() > deadline || child.exitCode !== null) {
+                    const log = fs.existsSync(path.join(dir, "log", "pmcd.log")) ? fs.readFileSync(path.join(dir, "log", "pmcd.log"), "utf8") : "(no log)";
+                    throw new Error(`pmcd did not answer on 127.0.0.1:${port}: ${(err as Error).message}\n${log}`);
+                }
+                await new Promise((r) => setTimeout(r, 200));
+            }
+        }
+        assert.equal(got.length, 3);
+        got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 0.01, `kernel.all.load[${i}] = ${v}, the prefix holds ${want[i]}`));
+    });
+});

@@ -39,17 +39,11 @@ done
 if [[ ! -d node_modules ]] || ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
     npm ci --no-audit --no-fund >&2
 fi
-# PCP's clients on the host (pminfo, pmval) read the test container's pmcd through
-# its published port (test/integration/oci.test.ts). Debian's pcp postinst fails
-# without systemd as PID 1 after the files are unpacked; tolerate that, then
-# check the binaries themselves.
-if ! command -v pminfo >/dev/null || ! command -v pmval >/dev/null; then
-    echo "install-test-deps: installing pcp (for pminfo and pmval)" >&2
-    apt-get update -qq
-    SYSTEMD_OFFLINE=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pcp >/dev/null || SYSTEMD_OFFLINE=1 dpkg --configure -a || true
-fi
+
+# The same pcp package gives the host the PCP clients (pminfo, pmval) that read
+# the test container's pmcd through its published port (test/integration/oci.test.ts).
 for tool in pminfo pmval; do
-    command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is missing after installing pcp" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "install-test-deps: pcp is not usable: $tool is missing" >&2; exit 1; }
 done
 
 echo "install-test-deps: ok"

@@ -57,7 +57,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
         ? new TapBridge("network", {
               ...common,
               bridge: cfg.bridge,
-              taps: Object.fromEntries(tapVms.map((vm) => [vm.name, vm.tap!])),
+              taps: Object.fromEntries(tapVms.map((vm) => [vm.name, { ...vm.tap!, vcpus: vm.vcpus }])),
               tapOwner: options.vmUser ?? os.userInfo().username,
               useSudo: cfg.useSudo,
           })

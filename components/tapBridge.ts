@@ -1,12 +1,15 @@
-import * as command from "@pulumi/command";
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { BridgeConfig, TapAttachment } from "./config";
-import { scriptCommand } from "./shell";
+import { constants } from "./constants";
+
+/** A TAP VM's device; `vcpus` decides the TAP's multi_queue flag (the VM's QEMU opens it with queues=<vcpus> when vcpus > 1). */
+export type TapDevice = TapAttachment & { vcpus?: number };
 
 export interface TapBridgeArgs {
     bridge: BridgeConfig;
     /** One TAP device per TAP-networked VM, keyed by VM name. */
-    taps: Record<string, TapAttachment>;
+    taps: Record<string, TapDevice>;
     /** The user that runs the VMs and so must be able to open the TAP devices. */
     tapOwner: string;
     stateDir: string;
@@ -14,10 +17,172 @@ export interface TapBridgeArgs {
     useSudo: boolean;
 }
 
+/** Inputs of the bridge resource: plain data, so the provider can be serialized. */
+export interface NetBridgeInputs {
+    /** Absolute path of scripts/net.sh. */
+    scriptPath: string;
+    stateDir: string;
+    bridge: string;
+    gatewayCidr: string;
+    nftTable: string;
+    sudo: boolean;
+}
+
+/** Inputs of one TAP device resource. */
+export interface NetTapInputs {
+    scriptPath: string;
+    stateDir: string;
+    bridge: string;
+    tap: string;
+    owner: string;
+    multiQueue: boolean;
+    sudo: boolean;
+}
+
+/**
+ * What `read` found: "ok", or "degraded" when something net.sh made is missing
+ * or changed (after a reboot, a firewall reload that flushed nftables, a TAP
+ * detached by hand). A degraded resource diffs as changed, so the next `up`
+ * runs the idempotent up verb again, which repairs it.
+ */
+export type Live = "ok" | "degraded";
+
+export type NetBridgeState = NetBridgeInputs & { live: Live };
+export type NetTapState = NetTapInputs & { live: Live };
+
+/** Status JSON of `net.sh status`, as far as read() uses it. */
+interface NetStatus {
+    recorded: boolean;
+    bridge: { exists: boolean; ours: boolean; up?: boolean; addresses?: string[] };
+    nft: { exists: boolean | null; ours: boolean | null };
+    ipForward: { value: string };
+    taps: Array<{ name: string; recorded: boolean; exists: boolean; ours: boolean; master?: string; up?: boolean }>;
+}
+
+/**
+ * Runs `bash net.sh VERB ARGS...` and returns its JSON line. A failure throws
+ * net.sh's own error lines (they name the setting and the fix).
+ */
+function netScript(scriptPath: string, verb: string, args: string[], sudo: boolean): Record<string, unknown> {
+    // Required inside the function: dynamic providers are serialized by closure capture.
+    const childProcess: typeof import("node:child_process") = require("node:child_process");
+    const r = childProcess.spawnSync("bash", [scriptPath, verb, ...args, ...(sudo ? ["--sudo"] : [])], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+        maxBuffer: 16 * 1024 * 1024,
+    });
+    if (r.error) throw r.error;
+    if (r.status !== 0) {
+        const errors = r.stderr.split("\n").filter((l) => /error/.test(l));
+        throw new Error(`net.sh ${verb} failed (exit ${r.status}): ${(errors.length > 0 ? errors : r.stderr.trim().split("\n").slice(-5)).join("\n")}`);
+    }
+    const line = r.stdout.trim().split("\n").pop() ?? "";
+    try {
+        return JSON.parse(line) as Record<string, unknown>;
+    } catch {
+        throw new Error(`net.sh ${verb}: expected one JSON line on stdout, got: ${r.stdout.slice(0, 400)}`);
+    }
+}
+
+function bridgeUp(i: NetBridgeInputs): void {
+    netScript(i.scriptPath, "bridge-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--gateway-cidr", i.gatewayCidr, "--nft-table", i.nftTable], i.sudo);
+}
+
+function tapUp(i: NetTapInputs): void {
+    netScript(i.scriptPath, "tap-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--tap", i.tap, "--owner", i.owner,
+        "--multi-queue", i.multiQueue ? "on" : "off"], i.sudo);
+}
+
+/** Exported for the integration test, which drives it inside a test network namespace. */
+export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, NetBridgeState> = {
+    async create(inputs) {
+        bridgeUp(inputs);
+        return { id: `${inputs.stateDir}#${inputs.bridge}`, outs: { ...inputs, live: "ok" } };
+    },
+    async read(id, props) {
+        if (props === undefined) return { id };
+        const s = netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--bridge", props.bridge, "--nft-table", props.nftTable], props.sudo) as unknown as NetStatus;
+        // Nothing of ours left and nothing recorded (taken down by hand): gone.
+        // A same-named device that is not ours: gone too; the next up refuses it with a clear error.
+        if ((!s.recorded && !s.bridge.exists) || (s.bridge.exists && !s.bridge.ours)) return { id: "", props: undefined };
+        const healthy = s.bridge.ours && s.bridge.up === true && (s.bridge.addresses ?? []).includes(props.gatewayCidr)
+            && s.nft.ours !== false && s.ipForward.value === "1";
+        return { id, props: { ...props, live: healthy ? "ok" : "degraded" } };
+    },
+    async diff(_id, olds, news) {
+        const replaces = (["stateDir", "bridge", "nftTable"] as const).filter((k) => olds[k] !== news[k]);
+        const changes = replaces.length > 0 || olds.live !== "ok"
+            || (["scriptPath", "gatewayCidr", "sudo"] as const).some((k) => olds[k] !== news[k]);
+        return { changes, replaces, deleteBeforeReplace: true };
+    },
+    async update(_id, _olds, news) {
+        bridgeUp(news);
+        return { outs: { ...news, live: "ok" } };
+    },
+    async delete(_id, props) {
+        netScript(props.scriptPath, "bridge-down", ["--state-dir", props.stateDir], props.sudo);
+    },
+};
+
+/** Exported for the integration test, which drives it inside a test network namespace. */
+export const tapProvider: pulumi.dynamic.ResourceProvider<NetTapInputs, NetTapState> = {
+    async create(inputs) {
+        tapUp(inputs);
+        return { id: `${inputs.stateDir}#${inputs.tap}`, outs: { ...inputs, live: "ok" } };
+    },
+    async read(id, props) {
+        if (props === undefined) return { id };
+        const s = netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo) as unknown as NetStatus;
+        const t = s.taps.find((x) => x.name === props.tap);
+        if (t === undefined || (!t.recorded && !t.exists) || (t.exists && !t.ours)) return { id: "", props: undefined };
+        const healthy = t.ours && t.master === props.bridge && t.up === true;
+        return { id, props: { ...props, live: healthy ? "ok" : "degraded" } };
+    },
+    async diff(_id, olds, news) {
+        const replaces = (["stateDir", "bridge", "tap"] as const).filter((k) => olds[k] !== news[k]);
+        const changes = replaces.length > 0 || olds.live !== "ok"
+            || (["scriptPath", "owner", "multiQueue", "sudo"] as const).some((k) => olds[k] !== news[k]);
+        return { changes, replaces, deleteBeforeReplace: true };
+    },
+    async update(_id, _olds, news) {
+        // tap-up makes the TAP again when its owner or multi-queue flag changed.
+        tapUp(news);
+        return { outs: { ...news, live: "ok" } };
+    },
+    async delete(_id, props) {
+        netScript(props.scriptPath, "tap-down", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo);
+    },
+};
+
+type InputsOf<T> = { [K in keyof T]: pulumi.Input<T[K]> };
+
+/** The bridge with its gateway address, forwarding and NAT, as a dynamic resource whose read checks the host. */
+export class NetBridge extends pulumi.dynamic.Resource {
+    public declare readonly bridge: pulumi.Output<string>;
+    public declare readonly live: pulumi.Output<Live>;
+
+    constructor(name: string, args: InputsOf<NetBridgeInputs>, opts?: pulumi.CustomResourceOptions) {
+        super(bridgeProvider, name, { ...args, live: undefined }, opts, "pcp-eval", "NetBridge");
+    }
+}
+
+/** One TAP device on the bridge, as a dynamic resource whose read checks the host. */
+export class NetTap extends pulumi.dynamic.Resource {
+    public declare readonly tap: pulumi.Output<string>;
+    public declare readonly live: pulumi.Output<Live>;
+
+    constructor(name: string, args: InputsOf<NetTapInputs>, opts?: pulumi.CustomResourceOptions) {
+        super(tapProvider, name, { ...args, live: undefined }, opts, "pcp-eval", "NetTap");
+    }
+}
+
 /**
  * The host bridge with its gateway address, forwarding and NAT (in an
  * nftables table of its own), plus one TAP device per TAP VM. Each TAP is a
  * resource of its own, so adding or removing a VM touches only its device.
+ * scripts/net.sh does the work and records it under <stateDir>/net; `pulumi
+ * refresh` runs its status verb, so a bridge or TAP lost to a reboot is made
+ * again by the next `up`.
  */
 export class TapBridge extends pulumi.ComponentResource {
     public readonly bridgeName: string;
@@ -28,38 +193,34 @@ export class TapBridge extends pulumi.ComponentResource {
 
     constructor(name: string, args: TapBridgeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("pcp-eval:index:TapBridge", name, {}, opts);
-        const netDir = `${args.stateDir}/net`;
+        const common = {
+            scriptPath: path.join(args.projectDir, "scripts", "net.sh"),
+            stateDir: path.join(args.stateDir, "net"),
+            sudo: args.useSudo,
+        };
         this.bridgeName = args.bridge.name;
         this.gateway = args.bridge.gateway;
-        const bridge = new command.local.Command(
+        const bridge = new NetBridge(
             `${name}-bridge`,
             {
-                create: scriptCommand("net.sh", "bridge-up", {
-                    "state-dir": netDir,
-                    bridge: args.bridge.name,
-                    "gateway-cidr": `${args.bridge.gateway}/${args.bridge.subnet.prefix}`,
-                    "nft-table": args.bridge.nftTable,
-                    sudo: args.useSudo,
-                }),
-                delete: scriptCommand("net.sh", "bridge-down", { "state-dir": netDir, sudo: args.useSudo }),
-                dir: args.projectDir,
+                ...common,
+                bridge: args.bridge.name,
+                gatewayCidr: `${args.bridge.gateway}/${args.bridge.subnet.prefix}`,
+                nftTable: args.bridge.nftTable,
             },
             { parent: this },
         );
         for (const [vmName, tap] of Object.entries(args.taps)) {
             this.tapDevices[vmName] = tap.device;
-            this.tapResources[vmName] = new command.local.Command(
+            this.tapResources[vmName] = new NetTap(
                 `${name}-${tap.device}`,
                 {
-                    create: scriptCommand("net.sh", "tap-up", {
-                        "state-dir": netDir,
-                        bridge: args.bridge.name,
-                        tap: tap.device,
-                        owner: args.tapOwner,
-                        sudo: args.useSudo,
-                    }),
-                    delete: scriptCommand("net.sh", "tap-down", { "state-dir": netDir, tap: tap.device, sudo: args.useSudo }),
-                    dir: args.projectDir,
+                    ...common,
+                    // From the bridge's outputs: a replaced bridge replaces its TAPs too.
+                    bridge: bridge.bridge,
+                    tap: tap.device,
+                    owner: args.tapOwner,
+                    multiQueue: (tap.vcpus ?? constants.vm.vcpus) > 1,
                 },
                 { parent: this, dependsOn: [bridge] },
             );

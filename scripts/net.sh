@@ -1,0 +1,1148 @@
+#!/usr/bin/env bash
+# jq filters are single-quoted on purpose: their $names are jq variables.
+# shellcheck disable=SC2016
+# net.sh: the host networking that pcp-eval's TAP-networked MicroVMs need.
+#
+# A bridge with the gateway address, one TAP device per TAP VM (owned by the
+# user who runs QEMU, with the vnet_hdr and multi_queue flags microvm.nix's QEMU
+# runner opens it with), IPv4 forwarding, and NAT masquerade for the subnet in an
+# nftables table of its own. Everything it makes is recorded in a state file
+# (<state-dir>/net.json) and marked (an ifalias on links, a comment on the
+# table), so `down` removes exactly what `up` made and nothing else; a device or
+# table of the same name that is not ours is refused, never touched.
+#
+# Verbs (each prints one JSON line on stdout; progress and errors go to stderr):
+#   bridge-up   --state-dir D [--bridge B] [--gateway-cidr A.B.C.D/N] [--nft-table T] [--sudo]
+#   bridge-down --state-dir D [--sudo]            (also removes our TAPs: all of it)
+#   tap-up      --state-dir D --tap NAME [--bridge B] [--owner USER] [--multi-queue on|off] [--sudo]
+#   tap-down    --state-dir D --tap NAME [--sudo]
+#   up          bridge-up options [--taps a,b,c [--owner USER] [--multi-queue on|off]]
+#               (with --taps: exactly these TAPs; ours not listed are removed)
+#   down        --state-dir D [--sudo]            (same as bridge-down)
+#   status      --state-dir D [--bridge B] [--nft-table T] [--taps a,b | --tap NAME] [--sudo]
+#   check       [--owner USER] [--sudo]           (what this host needs, what is missing)
+#
+# Defaults come from nix/constants.json (network.bridge, network.gateway and the
+# prefix of network.subnet, network.nftTable; multi-queue when vm.vcpus > 1).
+#
+# Exit status: 0 ok; 1 a command failed (what this run made is undone);
+# 2 bad input; 3 missing privilege or tool; 4 a device or table of that name is
+# not ours.
+set -euo pipefail
+
+PROG=net.sh
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CONSTANTS=$SCRIPT_DIR/../nix/constants.json
+STATE_BASENAME=net.json
+STATE_VERSION=1
+MARKER_PREFIX=pcp-eval:
+
+log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+
+DIED=0
+# die EXIT_CODE FIELD PROBLEM FIX
+die() {
+    DIED=1
+    printf '%s: error: %s: %s; fix: %s\n' "$PROG" "$2" "$3" "$4" >&2
+    exit "$1"
+}
+
+usage() {
+    sed -n '/^# Verbs/,/^# not ours/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+}
+
+# ---------------------------------------------------------------- arguments
+
+VERB=${1:-}
+if [[ -z $VERB || $VERB == -h || $VERB == --help || $VERB == help ]]; then
+    usage
+    [[ -n $VERB ]] && exit 0
+    die 2 verb "no verb given" "use one of bridge-up, bridge-down, tap-up, tap-down, up, down, status, check"
+fi
+shift
+case $VERB in
+    bridge-up | bridge-down | tap-up | tap-down | up | down | status | check) ;;
+    *) die 2 verb "unknown verb '$VERB'" "use one of bridge-up, bridge-down, tap-up, tap-down, up, down, status, check" ;;
+esac
+
+STATE_DIR=""
+BRIDGE=""
+GATEWAY_CIDR=""
+NFT_TABLE=""
+TAP=""
+TAPS_GIVEN=0
+TAPS_RAW=""
+OWNER=""
+MULTI_QUEUE=""
+USE_SUDO=0
+
+while (($# > 0)); do
+    opt=$1
+    val=""
+    has_inline=0
+    if [[ $opt == --*=* ]]; then
+        val=${opt#*=}
+        opt=${opt%%=*}
+        has_inline=1
+    fi
+    case $opt in
+        --sudo)
+            ((has_inline == 0)) || die 2 --sudo "takes no value" "write --sudo alone"
+            USE_SUDO=1
+            shift
+            continue
+            ;;
+        --state-dir | --bridge | --gateway-cidr | --nft-table | --tap | --taps | --owner | --multi-queue)
+            if ((has_inline == 0)); then
+                (($# >= 2)) || die 2 "$opt" "needs a value" "write $opt VALUE"
+                val=$2
+                shift 2
+            else
+                shift
+            fi
+            ;;
+        *) die 2 "$opt" "unknown option for '$VERB'" "run '$PROG --help' for the options" ;;
+    esac
+    case $opt in
+        --state-dir) STATE_DIR=$val ;;
+        --bridge) BRIDGE=$val ;;
+        --gateway-cidr) GATEWAY_CIDR=$val ;;
+        --nft-table) NFT_TABLE=$val ;;
+        --tap) TAP=$val ;;
+        --taps)
+            TAPS_GIVEN=1
+            TAPS_RAW=$val
+            ;;
+        --owner) OWNER=$val ;;
+        --multi-queue) MULTI_QUEUE=$val ;;
+    esac
+done
+
+# ---------------------------------------------------------------- tools
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+require_tools() {
+    local t
+    for t in "$@"; do
+        if ! have "$t"; then
+            case $t in
+                ip) die 3 tools "ip (iproute2) is not installed" "apt-get install iproute2" ;;
+                nft) die 3 tools "nft is not installed" "apt-get install nftables" ;;
+                jq) die 3 tools "jq is not installed" "apt-get install jq" ;;
+                sysctl) die 3 tools "sysctl is not installed" "apt-get install procps" ;;
+                flock) die 3 tools "flock is not installed" "apt-get install util-linux" ;;
+                *) die 3 tools "$t is not installed" "install $t" ;;
+            esac
+        fi
+    done
+}
+
+# ---------------------------------------------------------------- constants and validation
+
+const() {
+    [[ -r $CONSTANTS ]] || die 3 constants "cannot read $CONSTANTS" "run net.sh from a pcp-eval checkout (scripts/net.sh beside nix/constants.json)"
+    jq -er "$1" "$CONSTANTS" || die 3 constants "$CONSTANTS has no $1" "restore nix/constants.json from the repository"
+}
+
+valid_ifname() { [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$ ]]; }
+
+check_ifname() { # FIELD VALUE
+    valid_ifname "$2" || die 2 "$1" "'$2' is not a usable interface name (1 to 15 characters: letters, digits, '_', '.', '-'; first a letter or digit)" "pass a name such as $(const .network.tapPrefix)0"
+}
+
+ip_to_int() {
+    local a b c d
+    IFS=. read -r a b c d <<<"$1"
+    echo $(((10#$a << 24) | (10#$b << 16) | (10#$c << 8) | 10#$d))
+}
+
+int_to_ip() {
+    echo "$((($1 >> 24) & 255)).$((($1 >> 16) & 255)).$((($1 >> 8) & 255)).$(($1 & 255))"
+}
+
+# Sets SUBNET from GATEWAY_CIDR after checking it.
+SUBNET=""
+check_gateway_cidr() {
+    local fix
+    fix="pass the gateway address with its prefix length, e.g. $(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
+    [[ $GATEWAY_CIDR =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$ ]] ||
+        die 2 --gateway-cidr "'$GATEWAY_CIDR' is not an IPv4 address with a prefix length" "$fix"
+    local i
+    for i in 1 2 3 4; do
+        ((10#${BASH_REMATCH[i]} <= 255)) || die 2 --gateway-cidr "'$GATEWAY_CIDR' has an octet above 255" "$fix"
+    done
+    local len=$((10#${BASH_REMATCH[5]}))
+    ((len >= 8 && len <= 30)) || die 2 --gateway-cidr "prefix length /$len is outside 8..30" "$fix"
+    local addr mask net
+    addr=$(ip_to_int "${GATEWAY_CIDR%/*}")
+    mask=$(((0xffffffff << (32 - len)) & 0xffffffff))
+    net=$((addr & mask))
+    ((addr != net)) || die 2 --gateway-cidr "'$GATEWAY_CIDR' is the subnet's network address, not a host address" "$fix"
+    ((addr != (net | (~mask & 0xffffffff)))) || die 2 --gateway-cidr "'$GATEWAY_CIDR' is the subnet's broadcast address" "$fix"
+    GATEWAY_CIDR="$(int_to_ip "$addr")/$len"
+    SUBNET="$(int_to_ip "$net")/$len"
+}
+
+check_table() {
+    [[ $NFT_TABLE =~ ^[A-Za-z][A-Za-z0-9_]{0,31}$ ]] ||
+        die 2 --nft-table "'$NFT_TABLE' is not a usable nftables table name (a letter, then up to 31 letters, digits or '_')" "pass a name such as $(const .network.nftTable)"
+}
+
+check_owner() {
+    id -u -- "$OWNER" >/dev/null 2>&1 ||
+        die 2 --owner "user '$OWNER' does not exist on this host" "pass the user that runs the MicroVMs (QEMU), e.g. --owner $(id -un)"
+}
+
+check_multi_queue() {
+    case $MULTI_QUEUE in
+        on | off) ;;
+        *) die 2 --multi-queue "'$MULTI_QUEUE' is neither on nor off" "pass --multi-queue on when the VM has more than one vCPU (microvm.nix opens the TAP with queues=<vcpus>), off otherwise" ;;
+    esac
+}
+
+check_state_dir() {
+    [[ -n $STATE_DIR ]] || die 2 --state-dir "is required for '$VERB'" "pass --state-dir DIR (the stack's state directory, e.g. .pcp-eval-state/dev)"
+}
+
+# ---------------------------------------------------------------- privileges
+
+PRIV=()
+PRIV_MODE=none
+# Decides how privileged commands run. With MUST=1, no privilege is an error
+# raised before anything is made.
+setup_priv() {
+    local must=$1
+    if ((EUID == 0)); then
+        PRIV_MODE=root
+        return 0
+    fi
+    local me
+    me=$(id -un 2>/dev/null || echo "uid $EUID")
+    if ((USE_SUDO)); then
+        if ! have sudo; then
+            ((must)) || return 0
+            die 3 --sudo "sudo is not installed" "install sudo and allow $me passwordless sudo for ip, nft and sysctl, or run net.sh as root"
+        fi
+        if ! sudo -n ip -V >/dev/null 2>&1; then
+            ((must)) || return 0
+            die 3 --sudo "'sudo -n ip' failed for $me (sudo asks for a password or does not allow ip)" "allow $me passwordless sudo (NOPASSWD in /etc/sudoers.d) for ip, nft and sysctl, or run net.sh as root"
+        fi
+        PRIV=(sudo -n --)
+        PRIV_MODE=sudo
+        return 0
+    fi
+    ((must)) || return 0
+    die 3 privileges "'$VERB' changes host networking and needs root, but runs as $me without --sudo" "run as root, or pass --sudo (the stack's sudo setting) with passwordless sudo for ip, nft and sysctl"
+}
+
+# p: a privileged command that changes something (its stdout goes to stderr).
+p() { "${PRIV[@]}" "$@" >&2; }
+# pq: a privileged query (stdout kept).
+pq() { "${PRIV[@]}" "$@"; }
+
+# ---------------------------------------------------------------- state file
+
+STATE=""
+STATE_ORIG=""
+STATE_FILE=""
+
+empty_state() { jq -nc --argjson v "$STATE_VERSION" '{version: $v, marker: null, bridge: null, nft: null, ipForward: null, taps: {}}'; }
+
+load_state() {
+    STATE_FILE=$STATE_DIR/$STATE_BASENAME
+    if [[ -e $STATE_FILE ]]; then
+        STATE=$(jq -c . "$STATE_FILE" 2>/dev/null) ||
+            die 2 state "$STATE_FILE is not valid JSON" "restore it, or inspect the host with 'net.sh status' and remove what is listed by hand before deleting the file"
+        [[ $(jq -r '.version' <<<"$STATE") == "$STATE_VERSION" ]] ||
+            die 2 state "$STATE_FILE has version $(jq -r '.version' <<<"$STATE"), this net.sh writes version $STATE_VERSION" "run the net.sh that wrote it to take the network down"
+    else
+        STATE=$(empty_state)
+    fi
+    STATE_ORIG=$STATE
+    MARKER=$(st '.marker // ""')
+}
+
+st() { jq -r "$1" <<<"$STATE"; }
+st_set() { # JQ_FILTER [jq args...]
+    local filter=$1
+    shift
+    STATE=$(jq -c "$@" "$filter" <<<"$STATE")
+}
+
+save_state() {
+    if [[ $(jq -r '.bridge == null and .nft == null and .ipForward == null and (.taps | length) == 0' <<<"$STATE") == true ]]; then
+        rm -f -- "$STATE_FILE"
+        return 0
+    fi
+    local tmp
+    tmp=$(mktemp "$STATE_DIR/.net.json.XXXXXX")
+    jq . <<<"$STATE" >"$tmp"
+    mv -f -- "$tmp" "$STATE_FILE"
+}
+
+# The marker that tags our links (ifalias) and table (comment): made once per
+# state file. Call ensure_marker in the main shell before reading it.
+MARKER=""
+ensure_marker() {
+    [[ -n $MARKER ]] && return 0
+    MARKER="$MARKER_PREFIX$(cat /proc/sys/kernel/random/uuid)"
+    st_set '.marker = $m' --arg m "$MARKER"
+}
+
+tap_recorded() { [[ $(jq -r --arg n "$1" '.taps[$n] != null' <<<"$STATE") == true ]]; }
+
+LOCK_FD=""
+lock_state_dir() {
+    exec {LOCK_FD}<"$STATE_DIR"
+    flock -x "$LOCK_FD"
+}
+
+# ---------------------------------------------------------------- live queries
+
+# One compact JSON object describing link NAME, or nothing when absent.
+link_info() {
+    local out
+    out=$(ip -d -j link show dev "$1" 2>/dev/null) || return 0
+    jq -c '.[0] | {
+        ifname,
+        ifalias: (.ifalias // ""),
+        kind: (.linkinfo.info_kind // ""),
+        tapType: (.linkinfo.info_data.type // ""),
+        multiQueue: (.linkinfo.info_data.multi_queue // false),
+        vnetHdr: (.linkinfo.info_data.vnet_hdr // false),
+        user: ((.linkinfo.info_data.user // "") | tostring),
+        master: (.master // ""),
+        up: (any((.flags // [])[]; . == "UP")),
+        address: (.address // "")
+    }' <<<"$out"
+}
+
+# Reads link NAME into L_* variables with one ip and one jq call (fields
+# joined by the ASCII unit separator, so empty ones survive `read`).
+# L_EXISTS is 1 when the link exists (its other fields are then set).
+L_EXISTS=0 L_IFNAME="" L_ALIAS="" L_KIND="" L_TAPTYPE="" L_MQ="" L_VNET="" L_USER="" L_MASTER="" L_UP="" L_ADDRESS=""
+read_link() {
+    local out
+    L_EXISTS=0 L_IFNAME="" L_ALIAS="" L_KIND="" L_TAPTYPE="" L_MQ="" L_VNET="" L_USER="" L_MASTER="" L_UP="" L_ADDRESS=""
+    out=$(ip -d -j link show dev "$1" 2>/dev/null) || return 0
+    IFS=$'\x1f' read -r L_IFNAME L_ALIAS L_KIND L_TAPTYPE L_MQ L_VNET L_USER L_MASTER L_UP L_ADDRESS < <(jq -r '.[0] | [
+        .ifname, (.ifalias // ""), (.linkinfo.info_kind // ""), (.linkinfo.info_data.type // ""),
+        (.linkinfo.info_data.multi_queue // false), (.linkinfo.info_data.vnet_hdr // false),
+        ((.linkinfo.info_data.user // "") | tostring), (.master // ""),
+        any((.flags // [])[]; . == "UP"), (.address // "")] | map(tostring) | join("\u001f")' <<<"$out")
+    L_EXISTS=1
+}
+
+uid_of() { # USER-or-UID -> uid (or the input when unknown)
+    id -u -- "$1" 2>/dev/null || printf '%s\n' "$1"
+}
+
+inet_addrs() { # DEV -> one "a.b.c.d/n" per line
+    ip -j addr show dev "$1" 2>/dev/null | jq -r '.[0].addr_info[]? | select(.family == "inet") | "\(.local)/\(.prefixlen)"'
+}
+
+# Whether the nftables table exists (needs privilege): prints its text listing.
+nft_table_text() {
+    pq nft list table ip "$1" 2>/dev/null
+}
+
+nft_comment() { # text listing on stdin -> table comment
+    sed -n 's/^\tcomment "\(.*\)"$/\1/p' | head -n 1
+}
+
+ip_forward() { cat /proc/sys/net/ipv4/ip_forward; }
+
+# ---------------------------------------------------------------- results
+
+CREATED=()
+UPDATED=()
+REMOVED=()
+LEFT=()
+
+items_json() {
+    local item k n d
+    {
+        for item in "$@"; do
+            IFS='|' read -r k n d <<<"$item"
+            jq -nc --arg k "$k" --arg n "$n" --arg d "$d" '{kind: $k, name: $n} + (if $d == "" then {} else {detail: $d} end)'
+        done
+    } | jq -sc .
+}
+
+emit_change() { # MESSAGE_IF_UNCHANGED
+    local changed=false
+    if ((${#CREATED[@]} + ${#UPDATED[@]} + ${#REMOVED[@]} > 0)); then changed=true; fi
+    local message=""
+    [[ $changed == true ]] || message=$1
+    jq -nc \
+        --arg verb "$VERB" \
+        --argjson changed "$changed" \
+        --argjson created "$(items_json "${CREATED[@]}")" \
+        --argjson updated "$(items_json "${UPDATED[@]}")" \
+        --argjson removed "$(items_json "${REMOVED[@]}")" \
+        --argjson left "$(items_json "${LEFT[@]}")" \
+        --arg stateFile "$STATE_FILE" \
+        --argjson state "$STATE" \
+        --arg message "$message" \
+        '{verb: $verb, changed: $changed, created: $created, updated: $updated, removed: $removed, left: $left,
+          bridge: ($state.bridge.name // null), nftTable: ($state.nft.table // null),
+          taps: ($state.taps | keys), stateFile: $stateFile}
+         + (if $message == "" then {} else {message: $message} end)'
+}
+
+# ---------------------------------------------------------------- transaction and rollback
+
+TXN=0
+STEP=""
+UNDO=()
+
+undo_push() { UNDO+=("$1"); }
+
+rollback() {
+    TXN=0
+    set +e
+    if ((${#UNDO[@]} > 0)); then
+        log "rolling back what this run made"
+    fi
+    local i kind name extra
+    for ((i = ${#UNDO[@]} - 1; i >= 0; i--)); do
+        IFS='|' read -r kind name extra <<<"${UNDO[i]}"
+        case $kind in
+            link) p ip link del dev "$name" && log "rollback: removed $name" ;;
+            addr) p ip addr del "$extra" dev "$name" && log "rollback: removed $extra from $name" ;;
+            nft) p nft delete table ip "$name" && log "rollback: removed nftables table ip $name" ;;
+            forward) restore_forwarding "$STATE_PRE_FORWARD" && log "rollback: restored net.ipv4.ip_forward" ;;
+        esac || log "rollback: could not undo $kind $name; see 'net.sh status'"
+    done
+    STATE=$STATE_ORIG
+    save_state || log "rollback: could not restore $STATE_FILE"
+}
+
+on_exit() {
+    local rc=$?
+    if ((rc != 0 && TXN)); then
+        if ((DIED == 0)); then
+            printf '%s: error: %s: a command failed (exit %d), see above; fix: correct the cause and run %s again (what this run made is being undone)\n' \
+                "$PROG" "${STEP:-$VERB}" "$rc" "$VERB" >&2
+        fi
+        rollback
+    fi
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- ip_forward
+
+# Recorded when we turn forwarding on: the previous value, and the settings the
+# kernel rewrites on every ip_forward change (all.accept_redirects, and the
+# per-device forwarding of devices that had it on while ip_forward was 0).
+STATE_PRE_FORWARD=""
+
+forward_snapshot() {
+    local devs=() f dev
+    for f in /proc/sys/net/ipv4/conf/*/forwarding; do
+        dev=${f#/proc/sys/net/ipv4/conf/}
+        dev=${dev%/forwarding}
+        [[ $dev == all ]] && continue
+        [[ $(cat "$f") == 1 ]] && devs+=("$dev")
+    done
+    jq -nc \
+        --arg previous "$(ip_forward)" \
+        --arg acceptRedirects "$(cat /proc/sys/net/ipv4/conf/all/accept_redirects)" \
+        '{previous: $previous, acceptRedirects: $acceptRedirects, devicesForwarding: $ARGS.positional}' \
+        --args "${devs[@]}"
+}
+
+restore_forwarding() { # SNAPSHOT_JSON
+    local previous ar dev
+    previous=$(jq -r .previous <<<"$1")
+    ar=$(jq -r .acceptRedirects <<<"$1")
+    p sysctl -q -w "net.ipv4.ip_forward=$previous"
+    p sysctl -q -w "net.ipv4.conf.all.accept_redirects=$ar"
+    while IFS= read -r dev; do
+        [[ -n $dev && -e /proc/sys/net/ipv4/conf/$dev/forwarding ]] || continue
+        p sysctl -q -w "net.ipv4.conf.${dev//./\/}.forwarding=1"
+    done < <(jq -r '.devicesForwarding[]' <<<"$1")
+}
+
+# ---------------------------------------------------------------- pre-checks (nothing made yet)
+
+# Refuses a bridge name that exists and is not ours.
+precheck_bridge() {
+    local rec
+    rec=$(st '.bridge.name // empty')
+    if [[ -n $rec && $rec != "$BRIDGE" ]]; then
+        die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec, or take the old network down first with 'net.sh down --state-dir $STATE_DIR'"
+    fi
+    read_link "$BRIDGE"
+    ((L_EXISTS)) || return 0
+    local why=""
+    if [[ -z $rec ]]; then
+        why="it is not recorded in $STATE_FILE"
+    elif [[ $L_IFNAME != "$BRIDGE" ]]; then
+        why="the name is an alternative name of $L_IFNAME"
+    elif [[ $L_ALIAS != "$MARKER" ]]; then
+        why="its ifalias '$L_ALIAS' is not this state's marker (it was replaced since we made it)"
+    elif [[ $L_KIND != bridge ]]; then
+        why="it is a $L_KIND device, not a bridge"
+    fi
+    [[ -z $why ]] && return 0
+    die 4 --bridge "a device named $BRIDGE exists and is not ours: $why" "choose another bridge name (--bridge, the stack's bridge setting), or remove $BRIDGE yourself if nothing uses it"
+}
+
+precheck_table() {
+    local rec text
+    rec=$(st '.nft.table // empty')
+    if [[ -n $rec && $rec != "$NFT_TABLE" ]]; then
+        die 2 --nft-table "$STATE_FILE records nftables table $rec, not $NFT_TABLE" "pass --nft-table $rec, or take the old network down first with 'net.sh down --state-dir $STATE_DIR'"
+    fi
+    text=$(nft_table_text "$NFT_TABLE") || return 0
+    local why="" comment
+    comment=$(nft_comment <<<"$text")
+    if [[ -z $rec ]]; then
+        why="it is not recorded in $STATE_FILE"
+    elif [[ $comment != "$MARKER" ]]; then
+        why="its comment '$comment' is not this state's marker"
+    fi
+    [[ -z $why ]] && return 0
+    die 4 --nft-table "an nftables table 'ip $NFT_TABLE' exists and is not ours: $why" "choose another table name (--nft-table), or delete that table yourself if nothing uses it"
+}
+
+precheck_tap() { # NAME
+    local name=$1 why=""
+    read_link "$name"
+    ((L_EXISTS)) || return 0
+    if ! tap_recorded "$name"; then
+        why="it is not recorded in $STATE_FILE"
+    elif [[ $L_IFNAME != "$name" ]]; then
+        why="the name is an alternative name of $L_IFNAME"
+    elif [[ $L_ALIAS != "$MARKER" ]]; then
+        why="its ifalias '$L_ALIAS' is not this state's marker"
+    elif [[ $L_KIND != tun || $L_TAPTYPE != tap ]]; then
+        why="it is not a TAP device"
+    fi
+    [[ -z $why ]] && return 0
+    die 4 --tap "a device named $name exists and is not ours: $why" "give the VM another TAP name, or delete $name yourself if nothing uses it"
+}
+
+# ---------------------------------------------------------------- apply steps (inside the transaction)
+
+ensure_bridge() {
+    local m=$MARKER created=0
+    read_link "$BRIDGE"
+    STEP="--bridge $BRIDGE"
+    if ((L_EXISTS == 0)); then
+        p ip link add name "$BRIDGE" type bridge
+        undo_push "link|$BRIDGE"
+        # Pin the bridge's MAC address: otherwise the kernel gives the bridge the
+        # lowest MAC among its ports, so adding a TAP would change the gateway's
+        # MAC under the VMs that are already running.
+        read_link "$BRIDGE"
+        local mac=$L_ADDRESS
+        p ip link set dev "$BRIDGE" address "$mac"
+        p ip link set dev "$BRIDGE" alias "$m"
+        st_set '.bridge = {name: $b, gatewayCidr: $g, subnet: $s, address: $mac}' \
+            --arg b "$BRIDGE" --arg g "$GATEWAY_CIDR" --arg s "$SUBNET" --arg mac "$mac"
+        save_state
+        CREATED+=("bridge|$BRIDGE|$mac")
+        log "created bridge $BRIDGE"
+        created=1
+        read_link "$BRIDGE"
+    elif [[ $(st '.bridge.gatewayCidr') != "$GATEWAY_CIDR" ]]; then
+        st_set '.bridge.gatewayCidr = $g | .bridge.subnet = $s' --arg g "$GATEWAY_CIDR" --arg s "$SUBNET"
+        save_state
+    fi
+
+    STEP="--gateway-cidr $GATEWAY_CIDR"
+    local a have_gw=0 old_gw
+    old_gw=$(jq -r '.bridge.gatewayCidr // ""' <<<"$STATE_ORIG")
+    while IFS= read -r a; do
+        [[ -z $a ]] && continue
+        if [[ $a == "$GATEWAY_CIDR" ]]; then
+            have_gw=1
+        elif [[ $a == "$old_gw" ]]; then
+            # The gateway we set earlier, replaced by a new --gateway-cidr.
+            p ip addr del "$a" dev "$BRIDGE"
+            UPDATED+=("address|$BRIDGE|removed $a")
+        fi
+    done < <(inet_addrs "$BRIDGE")
+    if ((have_gw == 0)); then
+        p ip addr add "$GATEWAY_CIDR" dev "$BRIDGE"
+        undo_push "addr|$BRIDGE|$GATEWAY_CIDR"
+        ((created)) || UPDATED+=("address|$BRIDGE|added $GATEWAY_CIDR")
+    fi
+
+    STEP="--bridge $BRIDGE (link up)"
+    if [[ $L_UP != true ]]; then
+        p ip link set dev "$BRIDGE" up
+        ((created)) || UPDATED+=("bridge|$BRIDGE|set up")
+    fi
+}
+
+ensure_forwarding() {
+    STEP="net.ipv4.ip_forward"
+    [[ $(ip_forward) == 1 ]] && return 0
+    STATE_PRE_FORWARD=$(forward_snapshot)
+    p sysctl -q -w net.ipv4.ip_forward=1
+    undo_push "forward|ip_forward"
+    # Keep the first record: after a reboot the value is back to what it was
+    # before our first up, which is what down must restore.
+    if [[ $(st '.ipForward == null') == true ]]; then
+        st_set '.ipForward = $f' --argjson f "$STATE_PRE_FORWARD"
+        save_state
+    fi
+    CREATED+=("sysctl|net.ipv4.ip_forward|$(jq -r .previous <<<"$STATE_PRE_FORWARD") -> 1")
+    log "set net.ipv4.ip_forward=1 (was $(jq -r .previous <<<"$STATE_PRE_FORWARD"))"
+}
+
+nft_ruleset() { # MARKER: the whole table, as nft -f input
+    cat <<EOF
+table ip $NFT_TABLE {
+	comment "$1"
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr $SUBNET ip daddr != $SUBNET masquerade
+	}
+}
+EOF
+}
+
+ensure_nat() {
+    STEP="--nft-table $NFT_TABLE"
+    local m text digest
+    m=$MARKER
+    if text=$(nft_table_text "$NFT_TABLE"); then
+        # Ours (checked before). Unchanged when it still lists what we loaded.
+        digest=$(sha256sum <<<"$text" | cut -d' ' -f1)
+        if [[ $digest == "$(st '.nft.digest')" && $(st '.nft.subnet') == "$SUBNET" ]]; then
+            return 0
+        fi
+        { printf 'delete table ip %s\n' "$NFT_TABLE"; nft_ruleset "$m"; } | p nft -f -
+        UPDATED+=("nftables|ip $NFT_TABLE|reloaded masquerade for $SUBNET")
+        log "reloaded nftables table ip $NFT_TABLE"
+    else
+        nft_ruleset "$m" | p nft -f -
+        undo_push "nft|$NFT_TABLE"
+        CREATED+=("nftables|ip $NFT_TABLE|masquerade $SUBNET")
+        log "created nftables table ip $NFT_TABLE (masquerade $SUBNET)"
+    fi
+    text=$(nft_table_text "$NFT_TABLE")
+    digest=$(sha256sum <<<"$text" | cut -d' ' -f1)
+    st_set '.nft = {family: "ip", table: $t, subnet: $s, digest: $d}' --arg t "$NFT_TABLE" --arg s "$SUBNET" --arg d "$digest"
+    save_state
+}
+
+tap_flags() {
+    local flags=(vnet_hdr)
+    [[ $MULTI_QUEUE == on ]] && flags=(multi_queue vnet_hdr)
+    printf '%s\n' "${flags[@]}"
+}
+
+ensure_tap() { # NAME (prechecked: absent or ours)
+    local name=$1 m=$MARKER bridge
+    bridge=$(st '.bridge.name')
+    STEP="--tap $name"
+    read_link "$name"
+    local want_uid want_mq
+    want_uid=$(uid_of "$OWNER")
+    want_mq=false
+    [[ $MULTI_QUEUE == on ]] && want_mq=true
+    if ((L_EXISTS)); then
+        if [[ $(uid_of "$L_USER") != "$want_uid" || $L_MQ != "$want_mq" || $L_VNET != true ]]; then
+            # Flags and owner of a TAP cannot change: make it again.
+            p ip link del dev "$name"
+            UPDATED+=("tap|$name|recreated for owner $OWNER, multi-queue $MULTI_QUEUE")
+        else
+            if [[ $L_MASTER != "$bridge" ]]; then
+                p ip link set dev "$name" master "$bridge"
+                UPDATED+=("tap|$name|attached to $bridge")
+            fi
+            if [[ $L_UP != true ]]; then
+                p ip link set dev "$name" up
+                UPDATED+=("tap|$name|set up")
+            fi
+            return 0
+        fi
+    fi
+    local flags
+    mapfile -t flags < <(tap_flags)
+    p ip tuntap add dev "$name" mode tap user "$OWNER" "${flags[@]}"
+    undo_push "link|$name"
+    p ip link set dev "$name" alias "$m"
+    p ip link set dev "$name" master "$bridge"
+    p ip link set dev "$name" up
+    st_set '.taps[$n] = {owner: $o, uid: ($u | tonumber), multiQueue: $mq, vnetHdr: true, bridge: $b}' \
+        --arg n "$name" --arg o "$OWNER" --arg u "$want_uid" --argjson mq "$want_mq" --arg b "$bridge"
+    save_state
+    [[ ${UPDATED[*]-} == *"tap|$name|recreated"* ]] || CREATED+=("tap|$name|owner $OWNER, ${flags[*]}")
+    log "created TAP $name (owner $OWNER, ${flags[*]}) on $bridge"
+}
+
+# ---------------------------------------------------------------- removal steps
+
+remove_tap() { # NAME: recorded TAP
+    local name=$1
+    STEP="--tap $name"
+    read_link "$name"
+    if ((L_EXISTS == 0)); then
+        LEFT+=("tap|$name|already gone")
+    elif [[ $L_IFNAME == "$name" && $L_ALIAS == "$MARKER" ]]; then
+        p ip link del dev "$name"
+        REMOVED+=("tap|$name|")
+        log "removed TAP $name"
+    else
+        LEFT+=("tap|$name|exists but is not ours (marker differs): left alone")
+        log "left $name alone: it is not ours"
+    fi
+    st_set 'del(.taps[$n])' --arg n "$name"
+    save_state
+}
+
+remove_nat() {
+    local table text comment
+    table=$(st '.nft.table // empty')
+    [[ -z $table ]] && return 0
+    STEP="--nft-table $table"
+    if text=$(nft_table_text "$table"); then
+        comment=$(nft_comment <<<"$text")
+        if [[ $comment == "$MARKER" ]]; then
+            p nft delete table ip "$table"
+            REMOVED+=("nftables|ip $table|")
+            log "removed nftables table ip $table"
+        else
+            LEFT+=("nftables|ip $table|exists but is not ours (comment differs): left alone")
+        fi
+    else
+        LEFT+=("nftables|ip $table|already gone")
+    fi
+    st_set '.nft = null'
+    save_state
+}
+
+remove_forwarding() {
+    local rec
+    rec=$(st '.ipForward // empty | tojson')
+    [[ -z $rec || $rec == null ]] && return 0
+    STEP="net.ipv4.ip_forward"
+    local previous
+    previous=$(jq -r .previous <<<"$rec")
+    if [[ $(ip_forward) == 1 && $previous != 1 ]]; then
+        restore_forwarding "$rec"
+        REMOVED+=("sysctl|net.ipv4.ip_forward|restored $previous")
+        log "restored net.ipv4.ip_forward=$previous"
+    else
+        LEFT+=("sysctl|net.ipv4.ip_forward|is $(ip_forward) now, changed by someone else since: left alone")
+    fi
+    st_set '.ipForward = null'
+    save_state
+}
+
+remove_bridge() {
+    local name
+    name=$(st '.bridge.name // empty')
+    [[ -z $name ]] && return 0
+    STEP="--bridge $name"
+    read_link "$name"
+    if ((L_EXISTS == 0)); then
+        LEFT+=("bridge|$name|already gone")
+    elif [[ $L_IFNAME == "$name" && $L_ALIAS == "$MARKER" ]]; then
+        p ip link del dev "$name"
+        REMOVED+=("bridge|$name|")
+        log "removed bridge $name"
+    else
+        LEFT+=("bridge|$name|exists but is not ours (marker differs): left alone")
+    fi
+    st_set '.bridge = null'
+    save_state
+}
+
+# ---------------------------------------------------------------- verbs
+
+parse_taps() { # -> TAP_LIST
+    TAP_LIST=()
+    [[ -z $TAPS_RAW ]] && return 0
+    local t seen=" "
+    IFS=, read -r -a TAP_LIST <<<"$TAPS_RAW"
+    for t in "${TAP_LIST[@]}"; do
+        check_ifname --taps "$t"
+        [[ $seen != *" $t "* ]] || die 2 --taps "'$t' is listed twice" "list each TAP once"
+        [[ $t != "$BRIDGE" ]] || die 2 --taps "'$t' is also the bridge's name" "give TAPs names other than the bridge's"
+        seen+="$t "
+    done
+}
+
+defaults_for_up() {
+    [[ -n $BRIDGE ]] || BRIDGE=$(const .network.bridge)
+    [[ -n $GATEWAY_CIDR ]] || GATEWAY_CIDR="$(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
+    [[ -n $NFT_TABLE ]] || NFT_TABLE=$(const .network.nftTable)
+    [[ -n $OWNER ]] || OWNER=$(id -un)
+    if [[ -z $MULTI_QUEUE ]]; then
+        MULTI_QUEUE=off
+        (($(const .vm.vcpus) > 1)) && MULTI_QUEUE=on
+    fi
+    check_ifname --bridge "$BRIDGE"
+    check_gateway_cidr
+    check_table
+    check_multi_queue
+}
+
+begin() { # prepare a changing verb: privileges, state dir, lock, state
+    setup_priv 1
+    mkdir -p -- "$STATE_DIR" || die 3 --state-dir "cannot create $STATE_DIR" "pass a directory this user can write"
+    lock_state_dir
+    load_state
+}
+
+verb_bridge_up() { # also the first half of up
+    precheck_bridge
+    precheck_table
+    local t
+    for t in "${TAP_LIST[@]}"; do precheck_tap "$t"; done
+    TXN=1
+    ensure_marker
+    ensure_bridge
+    ensure_forwarding
+    ensure_nat
+}
+
+verb_up() {
+    require_tools ip nft sysctl jq flock
+    check_state_dir
+    defaults_for_up
+    TAP_LIST=()
+    if ((TAPS_GIVEN)); then
+        parse_taps
+        ((${#TAP_LIST[@]} == 0)) || check_owner
+    fi
+    begin
+    verb_bridge_up
+    local t
+    for t in "${TAP_LIST[@]}"; do ensure_tap "$t"; done
+    # Everything asked for now exists: the rest are removals (not undone).
+    TXN=0
+    if ((TAPS_GIVEN)); then
+        local rec
+        while IFS= read -r rec; do
+            [[ -z $rec ]] && continue
+            [[ " ${TAP_LIST[*]} " == *" $rec "* ]] || remove_tap "$rec"
+        done < <(st '.taps | keys[]')
+    fi
+    emit_change "already up: bridge $BRIDGE, nftables table ip $NFT_TABLE, forwarding and $(st '.taps | length') TAP(s) as asked; nothing changed"
+}
+
+verb_tap_up() {
+    require_tools ip sysctl jq flock
+    check_state_dir
+    [[ -n $TAP ]] || die 2 --tap "is required for tap-up" "pass --tap NAME (the VM's TAP id)"
+    check_ifname --tap "$TAP"
+    [[ -n $OWNER ]] || OWNER=$(id -un)
+    check_owner
+    if [[ -z $MULTI_QUEUE ]]; then
+        MULTI_QUEUE=off
+        (($(const .vm.vcpus) > 1)) && MULTI_QUEUE=on
+    fi
+    check_multi_queue
+    [[ -z $BRIDGE ]] || check_ifname --bridge "$BRIDGE"
+    begin
+    local rec
+    rec=$(st '.bridge.name // empty')
+    [[ -n $rec ]] || die 2 --bridge "no bridge is recorded in $STATE_FILE" "run 'net.sh bridge-up --state-dir $STATE_DIR' first"
+    [[ -z $BRIDGE || $BRIDGE == "$rec" ]] || die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec"
+    BRIDGE=$rec
+    [[ $TAP != "$BRIDGE" ]] || die 2 --tap "'$TAP' is the bridge's name" "give the TAP another name"
+    read_link "$BRIDGE"
+    [[ $L_EXISTS == 1 && $L_ALIAS == "$MARKER" ]] ||
+        die 2 --bridge "bridge $BRIDGE is recorded but missing or no longer ours" "run 'net.sh bridge-up --state-dir $STATE_DIR' again (after a reboot: pulumi refresh, then pulumi up)"
+    precheck_tap "$TAP"
+    TXN=1
+    ensure_tap "$TAP"
+    TXN=0
+    emit_change "already up: TAP $TAP on $BRIDGE; nothing changed"
+}
+
+verb_tap_down() {
+    require_tools ip jq flock
+    check_state_dir
+    [[ -n $TAP ]] || die 2 --tap "is required for tap-down" "pass --tap NAME"
+    check_ifname --tap "$TAP"
+    STATE_FILE=$STATE_DIR/$STATE_BASENAME
+    if [[ ! -d $STATE_DIR ]]; then
+        STATE=$(empty_state)
+        emit_change "nothing recorded: $STATE_FILE does not exist"
+        return 0
+    fi
+    setup_priv 1
+    lock_state_dir
+    load_state
+    if ! tap_recorded "$TAP"; then
+        read_link "$TAP"
+        ((L_EXISTS == 0)) || LEFT+=("tap|$TAP|exists but is not recorded as ours: left alone")
+        emit_change "TAP $TAP is not recorded in $STATE_FILE; nothing removed"
+        return 0
+    fi
+    remove_tap "$TAP"
+    emit_change "TAP $TAP was already gone; record dropped"
+}
+
+verb_down() {
+    require_tools ip nft sysctl jq flock
+    check_state_dir
+    STATE_FILE=$STATE_DIR/$STATE_BASENAME
+    if [[ ! -e $STATE_FILE ]]; then
+        STATE=$(empty_state)
+        emit_change "nothing recorded: $STATE_FILE does not exist; nothing to remove"
+        return 0
+    fi
+    setup_priv 1
+    lock_state_dir
+    load_state
+    local t
+    while IFS= read -r t; do
+        [[ -n $t ]] && remove_tap "$t"
+    done < <(st '.taps | keys[]')
+    remove_nat
+    remove_forwarding
+    remove_bridge
+    emit_change "nothing left to remove"
+}
+
+verb_status() {
+    require_tools ip jq
+    check_state_dir
+    setup_priv 0
+    STATE_FILE=$STATE_DIR/$STATE_BASENAME
+    if [[ -e $STATE_FILE ]]; then
+        STATE=$(jq -c . "$STATE_FILE") || die 2 state "$STATE_FILE is not valid JSON" "inspect it by hand"
+    else
+        STATE=$(empty_state)
+    fi
+    local m bridge table
+    m=$(st '.marker // ""')
+    bridge=${BRIDGE:-$(st '.bridge.name // empty')}
+    [[ -n $bridge ]] || bridge=$(const .network.bridge)
+    table=${NFT_TABLE:-$(st '.nft.table // empty')}
+    [[ -n $table ]] || table=$(const .network.nftTable)
+
+    local binfo bjson
+    binfo=$(link_info "$bridge")
+    bjson=$(jq -nc --arg n "$bridge" --arg info "$binfo" --arg m "$m" --argjson st "$STATE" \
+        --argjson addrs "$(inet_addrs "$bridge" | jq -R . | jq -sc .)" \
+        '($info | if . == "" then null else fromjson end) as $i
+         | {name: $n, recorded: ($st.bridge.name == $n), exists: ($i != null),
+            ours: ($i != null and $st.bridge.name == $n and $m != "" and $i.ifalias == $m and $i.ifname == $n)}
+           + (if $i == null then {} else {kind: $i.kind, up: $i.up, address: $i.address, addresses: $addrs} end)')
+
+    local njson text
+    if [[ $PRIV_MODE == none ]]; then
+        njson=$(jq -nc --arg t "$table" --argjson st "$STATE" \
+            '{family: "ip", table: $t, recorded: ($st.nft.table == $t), exists: null, ours: null,
+              detail: "unknown: listing nftables needs root or --sudo"}')
+    else
+        local exists=false comment=""
+        if text=$(nft_table_text "$table"); then
+            exists=true
+            comment=$(nft_comment <<<"$text")
+        fi
+        njson=$(jq -nc --arg t "$table" --argjson st "$STATE" --argjson e "$exists" --arg c "$comment" --arg m "$m" \
+            '{family: "ip", table: $t, recorded: ($st.nft.table == $t), exists: $e,
+              ours: ($e and $st.nft.table == $t and $m != "" and $c == $m)}')
+    fi
+
+    local names=() t
+    while IFS= read -r t; do [[ -n $t ]] && names+=("$t"); done < <(st '.taps | keys[]')
+    if ((TAPS_GIVEN)); then
+        local extra=()
+        IFS=, read -r -a extra <<<"$TAPS_RAW"
+        for t in "${extra[@]}"; do
+            check_ifname --taps "$t"
+            [[ " ${names[*]-} " == *" $t "* ]] || names+=("$t")
+        done
+    fi
+    if [[ -n $TAP ]]; then
+        check_ifname --tap "$TAP"
+        [[ " ${names[*]-} " == *" $TAP "* ]] || names+=("$TAP")
+    fi
+    local taps_json="[]" tinfo
+    for t in "${names[@]}"; do
+        tinfo=$(link_info "$t")
+        taps_json=$(jq -c --arg n "$t" --arg info "$tinfo" --arg m "$m" --argjson st "$STATE" \
+            '($info | if . == "" then null else fromjson end) as $i
+             | . + [{name: $n, recorded: ($st.taps[$n] != null), exists: ($i != null),
+                     ours: ($i != null and $st.taps[$n] != null and $m != "" and $i.ifalias == $m and $i.ifname == $n)}
+                    + (if $i == null then {} else {kind: $i.kind, tapType: $i.tapType, owner: $i.user,
+                         multiQueue: $i.multiQueue, vnetHdr: $i.vnetHdr, master: $i.master, up: $i.up} end)]' <<<"$taps_json")
+    done
+
+    jq -nc --arg sf "$STATE_FILE" --argjson rec "$([[ -e $STATE_FILE ]] && echo true || echo false)" \
+        --arg priv "$PRIV_MODE" --argjson b "$bjson" --argjson n "$njson" --argjson taps "$taps_json" \
+        --arg fwd "$(ip_forward)" --argjson st "$STATE" \
+        '{verb: "status", stateFile: $sf, recorded: $rec, privilege: $priv, bridge: $b, nft: $n,
+          ipForward: {value: $fwd, changedByUs: ($st.ipForward != null), previous: ($st.ipForward.previous // null)},
+          taps: $taps}'
+}
+
+# ---------------------------------------------------------------- check
+
+# module_status MODULE CONFIG_SYMBOL -> "loaded" | "builtin" | "module" | "missing" | "unknown"
+module_status() {
+    local mod=$1 sym=$2 rel dir cfg=""
+    rel=$(uname -r)
+    dir=/lib/modules/$rel
+    if [[ -d /sys/module/$mod ]]; then echo loaded; return; fi
+    if [[ -r $dir/modules.builtin ]] && grep -q "/$mod\.ko$" "$dir/modules.builtin"; then echo builtin; return; fi
+    if [[ -r $dir/modules.dep ]] && grep -Eq "/$mod\.ko(\.[a-z]+)?:" "$dir/modules.dep"; then echo module; return; fi
+    if [[ -r /proc/config.gz ]] && have zcat; then
+        cfg=$(zcat /proc/config.gz | grep -E "^(# )?CONFIG_${sym}[= ]" || true)
+    elif [[ -r /boot/config-$rel ]]; then
+        cfg=$(grep -E "^(# )?CONFIG_${sym}[= ]" "/boot/config-$rel" || true)
+    else
+        echo unknown
+        return
+    fi
+    case $cfg in
+        "CONFIG_$sym=y") echo builtin ;;
+        "CONFIG_$sym=m") if [[ -d $dir ]]; then echo missing; else echo unknown; fi ;;
+        *) echo missing ;;
+    esac
+}
+
+# Makes a bridge, a multi-queue vnet_hdr TAP and an nftables masquerade table
+# in a scratch network namespace that vanishes when the probe exits.
+probe_script() {
+    cat <<'EOF'
+set -eu
+cleanup() { ip link del dev pcpprobe1 2>/dev/null || true; ip link del dev pcpprobe0 2>/dev/null || true; }
+trap cleanup EXIT
+ip link add name pcpprobe0 type bridge
+ip tuntap add dev pcpprobe1 mode tap multi_queue vnet_hdr
+ip link set dev pcpprobe1 master pcpprobe0
+printf 'table ip pcp_probe {\n chain p { type nat hook postrouting priority srcnat; ip saddr 192.0.2.0/24 masquerade; }\n}\n' | nft -f -
+sysctl -q -w net.ipv4.ip_forward=1
+EOF
+}
+
+verb_check() {
+    if ! have jq; then
+        printf '{"verb":"check","ok":false,"missing":["jq"],"needs":[{"name":"jq","status":"missing","fix":"apt-get install jq"}]}\n'
+        log "missing: jq (apt-get install jq)"
+        exit 1
+    fi
+    setup_priv 0
+    local needs=() warnings=()
+    need() { # NAME STATUS DETAIL FIX
+        needs+=("$(jq -nc --arg n "$1" --arg s "$2" --arg d "$3" --arg f "$4" '{name: $n, status: $s, detail: $d} + (if $s == "ok" then {} else {fix: $f} end)')")
+    }
+    warn() { warnings+=("$(jq -nc --arg n "$1" --arg d "$2" '{name: $n, detail: $d}')"); }
+
+    if have ip; then need ip ok "$(ip -V 2>&1 | head -n 1)" ""; else need ip missing "not on PATH" "apt-get install iproute2"; fi
+    if have nft; then need nft ok "$(nft --version 2>&1 | head -n 1)" ""; else need nft missing "not on PATH" "apt-get install nftables"; fi
+    if have sysctl; then need sysctl ok "$(command -v sysctl)" ""; else need sysctl missing "not on PATH" "apt-get install procps"; fi
+    if have flock; then need flock ok "$(command -v flock)" ""; else need flock missing "not on PATH" "apt-get install util-linux"; fi
+    need jq ok "$(jq --version 2>&1)" ""
+    if [[ -c /dev/net/tun ]]; then
+        need /dev/net/tun ok "character device present" ""
+    else
+        need /dev/net/tun missing "no /dev/net/tun" "load the tun module (modprobe tun) or create the node (mknod /dev/net/tun c 10 200)"
+    fi
+    case $PRIV_MODE in
+        root) need privileges ok "running as root" "" ;;
+        sudo) need privileges ok "passwordless sudo for $(id -un)" "" ;;
+        *)
+            local how="not root"
+            ((USE_SUDO)) && how="not root, and 'sudo -n ip' does not work"
+            need privileges missing "$how (user $(id -un))" "run as root, or allow passwordless sudo for ip, nft and sysctl and set the stack's sudo option (--sudo)"
+            ;;
+    esac
+
+    local probe=unknown probe_detail="needs root or --sudo, and unshare"
+    if [[ $PRIV_MODE == sudo ]] && ! sudo -n unshare --version >/dev/null 2>&1; then
+        probe_detail="sudo does not allow unshare for $(id -un), so the probe cannot run (up and down do not need it)"
+    elif [[ $PRIV_MODE != none ]] && have unshare && have ip && have nft && have sysctl; then
+        local out
+        if out=$(pq unshare --net -- sh -c "$(probe_script)" 2>&1); then
+            probe=ok
+            probe_detail="made a bridge, a multi_queue vnet_hdr TAP and an nftables masquerade table in a scratch network namespace"
+        else
+            probe=missing
+            probe_detail="failed in a scratch network namespace: $(tr '\n' ' ' <<<"$out")"
+        fi
+    fi
+    need probe "$probe" "$probe_detail" "see the kernel entries: bridge, tun and nftables NAT must be available"
+
+    local spec mod sym s detail
+    for spec in bridge:BRIDGE tun:TUN nf_tables:NF_TABLES nft_chain_nat:NFT_NAT nft_masq:NFT_MASQ nf_nat:NF_NAT; do
+        mod=${spec%%:*}
+        sym=${spec#*:}
+        s=$(module_status "$mod" "$sym")
+        detail=$s
+        case $s in
+            loaded | builtin | module) s=ok ;;
+            unknown)
+                if [[ $probe == ok ]]; then s=ok; detail="no module information, but the probe worked"; fi
+                ;;
+        esac
+        need "kernel:$mod" "$s" "$detail" "use a kernel with CONFIG_$sym (y or m) and its modules installed"
+    done
+
+    local fwd
+    fwd=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo unknown)
+    need net.ipv4.ip_forward ok "currently $fwd; up sets 1 and down restores the earlier value" ""
+
+    if [[ -n $OWNER ]]; then
+        if id -u -- "$OWNER" >/dev/null 2>&1; then need "owner:$OWNER" ok "uid $(id -u -- "$OWNER")" ""; else need "owner:$OWNER" missing "no such user" "pass the user that runs the MicroVMs"; fi
+    fi
+
+    [[ -c /dev/vhost-net ]] || warn /dev/vhost-net "absent: QEMU cannot use vhost=on for TAP devices; plain TAP networking works, slower"
+    if [[ $(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo 0) == 1 ]]; then
+        warn net.bridge.bridge-nf-call-iptables "is 1: traffic between VMs on the bridge passes the host's iptables/nftables forward hooks, so a forward policy of drop in another table (Docker sets one) blocks VM-to-VM traffic; VM-to-host and NATed traffic are not affected"
+    fi
+
+    if [[ $PRIV_MODE != none ]] && have nft; then
+        local chain subnet
+        subnet=$(const .network.subnet)
+        while IFS= read -r chain; do
+            [[ -n $chain ]] || continue
+            warn "forward-drop:$chain" "chain '$chain' hooks forward with policy drop: what the VMs send beyond the host (and, with bridge-nf-call-iptables=1, to each other) is dropped unless that chain accepts it; net.sh never edits other tables, so allow $subnet there yourself (with Docker: iptables -I DOCKER-USER -s $subnet -j ACCEPT and iptables -I DOCKER-USER -d $subnet -j ACCEPT)"
+        done < <(pq nft -j list chains 2>/dev/null | jq -r '.nftables[]? | .chain? // empty | select(.hook == "forward" and .policy == "drop") | "\(.family) \(.table) \(.name)"')
+    fi
+
+    local needs_json warnings_json
+    needs_json=$(printf '%s\n' "${needs[@]}" | jq -sc .)
+    warnings_json=$( ( ((${#warnings[@]} == 0)) || printf '%s\n' "${warnings[@]}") | jq -sc .)
+    local result
+    result=$(jq -nc --arg priv "$PRIV_MODE" --argjson needs "$needs_json" --argjson warnings "$warnings_json" \
+        '{verb: "check", ok: ([$needs[] | select(.status == "missing")] | length == 0), privilege: $priv,
+          missing: [$needs[] | select(.status == "missing") | .name],
+          unknown: [$needs[] | select(.status == "unknown") | .name],
+          needs: $needs, warnings: $warnings}')
+    printf '%s\n' "$result"
+    local missing
+    missing=$(jq -r '.missing | join(", ")' <<<"$result")
+    if [[ -n $missing ]]; then
+        log "TAP networking is missing: $missing (fixes in the JSON)"
+        exit 1
+    fi
+    log "TAP networking: everything needed is here"
+}
+
+case $VERB in
+    bridge-up)
+        TAPS_GIVEN=0
+        require_tools ip nft sysctl jq flock
+        check_state_dir
+        defaults_for_up
+        TAP_LIST=()
+        begin
+        verb_bridge_up
+        TXN=0
+        emit_change "already up: bridge $BRIDGE, nftables table ip $NFT_TABLE and forwarding as asked; nothing changed"
+        ;;
+    up) verb_up ;;
+    tap-up) verb_tap_up ;;
+    tap-down) verb_tap_down ;;
+    bridge-down | down) verb_down ;;
+    status) verb_status ;;
+    check) verb_check ;;
+esac

@@ -1,0 +1,753 @@
+/**
+ * scripts/net.sh against the real ip and nft, each test inside network
+ * namespaces it creates (never the machine's own): the bridge, TAPs, forwarding
+ * and NAT appear, up again changes nothing, traffic crosses the bridge and is
+ * masqueraded, down restores the namespace exactly, foreign devices and tables
+ * are refused and survive, a failure half way is undone.
+ */
+import { after, before, test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { constants } from "../../components/constants";
+import { haveCommand, isRoot, requireTools } from "../helpers/tools";
+import { destroyAllNetns, Netns, startListener, tcpExchange, vethPair, type LinkJson, type NetnsSnapshot, type RunOptions } from "../helpers/netns";
+
+const REPO = path.resolve(__dirname, "..", "..");
+const NET_SH = path.join(REPO, "scripts", "net.sh");
+const net = constants.network;
+const PREFIX_LEN = net.subnet.split("/")[1];
+const GATEWAY_CIDR = `${net.gateway}/${PREFIX_LEN}`;
+const TAP0 = `${net.tapPrefix}0`;
+const TAP1 = `${net.tapPrefix}1`;
+const TAP2 = `${net.tapPrefix}2`;
+const OWNER = "nobody";
+/** The listener port: any port works inside our namespace; pmcd's is what a VM would reach. */
+const PORT = constants.ports.pmcd;
+/**
+ * A stand-in for the world beyond the host, in a namespace of the test's own
+ * (198.18.0.0/15 is reserved for network tests, RFC 2544). Test fixture, not a
+ * product number.
+ */
+const UPSTREAM_HOST = "198.18.0.1";
+const UPSTREAM_PEER = "198.18.0.2";
+const UPSTREAM_LEN = "24";
+
+interface Item {
+    kind: string;
+    name: string;
+    detail?: string;
+}
+
+interface ChangeResult {
+    verb: string;
+    changed: boolean;
+    created: Item[];
+    updated: Item[];
+    removed: Item[];
+    left: Item[];
+    bridge: string | null;
+    nftTable: string | null;
+    taps: string[];
+    stateFile: string;
+    message?: string;
+}
+
+interface StatusResult {
+    verb: "status";
+    recorded: boolean;
+    privilege: string;
+    bridge: { name: string; recorded: boolean; exists: boolean; ours: boolean; addresses?: string[]; up?: boolean };
+    nft: { table: string; recorded: boolean; exists: boolean | null; ours: boolean | null };
+    ipForward: { value: string; changedByUs: boolean; previous: string | null };
+    taps: Array<{ name: string; recorded: boolean; exists: boolean; ours: boolean; owner?: string; multiQueue?: boolean; vnetHdr?: boolean; master?: string }>;
+}
+
+interface CheckResult {
+    verb: "check";
+    ok: boolean;
+    privilege: string;
+    missing: string[];
+    needs: Array<{ name: string; status: string; detail: string; fix?: string }>;
+    warnings: Array<{ name: string; detail: string }>;
+}
+
+interface NetRun<T> {
+    status: number | null;
+    stdout: string;
+    stderr: string;
+    json: T | undefined;
+}
+
+/** Runs net.sh inside `ns`. On success stdout must be exactly one JSON line. */
+function netsh<T = ChangeResult>(ns: Netns, args: string[], opts: RunOptions & { script?: string } = {}): NetRun<T> {
+    const r = ns.run("bash", [opts.script ?? NET_SH, ...args], opts);
+    let json: T | undefined;
+    if (r.status === 0 || (args[0] === "check" && r.stdout !== "")) {
+        const lines = r.stdout.split("\n").filter((l) => l !== "");
+        assert.equal(lines.length, 1, `net.sh ${args.join(" ")} must print one JSON line, got:\n${r.stdout}\nstderr:\n${r.stderr}`);
+        json = JSON.parse(lines[0]!) as T;
+    }
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, json };
+}
+
+function netshOk<T = ChangeResult>(ns: Netns, args: string[], opts: RunOptions & { script?: string } = {}): T {
+    const r = netsh<T>(ns, args, opts);
+    assert.equal(r.status, 0, `net.sh ${args.join(" ")} failed (${r.status}):\n${r.stderr}`);
+    return r.json!;
+}
+
+function reEscape(text: string): string {
+    return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
+function names(items: Item[]): string[] {
+    return items.map((i) => `${i.kind}:${i.name}`).sort();
+}
+
+function needsNetns(t: TestContext): boolean {
+    return requireTools(t, ["ip", "nft", "jq", "flock", "sysctl", "setpriv",
+        ["root (network namespaces need it)", isRoot]]);
+}
+
+interface World {
+    ns: Netns;
+    stateDir: string;
+}
+
+/**
+ * A namespace standing in for the host, holding someone else's things that
+ * net.sh must never touch: a veth pair with an address, an nftables table with
+ * a rule, forwarding off and accept_redirects off (a hardened host; turning
+ * ip_forward on and off again makes the kernel rewrite it).
+ */
+function world(t: TestContext): World {
+    const ns = Netns.create("pe4");
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-state-"));
+    t.after(() => {
+        ns.destroy();
+        fs.rmSync(stateDir, { recursive: true, force: true });
+    });
+    ns.ip(["link", "add", "pe4keep0", "type", "veth", "peer", "name", "pe4keep1"]);
+    ns.ip(["addr", "add", "192.0.2.1/24", "dev", "pe4keep0"]);
+    ns.ip(["link", "set", "dev", "pe4keep0", "up"]);
+    ns.runOk("nft", ["-f", "-"], {
+        input: "table inet pe4_foreign {\n chain input { type filter hook input priority 0; policy accept; tcp dport 9 counter; }\n"
+            + " chain post { type nat hook postrouting priority srcnat; policy accept; }\n}\n",
+    });
+    ns.setSysctl("net.ipv4.ip_forward", "0");
+    ns.setSysctl("net.ipv4.conf.all.accept_redirects", "0");
+    return { ns, stateDir };
+}
+
+function linkNames(s: NetnsSnapshot): string[] {
+    return s.links.map((l) => l.ifname).sort();
+}
+
+/** The snapshot without the named links (their link and address entries, and their sysctls). */
+function without(s: NetnsSnapshot, drop: string[]): NetnsSnapshot {
+    const keep = (l: { ifname: string }) => !drop.includes(l.ifname);
+    const sysctl = Object.fromEntries(Object.entries(s.sysctl).filter(([k]) => !drop.some((d) => k === `net.ipv4.conf.${d}.forwarding`)));
+    return { links: s.links.filter(keep), addrs: (s.addrs as Array<{ ifname: string }>).filter(keep), ruleset: s.ruleset, sysctl };
+}
+
+function ourTable(ns: Netns): string | undefined {
+    const r = ns.run("nft", ["list", "table", "ip", net.nftTable]);
+    return r.status === 0 ? r.stdout : undefined;
+}
+
+let hostLinksBefore: string[] = [];
+const OURS_IN_HOST = (n: string) => n === net.bridge || n.startsWith(net.tapPrefix) || n.startsWith("pe4");
+
+function hostLinkNames(): string[] {
+    return (JSON.parse(execFileSync("ip", ["-j", "link", "show"], { encoding: "utf8" })) as LinkJson[]).map((l) => l.ifname);
+}
+
+before(() => {
+    if (haveCommand("ip")) hostLinksBefore = hostLinkNames();
+});
+
+after(() => {
+    destroyAllNetns();
+    if (!haveCommand("ip")) return;
+    // The machine's own namespace never gained a bridge, TAP or test link of ours.
+    const gained = hostLinkNames().filter((n) => OURS_IN_HOST(n) && !hostLinksBefore.includes(n));
+    assert.deepEqual(gained, [], "links of this test leaked into the machine's own network namespace");
+});
+
+test("up makes the bridge, TAPs, forwarding and NAT; up again changes nothing; down restores the namespace exactly", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    const before = ns.snapshot();
+
+    const up = netshOk(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER]);
+    assert.equal(up.changed, true);
+    assert.deepEqual(names(up.created), ["bridge:" + net.bridge, "nftables:ip " + net.nftTable,
+        "sysctl:net.ipv4.ip_forward", `tap:${TAP0}`, `tap:${TAP1}`].sort());
+    assert.deepEqual(up.taps, [TAP0, TAP1]);
+
+    // The bridge: ours (marked), up, with the gateway address and a pinned MAC.
+    const br = ns.link(net.bridge)!;
+    assert.ok(br, "bridge exists");
+    assert.equal((br.linkinfo as { info_kind: string }).info_kind, "bridge");
+    assert.match(br.ifalias ?? "", /^pcp-eval:/);
+    assert.ok(br.flags?.includes("UP"));
+    const addrs = JSON.parse(ns.ip(["-j", "addr", "show", "dev", net.bridge])) as Array<{ addr_info: Array<{ family: string; local: string; prefixlen: number }> }>;
+    assert.deepEqual(addrs[0]!.addr_info.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`), [GATEWAY_CIDR]);
+    assert.equal(ns.runOk("cat", [`/sys/class/net/${net.bridge}/addr_assign_type`]).trim(), "3", "bridge MAC is set explicitly");
+
+    // TAPs: tap mode, the flags microvm.nix's QEMU runner opens them with, the VM user's, on the bridge, up.
+    for (const name of [TAP0, TAP1]) {
+        const l = ns.link(name)!;
+        const info = (l.linkinfo as { info_kind: string; info_data: Record<string, unknown> });
+        assert.equal(info.info_kind, "tun");
+        assert.equal(info.info_data.type, "tap");
+        assert.equal(info.info_data.vnet_hdr, true);
+        assert.equal(info.info_data.multi_queue, constants.vm.vcpus > 1);
+        assert.equal(info.info_data.pi, false);
+        assert.equal(info.info_data.persist, true);
+        assert.equal(String(info.info_data.user), OWNER);
+        assert.equal(l.master, net.bridge);
+        assert.ok(l.flags?.includes("UP"));
+        assert.equal(l.ifalias, br.ifalias);
+    }
+
+    // Forwarding on; NAT in a table of our own; the foreign table untouched.
+    assert.equal(ns.sysctl("net.ipv4.ip_forward"), "1");
+    const table = ourTable(ns)!;
+    assert.match(table, /type nat hook postrouting priority srcnat/);
+    assert.match(table, new RegExp(`ip saddr ${reEscape(net.subnet)} ip daddr != ${reEscape(net.subnet)} masquerade`));
+    const foreignBefore = before.ruleset.filter((e) => JSON.stringify(e).includes("pe4_foreign"));
+    const afterUp = ns.snapshot();
+    assert.deepEqual(afterUp.ruleset.filter((e) => JSON.stringify(e).includes("pe4_foreign")), foreignBefore);
+
+    // status: everything exists and is ours.
+    const st = netshOk<StatusResult>(ns, ["status", "--state-dir", stateDir]);
+    assert.equal(st.recorded, true);
+    assert.deepEqual([st.bridge.exists, st.bridge.ours, st.nft.exists, st.nft.ours], [true, true, true, true]);
+    assert.deepEqual(st.taps.map((x) => [x.name, x.exists, x.ours, x.master]), [[TAP0, true, true, net.bridge], [TAP1, true, true, net.bridge]]);
+    assert.deepEqual(st.ipForward, { value: "1", changedByUs: true, previous: "0" });
+
+    // up again: nothing changes, and it says so.
+    const again = netshOk(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER]);
+    assert.equal(again.changed, false);
+    assert.deepEqual([again.created, again.updated, again.removed], [[], [], []]);
+    assert.match(again.message ?? "", /nothing changed/);
+    assert.deepEqual(ns.snapshot(), afterUp);
+    assert.equal(netshOk(ns, ["bridge-up", "--state-dir", stateDir]).changed, false);
+    assert.equal(netshOk(ns, ["tap-up", "--state-dir", stateDir, "--tap", TAP0, "--owner", OWNER, "--bridge", net.bridge]).changed, false);
+
+    // down: exactly the state before, state file gone; down twice is fine.
+    const down = netshOk(ns, ["down", "--state-dir", stateDir]);
+    assert.equal(down.changed, true);
+    assert.deepEqual(names(down.removed), ["bridge:" + net.bridge, "nftables:ip " + net.nftTable,
+        "sysctl:net.ipv4.ip_forward", `tap:${TAP0}`, `tap:${TAP1}`].sort());
+    assert.deepEqual(down.left, []);
+    assert.deepEqual(ns.snapshot(), before);
+    assert.deepEqual(fs.readdirSync(stateDir), []);
+    const twice = netshOk(ns, ["down", "--state-dir", stateDir]);
+    assert.equal(twice.changed, false);
+    assert.deepEqual(ns.snapshot(), before);
+});
+
+test("traffic from a veth peer reaches a listener on the gateway through the bridge, and leaves masqueraded", async (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    const before = ns.snapshot();
+    netshOk(ns, ["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", OWNER]);
+
+    // A stand-in VM: its own namespace, a veth whose host end is a bridge port,
+    // the first VM address, default route via the gateway.
+    const vm = Netns.create("pe4");
+    t.after(() => vm.destroy());
+    vethPair(ns, "pe4vm0", vm, "pe4vm1");
+    ns.ip(["link", "set", "dev", "pe4vm0", "master", net.bridge]);
+    ns.ip(["link", "set", "dev", "pe4vm0", "up"]);
+    vm.ip(["addr", "add", `${net.firstVmAddress}/${PREFIX_LEN}`, "dev", "pe4vm1"]);
+    vm.ip(["link", "set", "dev", "pe4vm1", "up"]);
+    vm.ip(["route", "add", "default", "via", net.gateway]);
+
+    // The gateway address answers, and sees the VM's own address: the bridge carried it.
+    const listener = await startListener(ns, net.gateway, PORT);
+    t.after(() => listener.close());
+    const atGateway = tcpExchange(vm, net.gateway, PORT, "hello gateway");
+    assert.deepEqual(atGateway, { remoteAddress: net.firstVmAddress, received: "hello gateway" });
+    listener.close();
+
+    // Beyond the host: forwarded and masqueraded. The upstream side has no route
+    // back to the VM subnet, so the answer arrives only through NAT.
+    const upstream = Netns.create("pe4");
+    t.after(() => upstream.destroy());
+    vethPair(ns, "pe4up0", upstream, "pe4up1");
+    ns.ip(["addr", "add", `${UPSTREAM_HOST}/${UPSTREAM_LEN}`, "dev", "pe4up0"]);
+    ns.ip(["link", "set", "dev", "pe4up0", "up"]);
+    upstream.ip(["addr", "add", `${UPSTREAM_PEER}/${UPSTREAM_LEN}`, "dev", "pe4up1"]);
+    upstream.ip(["link", "set", "dev", "pe4up1", "up"]);
+    const far = await startListener(upstream, UPSTREAM_PEER, PORT);
+    t.after(() => far.close());
+    const beyond = tcpExchange(vm, UPSTREAM_PEER, PORT, "hello world");
+    assert.deepEqual(beyond, { remoteAddress: UPSTREAM_HOST, received: "hello world" });
+    far.close();
+
+    // Test plumbing away, then down: the namespace is as before.
+    ns.ip(["link", "del", "dev", "pe4vm0"]);
+    ns.ip(["link", "del", "dev", "pe4up0"]);
+    netshOk(ns, ["down", "--state-dir", stateDir]);
+    assert.deepEqual(ns.snapshot(), before);
+});
+
+test("a foreign bridge of the same name is refused before anything is made and survives down", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    ns.ip(["link", "add", net.bridge, "type", "bridge"]);
+    ns.ip(["addr", "add", "192.0.2.77/32", "dev", net.bridge]);
+    const before = ns.snapshot();
+
+    const r = netsh(ns, ["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", OWNER]);
+    assert.equal(r.status, 4);
+    assert.equal(r.stdout, "");
+    assert.match(r.stderr, new RegExp(`error: --bridge: a device named ${net.bridge} exists and is not ours`));
+    assert.match(r.stderr, /fix: choose another bridge name/);
+    assert.deepEqual(ns.snapshot(), before, "nothing was made");
+    assert.deepEqual(fs.readdirSync(stateDir), []);
+
+    const st = netshOk<StatusResult>(ns, ["status", "--state-dir", stateDir]);
+    assert.deepEqual([st.bridge.name, st.bridge.exists, st.bridge.ours, st.bridge.recorded], [net.bridge, true, false, false]);
+
+    const down = netshOk(ns, ["down", "--state-dir", stateDir]);
+    assert.equal(down.changed, false);
+    assert.deepEqual(ns.snapshot(), before, "the foreign bridge survives down");
+});
+
+test("a foreign nftables table of the same name is refused and survives down", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    ns.runOk("nft", ["-f", "-"], { input: `table ip ${net.nftTable} {\n chain c { type filter hook forward priority 0; policy accept; }\n}\n` });
+    const before = ns.snapshot();
+
+    const r = netsh(ns, ["bridge-up", "--state-dir", stateDir]);
+    assert.equal(r.status, 4);
+    assert.match(r.stderr, new RegExp(`error: --nft-table: an nftables table 'ip ${net.nftTable}' exists and is not ours`));
+    assert.deepEqual(ns.snapshot(), before, "nothing was made");
+
+    const st = netshOk<StatusResult>(ns, ["status", "--state-dir", stateDir]);
+    assert.deepEqual([st.nft.exists, st.nft.ours], [true, false]);
+    netshOk(ns, ["down", "--state-dir", stateDir]);
+    assert.deepEqual(ns.snapshot(), before);
+});
+
+test("a TAP name taken by a foreign device is refused before anything is made", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    ns.ip(["tuntap", "add", "dev", TAP1, "mode", "tap"]);
+    const before = ns.snapshot();
+
+    const r = netsh(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER]);
+    assert.equal(r.status, 4);
+    assert.match(r.stderr, new RegExp(`error: --tap: a device named ${TAP1} exists and is not ours`));
+    assert.deepEqual(ns.snapshot(), before);
+    assert.deepEqual(fs.readdirSync(stateDir), []);
+});
+
+/**
+ * An `ip` in front of the real one that, just before `ip tuntap add dev NAME`,
+ * makes a foreign TAP of that name: the race a pre-check cannot see, so the
+ * real `ip tuntap add` fails half way through the run.
+ */
+function racingIp(dir: string, name: string): string {
+    const realIp = execFileSync("sh", ["-c", "command -v ip"], { encoding: "utf8" }).trim();
+    const shim = path.join(dir, "ip");
+    fs.writeFileSync(shim, `#!/bin/sh\ncase " $* " in *" tuntap add dev ${name} "*) "${realIp}" tuntap add dev ${name} mode tap ;; esac\nexec "${realIp}" "$@"\n`, { mode: 0o755 });
+    return dir;
+}
+
+test("a failure half way undoes what that run made, and only that", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    const shimDir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-shim-"));
+    t.after(() => fs.rmSync(shimDir, { recursive: true, force: true }));
+    const env = { PATH: `${racingIp(shimDir, TAP1)}:${process.env.PATH ?? ""}` };
+    const before = ns.snapshot();
+
+    // A fresh run: bridge, forwarding, NAT and TAP0 are made, TAP1 fails.
+    const r = netsh(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER], { env });
+    assert.equal(r.status, 1);
+    assert.equal(r.stdout, "");
+    assert.match(r.stderr, new RegExp(`error: --tap ${TAP1}: a command failed`));
+    assert.match(r.stderr, /rolling back what this run made/);
+    const afterFail = ns.snapshot();
+    assert.deepEqual(linkNames(afterFail), [...linkNames(before), TAP1].sort(), "only the foreign TAP is new");
+    assert.deepEqual(without(afterFail, [TAP1]), before, "everything the run made is gone; forwarding and accept_redirects restored");
+    assert.deepEqual(fs.readdirSync(stateDir), [], "no state recorded");
+    ns.ip(["link", "del", "dev", TAP1]);
+
+    // A later run on top of an earlier one: only the later run's TAP0 is undone.
+    netshOk(ns, ["bridge-up", "--state-dir", stateDir]);
+    const upBefore = ns.snapshot();
+    const stateBefore = fs.readFileSync(path.join(stateDir, "net.json"), "utf8");
+    const r2 = netsh(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER], { env });
+    assert.equal(r2.status, 1);
+    assert.deepEqual(without(ns.snapshot(), [TAP1]), upBefore, "the earlier bridge, NAT and forwarding stay; TAP0 is gone");
+    assert.equal(fs.readFileSync(path.join(stateDir, "net.json"), "utf8"), stateBefore);
+    ns.ip(["link", "del", "dev", TAP1]);
+    netshOk(ns, ["down", "--state-dir", stateDir]);
+    assert.deepEqual(ns.snapshot(), before);
+});
+
+test("adding a TAP touches only that TAP; removing one removes only its device", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    const before = ns.snapshot();
+    netshOk(ns, ["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", OWNER]);
+    const one = ns.snapshot();
+
+    const add = netshOk(ns, ["tap-up", "--state-dir", stateDir, "--tap", TAP1, "--owner", OWNER, "--bridge", net.bridge, "--multi-queue", "off"]);
+    assert.deepEqual(names(add.created), [`tap:${TAP1}`]);
+    assert.deepEqual([add.updated, add.removed], [[], []]);
+    const two = ns.snapshot();
+    assert.deepEqual(linkNames(two), [...linkNames(one), TAP1].sort());
+    assert.deepEqual(without(two, [TAP1]), one, "bridge (MAC included), TAP0, NAT and forwarding untouched");
+    assert.equal((ns.link(TAP1)!.linkinfo as { info_data: { multi_queue: boolean } }).info_data.multi_queue, false);
+
+    const rm = netshOk(ns, ["tap-down", "--state-dir", stateDir, "--tap", TAP1]);
+    assert.deepEqual(names(rm.removed), [`tap:${TAP1}`]);
+    assert.deepEqual(ns.snapshot(), one);
+    assert.equal(netshOk(ns, ["tap-down", "--state-dir", stateDir, "--tap", TAP1]).changed, false, "tap-down twice is fine");
+
+    // up with a TAP list converges to it: adds TAP2, removes TAP0, nothing else.
+    const conv = netshOk(ns, ["up", "--state-dir", stateDir, "--taps", TAP2, "--owner", OWNER]);
+    assert.deepEqual(names(conv.created), [`tap:${TAP2}`]);
+    assert.deepEqual(names(conv.removed), [`tap:${TAP0}`]);
+    assert.deepEqual(without(ns.snapshot(), [TAP2]), without(one, [TAP0]));
+    // up without --taps leaves the TAPs alone.
+    assert.equal(netshOk(ns, ["up", "--state-dir", stateDir]).changed, false);
+    assert.ok(ns.link(TAP2));
+
+    netshOk(ns, ["down", "--state-dir", stateDir]);
+    assert.deepEqual(ns.snapshot(), before);
+});
+
+test("parallel tap-up calls are serialised by the state lock and all recorded", async (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    const before = ns.snapshot();
+    netshOk(ns, ["bridge-up", "--state-dir", stateDir]);
+    const taps = [TAP0, TAP1, TAP2];
+    const results = await Promise.all(taps.map((tap) =>
+        ns.runAsync("bash", [NET_SH, "tap-up", "--state-dir", stateDir, "--tap", tap, "--owner", OWNER])));
+    for (const r of results) assert.equal(r.status, 0, r.stderr);
+    const st = netshOk<StatusResult>(ns, ["status", "--state-dir", stateDir]);
+    assert.deepEqual(st.taps.map((x) => [x.name, x.ours]), taps.map((x) => [x, true]));
+    netshOk(ns, ["down", "--state-dir", stateDir]);
+    assert.deepEqual(ns.snapshot(), before);
+});
+
+test("devices gone behind our back (a reboot) are made again by up; a replaced one is left alone by down", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    const before = ns.snapshot();
+    netshOk(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER]);
+
+    // As after a reboot: links and table gone, forwarding back to 0; the state file remains.
+    ns.ip(["link", "del", "dev", TAP0]);
+    ns.ip(["link", "del", "dev", TAP1]);
+    ns.ip(["link", "del", "dev", net.bridge]);
+    ns.runOk("nft", ["delete", "table", "ip", net.nftTable]);
+    ns.setSysctl("net.ipv4.ip_forward", "0");
+    ns.setSysctl("net.ipv4.conf.all.accept_redirects", "0");
+    const st = netshOk<StatusResult>(ns, ["status", "--state-dir", stateDir]);
+    assert.deepEqual([st.bridge.recorded, st.bridge.exists, st.nft.exists], [true, false, false]);
+
+    const again = netshOk(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER]);
+    assert.equal(again.changed, true);
+    assert.deepEqual(names(again.created), ["bridge:" + net.bridge, "nftables:ip " + net.nftTable,
+        "sysctl:net.ipv4.ip_forward", `tap:${TAP0}`, `tap:${TAP1}`].sort());
+
+    // Someone replaces TAP1 with a device of their own: down leaves it.
+    ns.ip(["link", "del", "dev", TAP1]);
+    ns.ip(["tuntap", "add", "dev", TAP1, "mode", "tap"]);
+    const down = netshOk(ns, ["down", "--state-dir", stateDir]);
+    assert.deepEqual(down.left.map((i) => `${i.kind}:${i.name}`), [`tap:${TAP1}`]);
+    assert.ok(ns.link(TAP1), "the replacement survives");
+    ns.ip(["link", "del", "dev", TAP1]);
+    assert.deepEqual(ns.snapshot(), before);
+});
+
+/** net.sh and constants.json copied where an unprivileged user can read them. */
+function readableCopy(t: TestContext): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-repo-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.chmodSync(dir, 0o755);
+    for (const rel of ["scripts/net.sh", "nix/constants.json"]) {
+        fs.mkdirSync(path.join(dir, path.dirname(rel)), { recursive: true, mode: 0o755 });
+        fs.copyFileSync(path.join(REPO, rel), path.join(dir, rel));
+        fs.chmodSync(path.join(dir, rel), 0o755);
+    }
+    return path.join(dir, "scripts", "net.sh");
+}
+
+test("without root: no --sudo, or sudo that wants a password, is a clear error before anything is made", (t) => {
+    if (!needsNetns(t)) return;
+    if (!requireTools(t, ["sudo"])) return;
+    const { ns, stateDir } = world(t);
+    const script = readableCopy(t);
+    const sub = path.join(stateDir, "stack");
+    const before = ns.snapshot();
+
+    const plain = netsh(ns, ["up", "--state-dir", sub, "--taps", TAP0], { user: OWNER, script });
+    assert.equal(plain.status, 3);
+    assert.equal(plain.stdout, "");
+    assert.match(plain.stderr, /error: privileges: 'up' changes host networking and needs root, but runs as nobody without --sudo; fix: run as root, or pass --sudo/);
+
+    const sudo = netsh(ns, ["up", "--state-dir", sub, "--taps", TAP0, "--sudo"], { user: OWNER, script });
+    assert.equal(sudo.status, 3);
+    assert.match(sudo.stderr, /error: --sudo: 'sudo -n ip' failed for nobody .*; fix: allow nobody passwordless sudo/);
+
+    for (const verb of [["down"], ["tap-up", "--tap", TAP0], ["bridge-up"]]) {
+        const r = netsh(ns, [verb[0]!, "--state-dir", sub, ...verb.slice(1)], { user: OWNER, script });
+        if (verb[0] === "down") {
+            assert.equal(r.status, 0, "down with nothing recorded needs no privilege");
+        } else {
+            assert.equal(r.status, 3, `${verb[0]}: ${r.stderr}`);
+        }
+    }
+    assert.equal(fs.existsSync(sub), false, "not even the state directory was made");
+    assert.deepEqual(ns.snapshot(), before);
+});
+
+/**
+ * Runs net.sh as OWNER with a passwordless sudo rule for ip, nft, sysctl and
+ * unshare. The rule lives in a temporary directory bind-mounted over
+ * /etc/sudoers.d inside the mount namespace `ip netns exec` makes for this one
+ * command (mounts there do not propagate back): the machine's sudoers are never
+ * touched.
+ */
+function netshWithSudoRule<T = ChangeResult>(t: TestContext, ns: Netns, script: string, args: string[]): NetRun<T> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-sudoers-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.chmodSync(dir, 0o755);
+    const tools = ["ip", "nft", "sysctl", "unshare"].map((c) => execFileSync("sh", ["-c", `command -v ${c}`], { encoding: "utf8" }).trim());
+    fs.writeFileSync(path.join(dir, "pe4"), `${OWNER} ALL=(root) NOPASSWD: ${tools.join(", ")}\n`, { mode: 0o440 });
+    const r = ns.run("sh", ["-c", 'd=$1; s=$2; u=$3; shift 3; mount --bind "$d" /etc/sudoers.d && exec setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups bash "$s" "$@"',
+        "sh", dir, script, OWNER, ...args]);
+    let json: T | undefined;
+    if (r.status === 0) json = JSON.parse(r.stdout.trim()) as T;
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, json };
+}
+
+const sudoersIncludesDir = (): boolean => {
+    try {
+        return /^[@#]includedir\s+\/etc\/sudoers\.d\s*$/m.test(fs.readFileSync("/etc/sudoers", "utf8"));
+    } catch {
+        return false;
+    }
+};
+
+test("with --sudo and passwordless sudo an unprivileged user brings the network up and down", (t) => {
+    if (!needsNetns(t)) return;
+    if (!requireTools(t, ["sudo", "mount", ["/etc/sudoers reads /etc/sudoers.d", sudoersIncludesDir]])) return;
+    const { ns, stateDir } = world(t);
+    const script = readableCopy(t);
+    const userState = path.join(stateDir, "stack");
+    fs.mkdirSync(userState);
+    execFileSync("chown", [OWNER, userState]);
+    fs.chmodSync(stateDir, 0o755);
+    const before = ns.snapshot();
+
+    const up = netshWithSudoRule(t, ns, script, ["up", "--sudo", "--state-dir", userState, "--taps", TAP0]);
+    assert.equal(up.status, 0, up.stderr);
+    assert.equal(up.json!.changed, true);
+    assert.equal(String((ns.link(TAP0)!.linkinfo as { info_data: { user: unknown } }).info_data.user), OWNER, "TAP owned by the invoking user");
+    assert.equal(fs.statSync(path.join(userState, "net.json")).uid, Number(execFileSync("id", ["-u", OWNER], { encoding: "utf8" })), "state file written as the user");
+    const st = netshWithSudoRule<StatusResult>(t, ns, script, ["status", "--sudo", "--state-dir", userState]);
+    assert.equal(st.json!.privilege, "sudo");
+    assert.deepEqual([st.json!.bridge.ours, st.json!.nft.ours, st.json!.taps[0]!.ours], [true, true, true]);
+
+    const down = netshWithSudoRule(t, ns, script, ["down", "--sudo", "--state-dir", userState]);
+    assert.equal(down.status, 0, down.stderr);
+    assert.deepEqual(ns.snapshot(), before);
+    assert.deepEqual(fs.readdirSync(userState), []);
+});
+
+test("bad input is refused with the field and the fix, before anything is made", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    const before = ns.snapshot();
+    const cases: Array<[string[], RegExp]> = [
+        [["frob"], /error: verb: unknown verb 'frob'; fix: use one of/],
+        [["up"], /error: --state-dir: is required for 'up'; fix: pass --state-dir DIR/],
+        [["up", "--state-dir", stateDir, "--gateway-cidr", net.subnet], new RegExp(`error: --gateway-cidr: '${reEscape(net.subnet)}' is the subnet's network address.*; fix: pass the gateway address with its prefix length, e\\.g\\. ${reEscape(GATEWAY_CIDR)}`)],
+        [["up", "--state-dir", stateDir, "--gateway-cidr", "10.300.0.1/24"], /error: --gateway-cidr: .* octet above 255/],
+        [["up", "--state-dir", stateDir, "--bridge", "a-name-far-too-long"], /error: --bridge: 'a-name-far-too-long' is not a usable interface name .*; fix: /],
+        [["up", "--state-dir", stateDir, "--nft-table", "bad table"], /error: --nft-table: 'bad table' is not a usable nftables table name/],
+        [["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP0}`], /error: --taps: '.*' is listed twice; fix: list each TAP once/],
+        [["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", "pe4-no-such-user"], /error: --owner: user 'pe4-no-such-user' does not exist on this host; fix: pass the user that runs the MicroVMs/],
+        [["up", "--state-dir", stateDir, "--multi-queue", "maybe"], /error: --multi-queue: 'maybe' is neither on nor off; fix: /],
+        [["tap-up", "--state-dir", stateDir], /error: --tap: is required for tap-up; fix: pass --tap NAME/],
+        [["tap-up", "--state-dir", stateDir, "--tap", TAP0, "--owner", OWNER], /error: --bridge: no bridge is recorded in .*; fix: run 'net.sh bridge-up/],
+        [["up", "--state-dir", stateDir, "--frobnicate"], /error: --frobnicate: unknown option for 'up'/],
+    ];
+    for (const [args, re] of cases) {
+        const r = netsh(ns, args);
+        assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+        assert.equal(r.stdout, "");
+        assert.match(r.stderr, re);
+    }
+    assert.deepEqual(ns.snapshot(), before);
+    assert.deepEqual(fs.readdirSync(stateDir), []);
+});
+
+test("check lists what TAP networking needs and what is missing", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns } = world(t);
+    const before = ns.snapshot();
+    const root = netsh<CheckResult>(ns, ["check", "--owner", OWNER]);
+    assert.equal(root.status, 0, root.stderr);
+    const ok = root.json!;
+    assert.equal(ok.ok, true);
+    assert.deepEqual(ok.missing, []);
+    const needNames = ok.needs.map((n) => n.name);
+    for (const n of ["ip", "nft", "/dev/net/tun", "privileges", "probe", "kernel:bridge", "kernel:tun", "kernel:nf_tables",
+        "kernel:nft_masq", "net.ipv4.ip_forward", `owner:${OWNER}`]) {
+        assert.ok(needNames.includes(n), `check lists ${n}`);
+    }
+    assert.equal(ok.needs.find((n) => n.name === "probe")!.status, "ok", "the probe made a bridge, TAP and NAT table in a scratch namespace");
+    assert.equal(ok.warnings.filter((w) => w.name.startsWith("forward-drop:")).length, 0);
+    assert.deepEqual(ns.snapshot(), before, "check changes nothing");
+
+    // Someone else's forward chain with policy drop (as Docker's FORWARD) is warned about.
+    ns.runOk("nft", ["-f", "-"], { input: "table ip pe4_dropper {\n chain pe4fwd { type filter hook forward priority 0; policy drop; }\n}\n" });
+    const dropped = netsh<CheckResult>(ns, ["check"]).json!;
+    assert.equal(dropped.ok, true, "a warning, not a missing need");
+    const w = dropped.warnings.find((x) => x.name === "forward-drop:ip pe4_dropper pe4fwd");
+    assert.ok(w, JSON.stringify(dropped.warnings));
+    assert.match(w.detail, new RegExp(`allow ${reEscape(net.subnet)} there yourself`));
+
+    const script = readableCopy(t);
+    const user = netsh<CheckResult>(ns, ["check"], { user: OWNER, script });
+    assert.equal(user.status, 1);
+    assert.equal(user.json!.ok, false);
+    assert.ok(user.json!.missing.includes("privileges"));
+    const priv = user.json!.needs.find((n) => n.name === "privileges")!;
+    assert.match(priv.fix ?? "", /run as root, or allow passwordless sudo/);
+    assert.match(user.stderr, /missing: privileges/);
+});
+
+/**
+ * A node process inside `ns` that loads the TapBridge dynamic providers
+ * (components/tapBridge.ts) and calls their methods on request (one JSON line
+ * in, one out), so the net.sh they run acts on the test's namespace. One
+ * process for the whole test: loading @pulumi/pulumi takes seconds.
+ */
+interface ProviderDriver {
+    call<T>(kind: "bridge" | "tap", method: "create" | "read" | "diff" | "update" | "delete", ...args: unknown[]): Promise<T>;
+    close(): void;
+}
+
+function providerDriver(ns: Netns): ProviderDriver {
+    const driver = `
+const m = require(${JSON.stringify(path.join(REPO, "components", "tapBridge.ts"))});
+const rl = require("node:readline").createInterface({ input: process.stdin });
+rl.on("line", async (line) => {
+    const { kind, method, args } = JSON.parse(line);
+    const p = kind === "bridge" ? m.bridgeProvider : m.tapProvider;
+    try {
+        const r = await p[method](...args);
+        process.stdout.write(JSON.stringify({ ok: true, result: r === undefined ? null : r }) + "\\n");
+    } catch (e) {
+        process.stdout.write(JSON.stringify({ ok: false, error: String((e && e.message) || e) }) + "\\n");
+    }
+});
+`;
+    const child = ns.spawn(process.execPath, ["--import", "tsx", "-e", driver]);
+    let buffer = "";
+    let stderr = "";
+    const waiting: Array<(line: string) => void> = [];
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+        buffer += d;
+        let nl: number;
+        while ((nl = buffer.indexOf("\n")) >= 0) {
+            const line = buffer.slice(0, nl);
+            buffer = buffer.slice(nl + 1);
+            waiting.shift()?.(line);
+        }
+    });
+    return {
+        call<T>(kind: string, method: string, ...args: unknown[]): Promise<T> {
+            return new Promise<T>((resolve, reject) => {
+                const onExit = () => reject(new Error(`provider driver exited: ${stderr}`));
+                child.once("exit", onExit);
+                waiting.push((line) => {
+                    child.off("exit", onExit);
+                    const answer = JSON.parse(line) as { ok: boolean; result?: T; error?: string };
+                    if (answer.ok) resolve(answer.result as T);
+                    else reject(new Error(`${kind}.${method}: ${answer.error}`));
+                });
+                child.stdin?.write(JSON.stringify({ kind, method, args }) + "\n");
+            });
+        },
+        close() {
+            child.stdin?.end();
+        },
+    };
+}
+
+interface Outs { id: string; outs: Record<string, unknown> & { live: string } }
+interface ReadResult { id: string; props?: Record<string, unknown> & { live: string } }
+interface DiffResult { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }
+
+test("the TapBridge providers: read sees drift, diff reports it, update repairs it, delete leaves the namespace as before", async (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    const d = providerDriver(ns);
+    t.after(() => d.close());
+    const before = ns.snapshot();
+    const bIn = { scriptPath: NET_SH, stateDir, bridge: net.bridge, gatewayCidr: GATEWAY_CIDR, nftTable: net.nftTable, sudo: false };
+    const tIn = { scriptPath: NET_SH, stateDir, bridge: net.bridge, tap: TAP0, owner: OWNER, multiQueue: true, sudo: false };
+
+    const b = await d.call<Outs>("bridge", "create", bIn);
+    assert.equal(b.outs.live, "ok");
+    const tp = await d.call<Outs>("tap", "create", tIn);
+    assert.equal(tp.outs.live, "ok");
+    assert.equal((await d.call<ReadResult>("bridge", "read", b.id, b.outs)).props!.live, "ok");
+    assert.equal((await d.call<ReadResult>("tap", "read", tp.id, tp.outs)).props!.live, "ok");
+    assert.equal((await d.call<DiffResult>("bridge", "diff", b.id, b.outs, bIn)).changes, false);
+    assert.equal((await d.call<DiffResult>("tap", "diff", tp.id, tp.outs, tIn)).changes, false);
+
+    // A firewall reload flushed our table: refresh sees it, up repairs it.
+    ns.runOk("nft", ["delete", "table", "ip", net.nftTable]);
+    const rb = await d.call<ReadResult>("bridge", "read", b.id, b.outs);
+    assert.equal(rb.props!.live, "degraded");
+    assert.deepEqual(await d.call<DiffResult>("bridge", "diff", b.id, rb.props, bIn), { changes: true, replaces: [], deleteBeforeReplace: true });
+    assert.equal((await d.call<Outs>("bridge", "update", b.id, rb.props, bIn)).outs.live, "ok");
+    assert.ok(ourTable(ns), "table made again");
+
+    // The TAP was detached from the bridge by hand: the same.
+    ns.ip(["link", "set", "dev", TAP0, "nomaster"]);
+    const rt = await d.call<ReadResult>("tap", "read", tp.id, tp.outs);
+    assert.equal(rt.props!.live, "degraded");
+    assert.equal((await d.call<DiffResult>("tap", "diff", tp.id, rt.props, tIn)).changes, true);
+    await d.call("tap", "update", tp.id, rt.props, tIn);
+    assert.equal(ns.link(TAP0)!.master, net.bridge);
+
+    // A VM now with one vCPU: its TAP is made again without multi_queue. A new bridge name replaces.
+    const single = { ...tIn, multiQueue: false };
+    assert.deepEqual(await d.call<DiffResult>("tap", "diff", tp.id, tp.outs, single), { changes: true, replaces: [], deleteBeforeReplace: true });
+    await d.call("tap", "update", tp.id, tp.outs, single);
+    assert.equal((ns.link(TAP0)!.linkinfo as { info_data: { multi_queue: boolean } }).info_data.multi_queue, false);
+    assert.deepEqual((await d.call<DiffResult>("bridge", "diff", b.id, b.outs, { ...bIn, bridge: "pe4other" })).replaces, ["bridge"]);
+
+    // Destroy: TAP then bridge; the namespace is as before, and read then says gone.
+    await d.call("tap", "delete", tp.id, { ...single, live: "ok" });
+    await d.call("bridge", "delete", b.id, b.outs);
+    assert.deepEqual(ns.snapshot(), before);
+    assert.equal((await d.call<ReadResult>("bridge", "read", b.id, b.outs)).id, "");
+    assert.equal((await d.call<ReadResult>("tap", "read", tp.id, tp.outs)).id, "");
+
+    // A failing verb surfaces net.sh's own error (field and fix).
+    ns.ip(["link", "add", "name", net.bridge, "type", "bridge"]);
+    await assert.rejects(d.call("bridge", "create", bIn), /net\.sh bridge-up failed \(exit 4\): net\.sh: error: --bridge: a device named .* is not ours.*fix: /);
+});

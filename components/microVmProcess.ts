@@ -1,77 +1,259 @@
+/**
+ * The running process of one MicroVM as a Pulumi dynamic resource around
+ * scripts/vm.sh (start / status / stop).
+ *
+ * - create runs `vm.sh start`: the runner starts detached and create returns
+ *   only when every readiness phase answered. vm.sh's progress lines (VM,
+ *   phase, elapsed) go to this provider's stderr, which Pulumi shows.
+ * - read runs `vm.sh status`: a VM that died reads as gone, so
+ *   `pulumi refresh` drops it and the next `pulumi up` starts it again.
+ * - diff also checks the live process, so a plain `pulumi up` (or preview)
+ *   already plans to replace a VM that died.
+ * - delete runs `vm.sh stop` (graceful, then TERM, then KILL).
+ *
+ * Pulumi serializes the provider with its closure serializer: everything it
+ * uses is plain data in its inputs (the script path too) and node modules are
+ * required inside the functions.
+ */
 import * as pulumi from "@pulumi/pulumi";
 
 /** Inputs of one VM process; every field is plain data so the provider can be serialized. */
 export interface MicroVmProcessInputs {
+    /** VM instance name; its state lives in `<stateDir>/<name>`. */
     name: string;
     /** Store path of the runner; `<runner>/bin/microvm-run` starts the VM. */
     runner: string;
+    /** Directory holding one sub-directory per VM. */
     stateDir: string;
     /** Absolute path of scripts/vm.sh. */
     scriptPath: string;
     /** Host ports (forwards and consoles) that must be free before start. */
     ports: number[];
-    /** Readiness probes, PHASE=SPEC (tcp:HOST:PORT or http://...). */
+    /** Readiness probes, PHASE=SPEC (tcp:HOST:PORT, console:HOST:PORT or http://...), in phase order. */
     probes: string[];
-    /** Per-phase timeouts in seconds. */
+    /**
+     * Timeouts in seconds: per readiness phase ("process", or its alias
+     * "start", and the probe phases), plus "shutdown" and "exit" for stop.
+     * Absent ones default to nix/constants.json in vm.sh.
+     */
     timeouts: Record<string, number>;
 }
 
 export interface MicroVmProcessState extends MicroVmProcessInputs {
     pid: number;
     startedAt: string;
+    /** Milliseconds from launch until every phase answered. */
+    readyMs: number;
+    /** The VM's state dir (pid file, logs, QMP socket). */
+    vmDir: string;
 }
 
-type Args = { [K in keyof MicroVmProcessInputs]: pulumi.Input<MicroVmProcessInputs[K]> };
+/** `vm.sh start` stdout. */
+export interface VmStartResult {
+    name: string;
+    pid: number;
+    startedAt: string;
+    readyMs: number;
+    phases: Record<string, number>;
+    ports: number[];
+    stateDir: string;
+    log: string;
+}
 
-function vmScript(inputs: MicroVmProcessInputs, verb: string, extra: string[]): Record<string, unknown> {
-    // Required inside the method: the provider is serialized by closure capture.
+/** `vm.sh stop` stdout. */
+export interface VmStopResult {
+    name: string;
+    stopped: boolean;
+    how: "graceful" | "term" | "kill" | "not-running";
+}
+
+/** `vm.sh status` stdout (and each element of `vm.sh list`). */
+export interface VmStatus {
+    name: string;
+    running: boolean;
+    pid?: number;
+    uptimeSeconds?: number;
+    startedAt?: string;
+    ports?: number[];
+    /** A pid file remained, but its process is gone. */
+    stale?: boolean;
+    reason?: string;
+}
+
+/** The vm.sh command line (after the script path) for one verb. */
+export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | "status"): string[] {
+    const base = [verb, "--name", inputs.name, "--state-dir", inputs.stateDir];
+    const timeouts = inputs.timeouts ?? {};
+    if (verb === "start") {
+        const args = [...base, "--runner", inputs.runner];
+        for (const p of inputs.ports) args.push("--port", String(p));
+        for (const p of inputs.probes) args.push("--probe", p);
+        for (const [phase, seconds] of Object.entries(timeouts)) {
+            args.push("--timeout", `${phase === "start" ? "process" : phase}=${seconds}`);
+        }
+        return args;
+    }
+    if (verb === "stop") {
+        const args = [...base];
+        if (timeouts.shutdown !== undefined) args.push("--shutdown-timeout", String(timeouts.shutdown));
+        if (timeouts.exit !== undefined) args.push("--exit-timeout", String(timeouts.exit));
+        return args;
+    }
+    return base;
+}
+
+/**
+ * Runs vm.sh and resolves with its one JSON line. stderr lines are passed on
+ * to this process's stderr as they come (Pulumi shows a dynamic provider's
+ * stderr); a failure rejects with vm.sh's error report.
+ */
+export function runVmSh<T>(inputs: MicroVmProcessInputs, verb: "start" | "stop" | "status", echo = true): Promise<T> {
     const childProcess: typeof import("node:child_process") = require("node:child_process");
-    const stdout = childProcess.execFileSync("bash", [inputs.scriptPath, verb, "--name", inputs.name, "--state-dir", inputs.stateDir, ...extra], {
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "inherit"],
-        maxBuffer: 16 * 1024 * 1024,
+    const args = vmShArgs(inputs, verb);
+    return new Promise<T>((resolve, reject) => {
+        const child = childProcess.spawn("bash", [inputs.scriptPath, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on("data", (d: Buffer) => {
+            stderr += d.toString();
+            if (echo) process.stderr.write(d);
+        });
+        child.on("error", (e) => reject(new Error(`vm.sh ${verb} ${inputs.name}: cannot run ${inputs.scriptPath}: ${e.message}`)));
+        child.on("close", (code, signal) => {
+            if (code !== 0) {
+                const report = stderr.split("\n").slice(-160).join("\n").trim();
+                reject(new Error(`vm.sh ${verb} ${inputs.name} failed (${signal ?? `exit ${code}`}):\n${report}`));
+                return;
+            }
+            const line = stdout.trim().split("\n").pop() ?? "";
+            try {
+                resolve(JSON.parse(line) as T);
+            } catch {
+                reject(new Error(`vm.sh ${verb} ${inputs.name}: expected one JSON line on stdout, got: ${stdout.slice(0, 400)}`));
+            }
+        });
     });
-    const line = stdout.trim().split("\n").pop() ?? "{}";
-    return JSON.parse(line) as Record<string, unknown>;
 }
 
-const provider: pulumi.dynamic.ResourceProvider<MicroVmProcessInputs, MicroVmProcessState> = {
-    async create(inputs) {
-        const extra = [
-            "--runner", inputs.runner,
-            ...inputs.ports.flatMap((p) => ["--port", String(p)]),
-            ...inputs.probes.flatMap((p) => ["--probe", p]),
-            ...Object.entries(inputs.timeouts).flatMap(([phase, s]) => ["--timeout", `${phase}=${s}`]),
-        ];
-        const started = vmScript(inputs, "start", extra);
-        return {
-            id: `${inputs.stateDir}/${inputs.name}`,
-            outs: { ...inputs, pid: Number(started.pid), startedAt: String(started.startedAt) },
-        };
+/** Input problems, as Pulumi check failures; values still unknown (preview) are not judged. */
+export function checkInputs(news: MicroVmProcessInputs): Array<{ property: string; reason: string }> {
+    const unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"; // @pulumi/pulumi runtime's unknownValue
+    const known = (v: unknown): boolean => v !== unknown && v !== undefined;
+    const failures: Array<{ property: string; reason: string }> = [];
+    const fail = (property: string, reason: string): void => {
+        failures.push({ property, reason });
+    };
+    if (known(news.name) && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/.test(String(news.name))) {
+        fail("name", `'${news.name}': use letters, digits, '.', '_' and '-' (at most 63, not starting with a symbol)`);
+    }
+    for (const key of ["stateDir", "scriptPath"] as const) {
+        if (known(news[key]) && !String(news[key]).startsWith("/")) fail(key, `'${news[key]}' must be an absolute path`);
+    }
+    if (known(news.runner) && String(news.runner).trim() === "") fail("runner", "must be the runner's store path");
+    if (known(news.ports)) {
+        if (!Array.isArray(news.ports)) {
+            fail("ports", "must be a list of TCP ports");
+        } else {
+            news.ports.forEach((p, i) => {
+                if (known(p) && !(Number.isInteger(p) && p >= 1 && p <= 65535)) fail(`ports[${i}]`, `${p} is not a TCP port (1-65535)`);
+            });
+            const dup = news.ports.filter((p, i) => known(p) && news.ports.indexOf(p) !== i);
+            if (dup.length > 0) fail("ports", `listed twice: ${[...new Set(dup)].join(", ")}`);
+        }
+    }
+    if (known(news.probes)) {
+        if (!Array.isArray(news.probes)) {
+            fail("probes", "must be a list of PHASE=SPEC strings");
+        } else {
+            news.probes.forEach((p, i) => {
+                if (!known(p)) return;
+                const m = /^([a-zA-Z][a-zA-Z0-9_-]*)=(.*)$/.exec(String(p));
+                if (!m || m[1] === "process" || !/^(tcp:|console:)[^:]+:\d+$|^https?:\/\/./.test(m[2])) {
+                    fail(`probes[${i}]`, `'${p}' must be PHASE=tcp:HOST:PORT, PHASE=console:HOST:PORT or PHASE=http://HOST:PORT/PATH (PHASE not "process")`);
+                }
+            });
+        }
+    }
+    if (known(news.timeouts)) {
+        for (const [phase, seconds] of Object.entries(news.timeouts ?? {})) {
+            if (known(seconds) && !(typeof seconds === "number" && seconds > 0 && Number.isFinite(seconds))) {
+                fail(`timeouts.${phase}`, `${seconds} must be a positive number of seconds`);
+            }
+        }
+    }
+    return failures;
+}
+
+function liveStatus(props: MicroVmProcessInputs): VmStatus | undefined {
+    const childProcess: typeof import("node:child_process") = require("node:child_process");
+    try {
+        const out = childProcess.execFileSync("bash", [props.scriptPath, ...vmShArgs(props, "status")], {
+            encoding: "utf8",
+            stdio: ["ignore", "pipe", "pipe"],
+        });
+        return JSON.parse(out.trim().split("\n").pop() ?? "") as VmStatus;
+    } catch {
+        return undefined;
+    }
+}
+
+const replaceKeys = ["name", "runner", "stateDir", "ports"] as const;
+const updateKeys = ["scriptPath", "probes", "timeouts"] as const;
+
+export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProcessInputs, MicroVmProcessState> = {
+    async check(_olds, news) {
+        return { inputs: news, failures: checkInputs(news) };
     },
+
+    async create(inputs) {
+        // A VM of this name in our state dir that runs although the state has no
+        // resource for it was started by an interrupted `pulumi up`: stop it, so
+        // the next `up` converges instead of failing on "already running".
+        const leftover = await runVmSh<VmStatus>(inputs, "status", false).catch(() => undefined);
+        if (leftover?.running) await runVmSh<VmStopResult>(inputs, "stop");
+        const started = await runVmSh<VmStartResult>(inputs, "start");
+        const outs: MicroVmProcessState = {
+            ...inputs,
+            pid: started.pid,
+            startedAt: started.startedAt,
+            readyMs: started.readyMs,
+            vmDir: started.stateDir,
+        };
+        return { id: started.stateDir, outs };
+    },
+
     async read(id, props) {
         if (props === undefined) return { id };
-        const status = vmScript(props, "status", []);
+        const status = await runVmSh<VmStatus>(props, "status", false);
         // A VM that died is gone: refresh drops it from state and the next `up` starts it again.
-        if (status.running !== true) return { id: "", props: undefined };
-        return { id, props: { ...props, pid: Number(status.pid) } };
+        if (!status.running || status.pid === undefined) return { id: "" };
+        return { id, props: { ...props, pid: status.pid, startedAt: status.startedAt ?? props.startedAt } };
     },
-    async delete(_id, props) {
-        vmScript(props, "stop", ["--shutdown-timeout", String(props.timeouts.shutdown ?? 30), "--exit-timeout", String(props.timeouts.exit ?? 60)]);
-    },
+
     async diff(_id, olds, news) {
-        const replaces = (["name", "runner", "stateDir", "ports", "probes"] as const).filter(
-            (k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]),
-        );
-        const changed = replaces.length > 0 || JSON.stringify(olds.timeouts) !== JSON.stringify(news.timeouts) || olds.scriptPath !== news.scriptPath;
-        return { changes: changed, replaces, deleteBeforeReplace: true };
+        const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+        const replaces: string[] = replaceKeys.filter((k) => !same(olds[k], news[k]));
+        // Without a refresh, `up` still notices a VM whose process died.
+        if (replaces.length === 0 && olds.pid !== undefined) {
+            const status = liveStatus(olds);
+            if (status !== undefined && (!status.running || status.pid !== olds.pid)) replaces.push("pid");
+        }
+        const changes = replaces.length > 0 || updateKeys.some((k) => !same(olds[k], news[k]));
+        return { changes, replaces, deleteBeforeReplace: true };
     },
-    async update(_id, _olds, news) {
-        // Only timeouts or the script path changed: nothing to do to the running VM.
-        const status = vmScript(news, "status", []);
-        return { outs: { ...news, pid: Number(status.pid), startedAt: String(status.startedAt ?? "") } };
+
+    async update(_id, olds, news) {
+        // Only probes, timeouts or the script path changed: the running VM stays as it is.
+        return { outs: { ...news, pid: olds.pid, startedAt: olds.startedAt, readyMs: olds.readyMs, vmDir: olds.vmDir } };
+    },
+
+    async delete(_id, props) {
+        await runVmSh<VmStopResult>(props, "stop");
     },
 };
+
+type Args = { [K in keyof MicroVmProcessInputs]: pulumi.Input<MicroVmProcessInputs[K]> };
 
 /**
  * The running QEMU process of one MicroVM, as a dynamic resource whose read
@@ -80,8 +262,17 @@ const provider: pulumi.dynamic.ResourceProvider<MicroVmProcessInputs, MicroVmPro
 export class MicroVmProcess extends pulumi.dynamic.Resource {
     public declare readonly pid: pulumi.Output<number>;
     public declare readonly startedAt: pulumi.Output<string>;
+    public declare readonly readyMs: pulumi.Output<number>;
+    public declare readonly vmDir: pulumi.Output<string>;
 
     constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
-        super(provider, name, { ...args, pid: undefined, startedAt: undefined }, opts, "pcp-eval", "MicroVmProcess");
+        super(
+            microVmProcessProvider,
+            name,
+            { ...args, pid: undefined, startedAt: undefined, readyMs: undefined, vmDir: undefined },
+            opts,
+            "pcp-eval",
+            "MicroVmProcess",
+        );
     }
 }

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(
     nix-bin qemu-system-x86 docker.io iproute2 nftables busybox-static
-    shellcheck prometheus-node-exporter jq curl procps
+    shellcheck prometheus-node-exporter jq curl procps socat
     sudo
 )
 

@@ -1,0 +1,181 @@
+/**
+ * The MicroVmProcess dynamic provider without QEMU: its vm.sh command lines,
+ * its input checks, and its drift logic, run from the text Pulumi's closure
+ * serializer produces (as the dynamic provider host loads it) against a
+ * stand-in vm.sh that answers from files. The real vm.sh and QEMU are in
+ * test/integration/vm.test.ts.
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { loadSerializedProvider } from "../test/helpers/dynamicProvider";
+import { checkInputs, microVmProcessProvider, MicroVmProcessInputs, MicroVmProcessState, vmShArgs } from "./microVmProcess";
+
+type Provider = typeof microVmProcessProvider;
+type Required<T> = T extends undefined ? never : T;
+type ReadFn = Required<Provider["read"]>;
+type DiffFn = Required<Provider["diff"]>;
+type DeleteFn = Required<Provider["delete"]>;
+
+const inputs: MicroVmProcessInputs = {
+    name: "eval",
+    runner: "/nix/store/abc-microvm-eval",
+    stateDir: "/srv/state/vms",
+    scriptPath: "/srv/project/scripts/vm.sh",
+    ports: [22122, 44421, 24510, 24511],
+    probes: ["serial=console:127.0.0.1:24510", "services=tcp:127.0.0.1:44421", "services=http://127.0.0.1:44422/pmapi/context"],
+    timeouts: { start: 5, services: 60, shutdown: 30, exit: 60 },
+};
+
+describe("vmShArgs", () => {
+    it("start passes runner, ports, probes in order and timeouts (start is the process phase)", () => {
+        assert.deepEqual(vmShArgs(inputs, "start"), [
+            "start", "--name", "eval", "--state-dir", "/srv/state/vms", "--runner", "/nix/store/abc-microvm-eval",
+            "--port", "22122", "--port", "44421", "--port", "24510", "--port", "24511",
+            "--probe", "serial=console:127.0.0.1:24510", "--probe", "services=tcp:127.0.0.1:44421",
+            "--probe", "services=http://127.0.0.1:44422/pmapi/context",
+            "--timeout", "process=5", "--timeout", "services=60", "--timeout", "shutdown=30", "--timeout", "exit=60",
+        ]);
+    });
+    it("stop passes only the shutdown and exit timeouts; status only name and state dir", () => {
+        assert.deepEqual(vmShArgs(inputs, "stop"), [
+            "stop", "--name", "eval", "--state-dir", "/srv/state/vms", "--shutdown-timeout", "30", "--exit-timeout", "60",
+        ]);
+        assert.deepEqual(vmShArgs({ ...inputs, timeouts: {} }, "stop"), ["stop", "--name", "eval", "--state-dir", "/srv/state/vms"]);
+        assert.deepEqual(vmShArgs(inputs, "status"), ["status", "--name", "eval", "--state-dir", "/srv/state/vms"]);
+    });
+});
+
+describe("checkInputs", () => {
+    it("accepts good inputs", () => {
+        assert.deepEqual(checkInputs(inputs), []);
+    });
+    it("names every bad field", () => {
+        const failures = checkInputs({
+            ...inputs,
+            name: "../eval",
+            stateDir: "relative/dir",
+            ports: [0, 44421, 44421],
+            probes: ["serial=udp:1", "process=tcp:127.0.0.1:1", "nophase"],
+            timeouts: { services: -1 },
+        });
+        assert.deepEqual(
+            failures.map((f) => f.property),
+            ["name", "stateDir", "ports[0]", "ports", "probes[0]", "probes[1]", "probes[2]", "timeouts.services"],
+        );
+        assert.match(failures[0].reason, /'\.\.\/eval'/);
+        assert.match(failures[3].reason, /listed twice: 44421/);
+    });
+    it("does not judge values that are unknown during preview", () => {
+        const unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+        assert.deepEqual(checkInputs({ ...inputs, runner: unknown, stateDir: unknown }), []);
+    });
+});
+
+describe("the serialized provider against a stand-in vm.sh", () => {
+    let dir = "";
+    let provider: Provider;
+    let props: MicroVmProcessState;
+
+    const write = (file: string, content: string): void => fs.writeFileSync(path.join(dir, file), content);
+    const calls = (): string[] =>
+        fs.existsSync(path.join(dir, "calls")) ? fs.readFileSync(path.join(dir, "calls"), "utf8").trim().split("\n") : [];
+
+    before(async () => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe5-provider-"));
+        write(
+            "vm.sh",
+            [
+                "#!/usr/bin/env bash",
+                'dir=$(dirname "$0")',
+                'printf "%s\\n" "$*" >>"$dir/calls"',
+                'if [[ -f $dir/fail ]]; then echo "vm eval: phase services: waiting" >&2; cat "$dir/fail" >&2; exit 1; fi',
+                'echo "vm eval: progress line" >&2',
+                'cat "$dir/$1.json"',
+                "",
+            ].join("\n"),
+        );
+        provider = await loadSerializedProvider(microVmProcessProvider);
+        props = {
+            ...inputs,
+            stateDir: dir,
+            scriptPath: path.join(dir, "vm.sh"),
+            pid: 4242,
+            startedAt: "2026-01-01T00:00:00Z",
+            readyMs: 1234,
+            vmDir: path.join(dir, "eval"),
+        };
+    });
+
+    after(() => {
+        if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("create runs vm.sh start and returns the VM dir as id with pid, start time and readiness", async () => {
+        write(
+            "start.json",
+            JSON.stringify({ name: "eval", pid: 4242, startedAt: "2026-01-01T00:00:00Z", readyMs: 1234, phases: {}, ports: [], stateDir: props.vmDir, log: "x" }) + "\n",
+        );
+        const { scriptPath, stateDir } = props;
+        const res = await provider.create({ ...inputs, scriptPath, stateDir });
+        assert.equal(res.id, props.vmDir);
+        assert.deepEqual(res.outs, props);
+        assert.match(calls().at(-1) ?? "", /^start --name eval --state-dir .* --runner \/nix\/store\/abc-microvm-eval --port 22122/);
+    });
+
+    it("create first stops a leftover VM of the same name (an interrupted up), then starts", async () => {
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 999 }));
+        write("stop.json", JSON.stringify({ name: "eval", stopped: true, how: "graceful" }));
+        const before = calls().length;
+        const { scriptPath, stateDir } = props;
+        await provider.create({ ...inputs, scriptPath, stateDir });
+        assert.deepEqual(
+            calls().slice(before).map((c) => c.split(" ")[0]),
+            ["status", "stop", "start"],
+        );
+        fs.rmSync(path.join(dir, "status.json"));
+    });
+
+    it("create fails with vm.sh's report", async () => {
+        write("fail", "vm.sh start eval: failed in phase 'services': timed out after 60.0 s; last probe error: ...\n--- VM log ---\n");
+        try {
+            const { scriptPath, stateDir } = props;
+            await assert.rejects(provider.create({ ...inputs, scriptPath, stateDir }), /vm\.sh start eval failed \(exit 1\):\n[\s\S]*failed in phase 'services'[\s\S]*--- VM log ---/);
+        } finally {
+            fs.rmSync(path.join(dir, "fail"));
+        }
+    });
+
+    it("read keeps a running VM and reads a dead one as gone (refresh drops it, the next up recreates it)", async () => {
+        const read = provider.read as ReadFn;
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 4242, uptimeSeconds: 9, startedAt: props.startedAt, ports: [] }));
+        assert.deepEqual(await read(props.vmDir, props), { id: props.vmDir, props });
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 5151, startedAt: "2026-01-02T00:00:00Z" }));
+        assert.deepEqual(await read(props.vmDir, props), { id: props.vmDir, props: { ...props, pid: 5151, startedAt: "2026-01-02T00:00:00Z" } });
+        write("status.json", JSON.stringify({ name: "eval", running: false, stale: true, reason: "pid 4242 is gone" }));
+        assert.deepEqual(await read(props.vmDir, props), { id: "" });
+    });
+
+    it("diff replaces on runner, ports or a dead process; updates in place on probes and timeouts", async () => {
+        const diff = provider.diff as DiffFn;
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 4242 }));
+        assert.deepEqual(await diff(props.vmDir, props, { ...props }), { changes: false, replaces: [], deleteBeforeReplace: true });
+        assert.deepEqual(await diff(props.vmDir, props, { ...props, runner: "/nix/store/def-microvm-eval" }), {
+            changes: true,
+            replaces: ["runner"],
+            deleteBeforeReplace: true,
+        });
+        assert.deepEqual(await diff(props.vmDir, props, { ...props, ports: [1, 2] }), { changes: true, replaces: ["ports"], deleteBeforeReplace: true });
+        assert.deepEqual(await diff(props.vmDir, props, { ...props, timeouts: { services: 90 } }), { changes: true, replaces: [], deleteBeforeReplace: true });
+        write("status.json", JSON.stringify({ name: "eval", running: false }));
+        assert.deepEqual(await diff(props.vmDir, props, { ...props }), { changes: true, replaces: ["pid"], deleteBeforeReplace: true });
+    });
+
+    it("delete runs vm.sh stop with the shutdown and exit timeouts", async () => {
+        write("stop.json", JSON.stringify({ name: "eval", stopped: true, how: "graceful" }));
+        await (provider.delete as DeleteFn)(props.vmDir, props);
+        assert.match(calls().at(-1) ?? "", /^stop --name eval --state-dir \S+ --shutdown-timeout 30 --exit-timeout 60$/);
+    });
+});

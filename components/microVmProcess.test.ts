@@ -24,8 +24,8 @@ const inputs: MicroVmProcessInputs = {
     runner: "/nix/store/abc-microvm-eval",
     stateDir: "/srv/state/vms",
     scriptPath: "/srv/project/scripts/vm.sh",
-    ports: [22122, 44421, 24510, 24511],
-    probes: ["serial=console:127.0.0.1:24510", "services=tcp:127.0.0.1:44421", "services=http://127.0.0.1:44422/pmapi/context"],
+    ports: [31022, 31321, 31510, 31511],
+    probes: ["serial=console:127.0.0.1:31510", "services=tcp:127.0.0.1:31321", "services=http://127.0.0.1:31322/pmapi/context"],
     timeouts: { start: 5, services: 60, shutdown: 30, exit: 60 },
 };
 
@@ -33,9 +33,9 @@ describe("vmShArgs", () => {
     it("start passes runner, ports, probes in order and timeouts (start is the process phase)", () => {
         assert.deepEqual(vmShArgs(inputs, "start"), [
             "start", "--name", "eval", "--state-dir", "/srv/state/vms", "--runner", "/nix/store/abc-microvm-eval",
-            "--port", "22122", "--port", "44421", "--port", "24510", "--port", "24511",
-            "--probe", "serial=console:127.0.0.1:24510", "--probe", "services=tcp:127.0.0.1:44421",
-            "--probe", "services=http://127.0.0.1:44422/pmapi/context",
+            "--port", "31022", "--port", "31321", "--port", "31510", "--port", "31511",
+            "--probe", "serial=console:127.0.0.1:31510", "--probe", "services=tcp:127.0.0.1:31321",
+            "--probe", "services=http://127.0.0.1:31322/pmapi/context",
             "--timeout", "process=5", "--timeout", "services=60", "--timeout", "shutdown=30", "--timeout", "exit=60",
         ]);
     });
@@ -57,7 +57,7 @@ describe("checkInputs", () => {
             ...inputs,
             name: "../eval",
             stateDir: "relative/dir",
-            ports: [0, 44421, 44421],
+            ports: [0, 31321, 31321],
             probes: ["serial=udp:1", "process=tcp:127.0.0.1:1", "nophase"],
             timeouts: { services: -1 },
         });
@@ -66,7 +66,7 @@ describe("checkInputs", () => {
             ["name", "stateDir", "ports[0]", "ports", "probes[0]", "probes[1]", "probes[2]", "timeouts.services"],
         );
         assert.match(failures[0].reason, /'\.\.\/eval'/);
-        assert.match(failures[3].reason, /listed twice: 44421/);
+        assert.match(failures[3].reason, /listed twice: 31321/);
     });
     it("does not judge values that are unknown during preview", () => {
         const unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -122,7 +122,7 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         const res = await provider.create({ ...inputs, scriptPath, stateDir });
         assert.equal(res.id, props.vmDir);
         assert.deepEqual(res.outs, props);
-        assert.match(calls().at(-1) ?? "", /^start --name eval --state-dir .* --runner \/nix\/store\/abc-microvm-eval --port 22122/);
+        assert.match(calls().at(-1) ?? "", /^start --name eval --state-dir .* --runner \/nix\/store\/abc-microvm-eval --port 31022/);
     });
 
     it("create first stops a leftover VM of the same name (an interrupted up), then starts", async () => {

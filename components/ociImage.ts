@@ -5,7 +5,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { ContainerConfig } from "./config";
 import { constants } from "./constants";
 import { NixBuild } from "./nixBuild";
-import { parseScriptJson, scriptCommandOutput } from "./shell";
+import { containerSpec, reachableAddress } from "./ociContainerSpec";
+import { parseScriptJson, scriptCommand, scriptCommandOutput } from "./shell";
 import { Target } from "./targets";
 
 export interface OciImageArgs {
@@ -42,6 +43,8 @@ export class OciImage extends pulumi.ComponentResource {
     public readonly loaded: pulumi.Resource;
     public readonly target?: Target;
     public readonly containerName?: pulumi.Output<string>;
+    /** Done once pmcd answers on the published port; depend on it to use the container. */
+    public readonly containerReady?: pulumi.Resource;
 
     constructor(name: string, args: OciImageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("pcp-eval:index:OciImage", name, {}, opts);
@@ -69,38 +72,65 @@ export class OciImage extends pulumi.ComponentResource {
         this.imageRef = load.stdout.apply((out) => parseScriptJson<{ image: string }>(out, "docker load").image);
 
         if (args.container) {
-            const ports = constants.ports;
+            const spec = containerSpec({ stack: args.stack, projectDir: args.projectDir, ...args.container });
+            const triggersOfPorts = [args.container.hostAddress, String(args.container.pmcdPort), String(args.container.pmproxyPort)];
+            // A port already bound fails here, naming the port, before Docker creates a container it could not start.
+            const ports = new command.local.Command(
+                `${name}-ports`,
+                {
+                    create: scriptCommand("oci.sh", "check-ports", {
+                        address: args.container.hostAddress,
+                        port: spec.ports.map((p) => String(p.external)),
+                    }),
+                    dir: args.projectDir,
+                    triggers: triggersOfPorts,
+                },
+                { parent: this },
+            );
             const c = new docker.Container(
                 `${name}-container`,
                 {
-                    name: `pcp-eval-${args.stack}`,
+                    name: spec.name,
                     image: this.imageRef,
-                    user: String(constants.container.uid),
-                    restart: "unless-stopped",
+                    user: spec.user,
+                    restart: spec.restart,
                     mustRun: true,
-                    ports: [
-                        { internal: ports.pmcd, external: args.container.pmcdPort, ip: args.container.hostAddress },
-                        { internal: ports.pmproxy, external: args.container.pmproxyPort, ip: args.container.hostAddress },
-                    ],
+                    ports: spec.ports.map((p) => ({ internal: p.internal, external: p.external, ip: p.ip, protocol: "tcp" })),
                     healthcheck: {
-                        tests: ["CMD", "pmprobe", "-h", "127.0.0.1", "pmcd.version"],
-                        interval: "5s",
-                        timeout: "3s",
-                        retries: 3,
-                        startPeriod: "5s",
+                        tests: spec.healthcheck.test,
+                        interval: `${spec.healthcheck.intervalSeconds}s`,
+                        timeout: `${spec.healthcheck.timeoutSeconds}s`,
+                        startPeriod: `${spec.healthcheck.startPeriodSeconds}s`,
+                        retries: spec.healthcheck.retries,
                     },
-                    labels: [
-                        { label: "app.kubernetes.io/part-of", value: "pcp-eval" },
-                        { label: "pcp-eval.stack", value: args.stack },
-                        { label: "pcp-eval.project-dir", value: args.projectDir },
-                    ],
-                    // Create returns only once the health check (pmcd answering) passes.
+                    labels: Object.entries(spec.labels).map(([label, value]) => ({ label, value })),
+                    // Create returns only once the health check (pmcd answering inside) passes.
                     wait: true,
                     waitTimeout: constants.timeoutsSeconds.services,
+                    // Destroy and replacement stop it gracefully: SIGTERM, then this long before SIGKILL.
+                    stopSignal: "SIGTERM",
+                    stopTimeout: spec.stopTimeoutSeconds,
+                    destroyGraceSeconds: spec.stopTimeoutSeconds,
                 },
-                { parent: this, dependsOn: [load] },
+                // The name and host ports are fixed, so the old container must go before its replacement starts.
+                { parent: this, dependsOn: [load, ports], deleteBeforeReplace: true },
+            );
+            // And pmcd answers from the host, through the published port.
+            const ready = new command.local.Command(
+                `${name}-pmcd-ready`,
+                {
+                    create: scriptCommand("oci.sh", "wait-pmcd", {
+                        address: reachableAddress(args.container.hostAddress),
+                        port: String(args.container.pmcdPort),
+                        timeout: String(constants.timeoutsSeconds.services),
+                    }),
+                    dir: args.projectDir,
+                    triggers: [c.id],
+                },
+                { parent: this, dependsOn: [c] },
             );
             this.containerName = c.name;
+            this.containerReady = ready;
             this.target = containerTarget(args.container);
         }
         this.registerOutputs({ imageRef: this.imageRef, containerName: this.containerName, target: this.target });

@@ -41,4 +41,11 @@ done
 if [[ ! -d node_modules ]] || ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
     npm ci --no-audit --no-fund >&2
 fi
+
+# The same pcp package gives the host the PCP clients (pminfo, pmval) that read
+# the test container's pmcd through its published port (test/integration/oci.test.ts).
+for tool in pminfo pmval; do
+    command -v "$tool" >/dev/null || { echo "install-test-deps: pcp is not usable: $tool is missing" >&2; exit 1; }
+done
+
 echo "install-test-deps: ok"

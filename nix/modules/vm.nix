@@ -187,12 +187,17 @@ in
         qemu.extraArgs = [
           "-name"
           "${cfg.name},process=${cfg.name}"
+          # Both consoles are also logged in the runner's working directory
+          # (the VM's state directory, where scripts/vm.sh starts it), so a
+          # failed start can show what the guest printed.
+          "-chardev"
+          "socket,id=pcpevalttyS0,host=${loopback},port=${toString cfg.consolePorts.serial},server=on,wait=off,logfile=serial.log"
           "-serial"
-          "tcp:${loopback}:${toString cfg.consolePorts.serial},server=on,wait=off"
+          "chardev:pcpevalttyS0"
           "-device"
           virtioSerialDevice
           "-chardev"
-          "socket,id=pcpevalhvc0,host=${loopback},port=${toString cfg.consolePorts.virtio},server=on,wait=off"
+          "socket,id=pcpevalhvc0,host=${loopback},port=${toString cfg.consolePorts.virtio},server=on,wait=off,logfile=virtio.log"
           "-device"
           "virtconsole,chardev=pcpevalhvc0"
         ];

@@ -28,15 +28,13 @@ let
     EOF
     ln -s ${pcp}/share/pcp/etc/pcp.conf $out/etc/pcp.conf
     ln -s ${pcp}/share/pcp/etc/pcp.env $out/etc/pcp.env
-  '';
-
-  # pmcd in the foreground; pmproxy beside it in the background so the image
-  # serves both of its ports. tini-like reaping is left to the runtime
-  # (docker run --init / the pod's pause process).
-  entrypoint = pkgs.writeShellScript "pcp-container-entrypoint" ''
-    set -eu
-    ${pcp}/libexec/pcp/bin/pmproxy &
-    exec ${pcp}/libexec/pcp/bin/pmcd -f "$@"
+    # pmcd runs unprivileged: the linux PMDA is a DSO inside pmcd (a separate
+    # PMDA process would try to setgid to root and die), and pmproxy serves
+    # the REST API without Redis. The same files and entrypoint are used by
+    # the Debian-built test image, so the integration test checks them.
+    install -D -m 0644 ${../container/pmcd.conf} $out/etc/pcp/pmcd/pmcd.conf
+    install -D -m 0644 ${../container/pmproxy.conf} $out/etc/pcp/pmproxy/pmproxy.conf
+    install -D -m 0755 ${../container/entrypoint.sh} $out/usr/local/bin/pcp-entrypoint
   '';
 in
 pkgs.dockerTools.buildLayeredImage {
@@ -60,10 +58,13 @@ pkgs.dockerTools.buildLayeredImage {
   enableFakechroot = false;
   config = {
     User = "${uid}:${gid}";
-    Entrypoint = [ "${entrypoint}" ];
+    Entrypoint = [ "/usr/local/bin/pcp-entrypoint" ];
     Env = [
       "PCP_CONF=${pcp}/share/pcp/etc/pcp.conf"
       "PCP_DIR=${pcp}/share/pcp/etc"
+      "PCP_BINADM_DIR=${pcp}/libexec/pcp/bin"
+      "PCP_SYSCONF_DIR=/etc/pcp"
+      "PCP_PMCDCONF_PATH=/etc/pcp/pmcd/pmcd.conf"
       "PCP_LOG_DIR=/var/log/pcp"
       "PCP_VAR_DIR=/var/lib/pcp"
       "PCP_TMP_DIR=/var/lib/pcp/tmp"

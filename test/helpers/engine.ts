@@ -211,7 +211,19 @@ export class EngineProject {
     async pulumiOk(args: string[]): Promise<PulumiResult> {
         const r = await this.pulumi(args);
         if (r.status !== 0) {
-            throw new Error(`pulumi ${args.join(" ")} failed (status ${r.status}, signal ${r.signal}):\n${r.stdout.slice(-6000)}\n${r.stderr.slice(-4000)}`);
+            // With --json the errors are diagnostic events among many; show those.
+            const errors = r.stdout
+                .split("\n")
+                .filter((l) => l.includes('"severity":"error"'))
+                .map((l) => {
+                    try {
+                        return (JSON.parse(l) as { diagnosticEvent?: { message?: string } }).diagnosticEvent?.message ?? l;
+                    } catch {
+                        return l;
+                    }
+                });
+            const detail = errors.length > 0 ? errors.join("\n").slice(-8000) : r.stdout.slice(-6000);
+            throw new Error(`pulumi ${args.join(" ")} failed (status ${r.status}, signal ${r.signal}):\n${detail}\n${r.stderr.slice(-4000)}`);
         }
         return r;
     }

@@ -359,7 +359,7 @@ describe("the PCP image in a real dockerd", () => {
             const val = run("pmval", ["-h", target, "-s", "2", "-t", "1", "kernel.all.cpu.user"]);
             assert.equal(val.code, 0, `pmval: ${val.stderr}`);
             assert.match(val.stdout, /^metric:\s+kernel\.all\.cpu\.user$/m);
-            assert.equal(val.stdout.trim().split("\n").filter((l) => /^\s*\d+(\.\d+)?\s*$/.test(l)).length, 2, val.stdout);
+            assert.equal(val.stdout.trim().split("\n").filter((l) => /^\s*\d+(\.\d+)?([eE][-+]?\d+)?\s*$/.test(l)).length, 2, val.stdout);
             // And pmproxy's REST API answers through its published port.
             const res = await fetch(`http://127.0.0.1:${pmproxyPort}/pmapi/fetch?names=kernel.all.load`);
             assert.equal(res.status, 200);
@@ -389,6 +389,7 @@ describe("the PCP image in a real dockerd", () => {
         } finally {
             // On failure, take away what this test made so the next tests start clean.
             if (docker(["inspect", containerName]).code === 0) docker(["rm", "-f", containerName]);
+            if (tagExists(ref)) oci(["remove", "--tarball", f.tarball, "--repo", repo], env);
         }
     });
 

@@ -100,6 +100,7 @@ describe("config errors name the key and the fix", () => {
     it("Kubernetes on without a context", () => rejects({ kubernetesEnabled: true }, "pcp-eval:kubeContext", /no context is set.*pulumi config set pcp-eval:kubeContext/));
     it("a non-boolean where a boolean goes", () => rejects({ containerEnabled: "yes" }, "pcp-eval:containerEnabled", /not a boolean/));
     it("a non-integer where an integer goes", () => rejects({ vmVcpus: "two" }, "pcp-eval:vmVcpus", /not an integer/));
+    it("an unknown host command backend", () => rejects({ hostCommands: "ssh" }, "pcp-eval:hostCommands", /use command or dynamic/));
     it("an unknown key (a typo)", () => rejects({ vm: ["eval"] }, "pcp-eval:vm", /unknown key/));
     it("an invalid SSH key", () => rejects({ sshPublicKey: "not a key" }, "pcp-eval:sshPublicKey", /not an OpenSSH public key/));
 

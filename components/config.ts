@@ -8,6 +8,7 @@
  */
 import * as path from "node:path";
 import { constants, consolePorts, forwardedPorts, isVariant, Variant, variants } from "./constants";
+import { HostCommandBackend, hostCommandBackends } from "./hostCommand";
 import { Cidr, parseCidr, parseIpv4, formatIpv4 } from "./net";
 
 export const projectName = "pcp-eval";
@@ -70,6 +71,7 @@ export interface PcpEvalConfig {
     /** A user-supplied public key; when absent the program generates one per stack. */
     sshPublicKey?: string;
     useSudo: boolean;
+    hostCommands: HostCommandBackend;
     skipPreflight: boolean;
     container?: ContainerConfig;
     bridge?: BridgeConfig;
@@ -96,6 +98,7 @@ export const configKeys = {
     debugMode: { type: "boolean", default: false, description: "Allow password root login (root:pcp) on the VMs. Off by default: SSH is by key only." },
     sshPublicKey: { type: "string", default: "", description: "Public key authorised on the VMs. Empty: generate an ed25519 key per stack under stateDir." },
     useSudo: { type: "boolean", default: false, description: "Run bridge and TAP commands through `sudo -n` when not root." },
+    hostCommands: { type: "string", default: "command", description: "How host commands run: command (@pulumi/command's local.Command; Pulumi installs its plugin) or dynamic (a dynamic provider inside the Node.js language host, for hosts that cannot get the plugin)." },
     skipPreflight: { type: "boolean", default: false, description: "Skip the host checks run before anything is created (not recommended)." },
     containerEnabled: { type: "boolean", default: false, description: "Run the PCP OCI image in Docker (pmcd and pmproxy)." },
     containerHostAddress: { type: "string", default: "127.0.0.1", description: "Host address the container's pmcd and pmproxy ports are published on." },
@@ -314,6 +317,10 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     if (pcpSource !== "nixpkgs" && pcpSource !== "upstream") {
         problems.push(`${key("pcpSource")}: "${pcpSource}" is not a PCP source; use nixpkgs or upstream`);
     }
+    const hostCommands = read.string("hostCommands");
+    if (!(hostCommandBackends as readonly string[]).includes(hostCommands)) {
+        problems.push(`${key("hostCommands")}: "${hostCommands}" is not a backend; use ${hostCommandBackends.join(" or ")}`);
+    }
     const stateDirRaw = read.string("stateDir");
     const stateDir = path.resolve(projectDir, stateDirRaw === "" ? path.join(".pcp-eval-state", stack) : stateDirRaw);
     const sshPublicKey = read.string("sshPublicKey").trim();
@@ -472,6 +479,7 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
         debugMode: read.boolean("debugMode"),
         sshPublicKey: sshPublicKey === "" ? undefined : sshPublicKey,
         useSudo: read.boolean("useSudo"),
+        hostCommands: hostCommands as HostCommandBackend,
         skipPreflight: read.boolean("skipPreflight"),
         container,
         bridge,

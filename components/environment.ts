@@ -50,7 +50,7 @@ export interface Environment {
 
 export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOptions): Environment {
     const fingerprint = cfg.flakeIsLocal ? flakeFingerprint(cfg.flake) : cfg.flake;
-    const common = { stateDir: cfg.stateDir, projectDir: cfg.projectDir };
+    const common = { stateDir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands };
 
     const tapVms = cfg.vms.filter((vm) => vm.tap !== undefined);
     const bridge = cfg.bridge
@@ -94,6 +94,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
                   image: image.imageRef,
                   imageLoaded: image.loaded,
                   projectDir: cfg.projectDir,
+                  hostCommands: cfg.hostCommands,
               })
             : undefined;
 

@@ -3,11 +3,16 @@
  * provider (it runs inside the Node.js language host's dynamic-provider
  * plugin, so the engine needs no extra provider binary).
  *
- * Why not @pulumi/command's local.Command: its provider plugin
- * (pulumi-resource-command) cannot be built here (the Go module proxy does not
- * serve github.com/pulumi/pulumi-command/provider) nor downloaded, so under the
- * real engine every local.Command fails. HostCommand keeps the subset of
- * local.Command's interface the components use, with the same semantics:
+ * Two backends run the same commands (config pcp-eval:hostCommands):
+ * - "command": @pulumi/command's local.Command, whose provider plugin Pulumi
+ *   installs on first use. The default.
+ * - "dynamic": the HostCommand dynamic resource below. It needs no plugin, so
+ *   it runs on hosts that cannot download one: on this project's CI machines
+ *   the command plugin can neither be downloaded nor built (the Go module
+ *   proxy refuses github.com/pulumi/pulumi-command/provider), and the ci
+ *   stack uses it under the real engine.
+ * HostCommand keeps the subset of local.Command's interface the components
+ * use, with the same semantics:
  *   create   runs on create; its stdout/stderr become outputs
  *   update   runs when an input other than triggers changes (default: create)
  *   delete   runs on delete
@@ -15,7 +20,11 @@
  * Commands run with `/bin/sh -c` in `dir`, asynchronously, so independent
  * resources run in parallel.
  */
+import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+
+export type HostCommandBackend = "command" | "dynamic";
+export const hostCommandBackends: readonly HostCommandBackend[] = ["command", "dynamic"];
 
 export interface HostCommandInputs {
     create: string;
@@ -32,7 +41,13 @@ export interface HostCommandOutputs extends HostCommandInputs {
     stderr: string;
 }
 
-export type HostCommandArgs = { [K in keyof HostCommandInputs]: pulumi.Input<HostCommandInputs[K]> };
+export interface HostCommandArgs {
+    create: pulumi.Input<string>;
+    update?: pulumi.Input<string>;
+    delete?: pulumi.Input<string>;
+    dir: pulumi.Input<string>;
+    triggers?: pulumi.Input<unknown[]>;
+}
 
 /** Runs `/bin/sh -c command` in dir; resolves with its output, rejects naming the exit status and stderr. */
 function runShell(command: string, dir: string): Promise<{ stdout: string; stderr: string }> {
@@ -87,4 +102,18 @@ export class HostCommand extends pulumi.dynamic.Resource {
     constructor(name: string, args: HostCommandArgs, opts?: pulumi.CustomResourceOptions) {
         super(provider, name, { ...args, stdout: undefined, stderr: undefined }, opts, "pcp-eval", "HostCommand");
     }
+}
+
+/** What the components use of either backend. */
+export type HostCommandResource = pulumi.CustomResource & { readonly stdout: pulumi.Output<string> };
+
+/** A host command on the chosen backend; both take the same arguments. */
+export function hostCommand(
+    backend: HostCommandBackend,
+    name: string,
+    args: HostCommandArgs,
+    opts?: pulumi.CustomResourceOptions,
+): HostCommandResource {
+    if (backend === "dynamic") return new HostCommand(name, args, opts);
+    return new command.local.Command(name, args, opts);
 }

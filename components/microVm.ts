@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { VmSpec } from "./config";
 import { constants, consolePorts, ConsolePorts, forwardedPorts, servicesTimeoutSeconds } from "./constants";
 import { MicroVmProcess } from "./microVmProcess";
+import { HostCommandBackend } from "./hostCommand";
 import { NixBuild } from "./nixBuild";
 import { Target } from "./targets";
 
@@ -20,6 +21,7 @@ export interface MicroVmArgs {
     stateDir: string;
     projectDir: string;
     fingerprint: string;
+    hostCommands: HostCommandBackend;
     /** Resources the VM's network needs first (its TAP device). */
     networkDependencies?: pulumi.Resource[];
 }
@@ -124,6 +126,7 @@ export class MicroVm extends pulumi.ComponentResource {
                 outLink: path.join(vmDir, "runner"),
                 fingerprint: args.fingerprint,
                 projectDir: args.projectDir,
+                hostCommands: args.hostCommands,
             },
             { parent: this },
         );

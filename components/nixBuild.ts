@@ -1,9 +1,11 @@
 import * as pulumi from "@pulumi/pulumi";
-import { HostCommand } from "./hostCommand";
+import { hostCommand, HostCommandBackend, HostCommandResource } from "./hostCommand";
 import { constants } from "./constants";
 import { parseScriptJson, scriptCommandOutput } from "./shell";
 
 export interface NixBuildArgs {
+    /** Which backend runs host commands (pcp-eval:hostCommands). */
+    hostCommands: HostCommandBackend;
     /** A flake installable, `<flake>#<attr>`; exactly one of installable and expr. */
     installable?: pulumi.Input<string>;
     /** A Nix expression (built with --impure, e.g. a call of the flake's lib.mkMicrovmRunner). */
@@ -24,7 +26,7 @@ export class NixBuild extends pulumi.ComponentResource {
     public readonly storePath: pulumi.Output<string>;
     public readonly outLink: string;
     /** The command resource; depend on it to wait for the build. */
-    public readonly build: HostCommand;
+    public readonly build: HostCommandResource;
 
     constructor(name: string, args: NixBuildArgs, opts?: pulumi.ComponentResourceOptions) {
         super("pcp-eval:index:NixBuild", name, {}, opts);
@@ -38,7 +40,8 @@ export class NixBuild extends pulumi.ComponentResource {
             ...target,
             timeout: constants.timeoutsSeconds.build,
         });
-        this.build = new HostCommand(
+        this.build = hostCommand(
+            args.hostCommands,
             `${name}-build`,
             {
                 create: buildCommand,

@@ -23,6 +23,7 @@ function build(container?: ContainerConfig) {
                 flake: "/srv/pcp-eval/nix",
                 system: "x86_64-linux",
                 stateDir: "/srv/pcp-eval/.pcp-eval-state/unit",
+                hostCommands: "command",
                 projectDir,
                 fingerprint: "f".repeat(32),
                 container,

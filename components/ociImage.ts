@@ -1,7 +1,7 @@
-import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { hostCommand, HostCommandBackend } from "./hostCommand";
 import { ContainerConfig } from "./config";
 import { constants } from "./constants";
 import { NixBuild } from "./nixBuild";
@@ -10,6 +10,8 @@ import { parseScriptJson, scriptCommand, scriptCommandOutput } from "./shell";
 import { Target } from "./targets";
 
 export interface OciImageArgs {
+    /** Which backend runs host commands (pcp-eval:hostCommands). */
+    hostCommands: HostCommandBackend;
     stack: string;
     /** Absolute flake path or flake reference. */
     flake: string;
@@ -55,10 +57,12 @@ export class OciImage extends pulumi.ComponentResource {
                 outLink: path.join(args.stateDir, "image", "pcp-container.tar.gz"),
                 fingerprint: args.fingerprint,
                 projectDir: args.projectDir,
+                hostCommands: args.hostCommands,
             },
             { parent: this },
         );
-        const load = new command.local.Command(
+        const load = hostCommand(
+            args.hostCommands,
             `${name}-load`,
             {
                 create: scriptCommandOutput("oci.sh", "load", { tarball: image.storePath, repo: constants.container.imageName }),
@@ -75,7 +79,8 @@ export class OciImage extends pulumi.ComponentResource {
             const spec = containerSpec({ stack: args.stack, projectDir: args.projectDir, ...args.container });
             const triggersOfPorts = [args.container.hostAddress, String(args.container.pmcdPort), String(args.container.pmproxyPort)];
             // A port already bound fails here, naming the port, before Docker creates a container it could not start.
-            const ports = new command.local.Command(
+            const ports = hostCommand(
+                args.hostCommands,
                 `${name}-ports`,
                 {
                     create: scriptCommand("oci.sh", "check-ports", {
@@ -116,7 +121,8 @@ export class OciImage extends pulumi.ComponentResource {
                 { parent: this, dependsOn: [load, ports], deleteBeforeReplace: true },
             );
             // And pmcd answers from the host, through the published port.
-            const ready = new command.local.Command(
+            const ready = hostCommand(
+                args.hostCommands,
                 `${name}-pmcd-ready`,
                 {
                     create: scriptCommand("oci.sh", "wait-pmcd", {

@@ -29,6 +29,7 @@ function build(kube: Partial<KubernetesConfig> = {}) {
             kubernetes: { context: "pe7-ctx", kubeconfig: "", namespace: "pe7-pcp", ...kube },
             image,
             imageLoaded: load,
+            hostCommands: "command",
             projectDir: "/work/pcp-eval",
         });
         return { component, image };
@@ -144,6 +145,7 @@ describe("PcpDaemonSet (mocks)", () => {
                     image: pulumi.output(loadedImage),
                     // Never reached: the constructor fails before it registers or uses anything.
                     imageLoaded: {} as pulumi.Resource,
+                    hostCommands: "command",
                     projectDir: "/",
                 }),
             /namespace "Not_Valid" is not a valid Kubernetes name/,

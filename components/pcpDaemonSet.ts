@@ -1,12 +1,14 @@
-import * as command from "@pulumi/command";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { hostCommand, HostCommandBackend } from "./hostCommand";
 import { KubernetesConfig } from "./config";
 import { constants } from "./constants";
 import { checkImage, renderManifests } from "./k8sManifests";
 import { scriptCommandOutput } from "./shell";
 
 export interface PcpDaemonSetArgs {
+    /** Which backend runs host commands (pcp-eval:hostCommands). */
+    hostCommands: HostCommandBackend;
     stack: string;
     kubernetes: KubernetesConfig;
     /** The image reference loaded into the local Docker daemon. */
@@ -167,7 +169,8 @@ export class PcpDaemonSet extends pulumi.ComponentResource {
         const timeoutSeconds = args.rolloutTimeoutSeconds ?? constants.timeoutsSeconds.services;
         const image = pulumi.output(args.image).apply(checkImage);
 
-        const clusterLoad = new command.local.Command(
+        const clusterLoad = hostCommand(
+            args.hostCommands,
             `${name}-cluster-load`,
             {
                 create: scriptCommandOutput("oci.sh", "cluster-load", { image, context: kube.context }),

@@ -1,9 +1,11 @@
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { HostCommand } from "./hostCommand";
+import { hostCommand, HostCommandBackend } from "./hostCommand";
 import { parseScriptJson, scriptCommand } from "./shell";
 
 export interface SshKeyArgs {
+    /** Which backend runs host commands (pcp-eval:hostCommands). */
+    hostCommands: HostCommandBackend;
     stateDir: string;
     stack: string;
     projectDir: string;
@@ -22,7 +24,8 @@ export class SshKey extends pulumi.ComponentResource {
         super("pcp-eval:index:SshKey", name, {}, opts);
         const dir = path.join(args.stateDir, "ssh");
         this.privateKeyPath = path.join(dir, "id_ed25519");
-        const keygen = new HostCommand(
+        const keygen = hostCommand(
+            args.hostCommands,
             `${name}-keygen`,
             {
                 create: scriptCommand("ssh-key.sh", "ensure", { dir, comment: `pcp-eval-${args.stack}` }),

@@ -197,6 +197,18 @@ describe("other configurations", () => {
         assert.match(String(recording.byName("vm-eval-runner-build").inputs.create), /AAAAC3NzaC1lZDI1NTE5AAAAIUserKey/);
     });
 
+    it("host commands run on local.Command by default and on the dynamic HostCommand when asked", async () => {
+        const everything = { containerEnabled: true, vms: ["eval"], kubernetesEnabled: true, kubeContext: "minikube" };
+        const commandTypes = (r: Recording) => [...new Set(r.resources.filter((x) => /Command$/.test(x.type)).map((x) => x.type))];
+        const byDefault = await record(configOf(everything));
+        assert.deepEqual(commandTypes(byDefault.recording), ["command:local:Command"]);
+        const dynamic = await record(configOf({ ...everything, hostCommands: "dynamic" }));
+        assert.deepEqual(commandTypes(dynamic.recording), ["pulumi-nodejs:dynamic/pcp-eval:HostCommand"]);
+        // Same resources and edges either way.
+        const shape = (r: Recording) => r.resources.map((x) => `${x.name}<-${r.dependencyNames(x.name).sort().join(",")}`).sort();
+        assert.deepEqual(shape(dynamic.recording), shape(byDefault.recording));
+    });
+
     it("nothing enabled: no resources and only empty endpoint maps", async () => {
         const { recording, outputs } = await record(configOf({}));
         assert.deepEqual(recording.resources.map((r) => r.name), []);

@@ -3,6 +3,8 @@
  * Reads the stack config, checks the host, builds the resource graph and
  * exports the URLs and endpoints. Everything else lives in components/.
  */
+import * as os from "node:os";
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, loadConfig } from "./components/config";
 import { provisionEnvironment } from "./components/environment";
@@ -18,8 +20,8 @@ function main() {
         throw err;
     }
     const report: PreflightReport = cfg.skipPreflight
-        ? { missing: [], notes: ["preflight skipped (pcp-eval:skipPreflight)"], kvmUsable: true }
-        : preflight(cfg, realHost);
+        ? { missing: [], notes: ["preflight skipped (pcp-eval:skipPreflight)"], kvmUsable: cfg.vmAccel !== "tcg" }
+        : preflight(cfg, realHost, os.release(), path.join(cfg.stateDir, "kvm-probe.json"));
     try {
         enforcePreflight(report, pulumi.runtime.isDryRun(), (message) => pulumi.log.warn(message));
     } catch (err) {

@@ -72,6 +72,7 @@ export interface PcpEvalConfig {
     sshPublicKey?: string;
     useSudo: boolean;
     hostCommands: HostCommandBackend;
+    vmAccel: "auto" | "kvm" | "tcg";
     skipPreflight: boolean;
     container?: ContainerConfig;
     bridge?: BridgeConfig;
@@ -109,6 +110,7 @@ export const configKeys = {
     bridgeGateway: { type: "string", default: "", description: "Host address on the bridge (the VMs' gateway). Empty: the gateway in nix/constants.json." },
     vms: { type: "array", default: [], description: "MicroVMs, one string each: <variant>[:user|:tap][,name=N][,memory=MiB][,vcpus=N][,address=IP]. Variants: base, eval, grafana, bpf." },
     vmMemoryMiB: { type: "integer", default: 0, description: "Default memory per VM in MiB (at least the minimum in nix/constants.json). 0: the default in nix/constants.json." },
+    vmAccel: { type: "string", default: "auto", description: "QEMU accelerator for the VMs: auto (KVM when a test boot under KVM works, else TCG), kvm or tcg." },
     vmVcpus: { type: "integer", default: 0, description: "Default vCPUs per VM. 0: the default in nix/constants.json." },
     kubernetesEnabled: { type: "boolean", default: false, description: "Deploy the PCP DaemonSet to a Kubernetes cluster." },
     kubeContext: { type: "string", default: "", description: "kubeconfig context to deploy to (required when kubernetesEnabled)." },
@@ -317,6 +319,10 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     if (pcpSource !== "nixpkgs" && pcpSource !== "upstream") {
         problems.push(`${key("pcpSource")}: "${pcpSource}" is not a PCP source; use nixpkgs or upstream`);
     }
+    const vmAccel = read.string("vmAccel");
+    if (vmAccel !== "auto" && vmAccel !== "kvm" && vmAccel !== "tcg") {
+        problems.push(`${key("vmAccel")}: "${vmAccel}" is not an accelerator; use auto, kvm or tcg`);
+    }
     const hostCommands = read.string("hostCommands");
     if (!(hostCommandBackends as readonly string[]).includes(hostCommands)) {
         problems.push(`${key("hostCommands")}: "${hostCommands}" is not a backend; use ${hostCommandBackends.join(" or ")}`);
@@ -480,6 +486,7 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
         sshPublicKey: sshPublicKey === "" ? undefined : sshPublicKey,
         useSudo: read.boolean("useSudo"),
         hostCommands: hostCommands as HostCommandBackend,
+        vmAccel: vmAccel as PcpEvalConfig["vmAccel"],
         skipPreflight: read.boolean("skipPreflight"),
         container,
         bridge,

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseConfig, PcpEvalConfig } from "./config";
-import { enforcePreflight, HostProbe, preflight, realHost } from "./preflight";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { requireTools } from "../test/helpers/tools";
+import { enforcePreflight, HostProbe, preflight, realHost, testBoot } from "./preflight";
 
 function cfgOf(raw: Record<string, unknown>): PcpEvalConfig {
     return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [`pcp-eval:${k}`, typeof v === "string" ? v : JSON.stringify(v)])), "unit", "/srv/p");
@@ -57,12 +62,51 @@ describe("preflight", () => {
         assert.ok(!host.calls.some((c) => c.startsWith("docker") || c.startsWith("kubectl")));
     });
 
-    it("a /dev/kvm that hangs QEMU means TCG, noted but not blocking", () => {
-        const host = fakeHost({ failing: ["sh -c (printf"] });
-        const report = preflight(cfgOf({ vms: ["base"] }), host);
+    it("a /dev/kvm whose test boot hangs means TCG, noted but not blocking", () => {
+        const host = fakeHost({ failing: ["timeout -s KILL 20 qemu-system-x86_64 -accel kvm"] });
+        const report = preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test");
         assert.equal(report.kvmUsable, false);
         assert.deepEqual(report.missing, []);
-        assert.ok(report.notes.some((n) => /TCG/.test(n)));
+        assert.ok(report.notes.some((n) => /did not finish in 20 s.*TCG/.test(n)), report.notes.join("\n"));
+        assert.ok(host.calls.some((c) => c.includes("-kernel /run/booted-system/kernel")), "boots the host's own kernel");
+    });
+
+    it("boots the first readable host kernel, and falls back to the BIOS check without one", () => {
+        const withBoot = fakeHost({ missingPaths: ["/run/booted-system/kernel"] });
+        assert.equal(preflight(cfgOf({ vms: ["base"] }), withBoot, "6.1.0-test").kvmUsable, true);
+        assert.ok(withBoot.calls.some((c) => c.includes("-kernel /boot/vmlinuz-6.1.0-test")));
+        const noKernel = fakeHost({ missingPaths: ["/run/booted-system/kernel", "/boot/vmlinuz-6.1.0-test", "/boot/vmlinuz"] });
+        const report = preflight(cfgOf({ vms: ["base"] }), noKernel, "6.1.0-test");
+        assert.equal(report.kvmUsable, true);
+        assert.ok(noKernel.calls.some((c) => c.startsWith("sh -c (printf")));
+        assert.ok(report.notes.some((n) => /set pcp-eval:vmAccel tcg if VMs hang/.test(n)));
+    });
+
+    it("remembers the KVM verdict for this boot, so a hanging KVM is probed once", () => {
+        const cache = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pe2-kvm-")), "state", "kvm-probe.json");
+        try {
+            const first = fakeHost({ failing: ["timeout -s KILL 20 qemu-system-x86_64 -accel kvm"] });
+            assert.equal(preflight(cfgOf({ vms: ["base"] }), first, "6.1.0-test", cache).kvmUsable, false);
+            assert.ok(first.calls.some((c) => c.includes("-accel kvm")));
+            const second = fakeHost({});
+            const report = preflight(cfgOf({ vms: ["base"] }), second, "6.1.0-test", cache);
+            assert.equal(report.kvmUsable, false, "the remembered verdict, not a new probe");
+            assert.ok(!second.calls.some((c) => c.includes("-accel kvm")));
+            assert.ok(report.notes.some((n) => /remembered for this boot/.test(n)));
+            const otherKernel = fakeHost({});
+            assert.equal(preflight(cfgOf({ vms: ["base"] }), otherKernel, "6.2.0-other", cache).kvmUsable, true, "another kernel release probes again");
+        } finally {
+            fs.rmSync(path.dirname(path.dirname(cache)), { recursive: true, force: true });
+        }
+    });
+
+    it("vmAccel kvm or tcg skips the probe and decides", () => {
+        for (const accel of ["kvm", "tcg"]) {
+            const host = fakeHost({});
+            const report = preflight(cfgOf({ vms: ["base"], vmAccel: accel }), host, "6.1.0-test");
+            assert.equal(report.kvmUsable, accel === "kvm");
+            assert.ok(!host.calls.some((c) => c.includes("-accel kvm")));
+        }
     });
 
     it("up fails with every finding in one message; preview only warns", () => {
@@ -71,6 +115,15 @@ describe("preflight", () => {
         enforcePreflight(report, true, (m) => warnings.push(m));
         assert.ok(warnings.some((w) => /lacks 2 things/.test(w) && /preview goes on/.test(w)));
         assert.throws(() => enforcePreflight(report, false, () => undefined), /lacks 2 things[\s\S]*- nix:[\s\S]*- docker daemon:[\s\S]*Nothing was created/);
+    });
+
+    it("the test boot command really boots a kernel to its end (the fixture kernel, under TCG)", (t) => {
+        if (!requireTools(t, ["qemu-system-x86_64", "timeout"])) return;
+        const built = spawnSync("bash", [path.resolve(__dirname, "../test/fixtures/vm/build.sh")], { encoding: "utf8" });
+        assert.equal(built.status, 0, built.stderr);
+        const kernel = (JSON.parse(built.stdout.trim().split("\n").pop()!) as { kernel: string }).kernel;
+        const boot = testBoot(realHost, kernel, "tcg");
+        assert.equal(boot.ok, true, `test boot failed: ${boot.detail}`);
     });
 
     it("runs against this real host and returns a well-formed report", () => {

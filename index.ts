@@ -21,7 +21,8 @@ function main() {
     }
     const report: PreflightReport = cfg.skipPreflight
         ? { missing: [], notes: ["preflight skipped (pcp-eval:skipPreflight)"], kvmUsable: cfg.vmAccel !== "tcg" }
-        : preflight(cfg, realHost, os.release(), path.join(cfg.stateDir, "kvm-probe.json"));
+        : // A fact about the host, not the stack: cached outside the stack's state, which destroy empties.
+          preflight(cfg, realHost, os.release(), path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "pcp-eval", "kvm-probe.json"));
     try {
         enforcePreflight(report, pulumi.runtime.isDryRun(), (message) => pulumi.log.warn(message));
     } catch (err) {

@@ -8,10 +8,10 @@
  */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { parseTimeouts, UsageError } from "./lib/verify/cli";
+import { parseTimeouts, runMain, UsageError } from "./lib/verify/cli";
 import { pulumiStack, runLifecycle } from "./lib/verify/lifecycle";
 import { projectDir } from "./lib/verify/outputs";
-import { formatOverall, formatSummaryTable, writeJsonReport } from "./lib/verify/report";
+import { printReport } from "./lib/verify/report";
 
 const usage = `usage: npm run lifecycle -- --stack NAME [options]
 
@@ -55,14 +55,7 @@ async function main(argv: string[]): Promise<number> {
             process.stdout.write(`${line}\n`);
         };
         const report = await runLifecycle(stack, { only: v.only, timeoutsSeconds: timeouts, log });
-        process.stdout.write("\n");
-        for (const t of report.targets) process.stdout.write(`${formatSummaryTable(t)}\n\n`);
-        process.stdout.write(`${formatOverall(report)}\n`);
-        if (v.json !== undefined) {
-            await writeJsonReport(v.json, report);
-            process.stdout.write(`report written to ${v.json}\n`);
-        }
-        return report.ok ? 0 : 1;
+        return await printReport(report, v.json);
     } catch (err) {
         if (err instanceof UsageError) {
             process.stderr.write(`lifecycle: ${err.message}\n${usage}\n`);
@@ -72,12 +65,4 @@ async function main(argv: string[]): Promise<number> {
     }
 }
 
-main(process.argv.slice(2)).then(
-    (code) => {
-        process.exitCode = code;
-    },
-    (err: unknown) => {
-        process.stderr.write(`lifecycle: ${err instanceof Error ? err.message : String(err)}\n`);
-        process.exitCode = 2;
-    },
-);
+runMain("lifecycle", main);

@@ -9,9 +9,9 @@
  */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { parsePhases, parseTimeouts, UsageError } from "./lib/verify/cli";
+import { parsePhases, parseTimeouts, runMain, UsageError } from "./lib/verify/cli";
 import { OutputsError, projectDir, readOutputsFile, readStackOutputs } from "./lib/verify/outputs";
-import { formatOverall, formatSummaryTable, writeJsonReport } from "./lib/verify/report";
+import { printReport } from "./lib/verify/report";
 import type { StackOutputs } from "./lib/verify/types";
 import { verifyPhases } from "./lib/verify/types";
 import { runVerify, UnknownTargetError } from "./lib/verify/verify";
@@ -76,14 +76,7 @@ async function main(argv: string[]): Promise<number> {
             stack: v.stack,
             log: (line) => process.stdout.write(`${line}\n`),
         });
-        process.stdout.write("\n");
-        for (const t of report.targets) process.stdout.write(`${formatSummaryTable(t)}\n\n`);
-        process.stdout.write(`${formatOverall(report)}\n`);
-        if (v.json !== undefined) {
-            await writeJsonReport(v.json, report);
-            process.stdout.write(`report written to ${v.json}\n`);
-        }
-        return report.ok ? 0 : 1;
+        return await printReport(report, v.json);
     } catch (err) {
         if (err instanceof UsageError) {
             process.stderr.write(`verify: ${err.message}\n${usage}\n`);
@@ -97,12 +90,4 @@ async function main(argv: string[]): Promise<number> {
     }
 }
 
-main(process.argv.slice(2)).then(
-    (code) => {
-        process.exitCode = code;
-    },
-    (err: unknown) => {
-        process.stderr.write(`verify: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-        process.exitCode = 2;
-    },
-);
+runMain("verify", main);

@@ -31,3 +31,16 @@ export function parsePhases(values: readonly string[]): VerifyPhase[] | undefine
     if (bad.length > 0) throw new UsageError(`--phase ${bad.join(",")}: unknown phase; phases are ${verifyPhases.join(", ")}`);
     return verifyPhases.filter((p) => phases.includes(p));
 }
+
+/** Runs a CLI's main and turns an unexpected error into exit status 2 with its message. */
+export function runMain(name: string, main: (argv: string[]) => Promise<number>): void {
+    main(process.argv.slice(2)).then(
+        (code) => {
+            process.exitCode = code;
+        },
+        (err: unknown) => {
+            process.stderr.write(`${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+            process.exitCode = 2;
+        },
+    );
+}

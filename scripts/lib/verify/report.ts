@@ -113,3 +113,18 @@ export async function writeJsonReport(file: string, report: VerifyReport): Promi
     await mkdir(path.dirname(path.resolve(file)), { recursive: true });
     await writeFile(file, `${JSON.stringify(report, null, 2)}\n`, "utf8");
 }
+
+/**
+ * Prints the per-target tables and the overall line, writes the JSON report
+ * when asked, and returns the exit status (0 all passed, 1 any FAIL).
+ */
+export async function printReport(report: VerifyReport, jsonFile: string | undefined): Promise<number> {
+    process.stdout.write("\n");
+    for (const t of report.targets) process.stdout.write(`${formatSummaryTable(t)}\n\n`);
+    process.stdout.write(`${formatOverall(report)}\n`);
+    if (jsonFile !== undefined) {
+        await writeJsonReport(jsonFile, report);
+        process.stdout.write(`report written to ${jsonFile}\n`);
+    }
+    return report.ok ? 0 : 1;
+}

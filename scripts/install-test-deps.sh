@@ -38,6 +38,25 @@ for f in pmcd pmproxy pmnsmerge; do
     [[ -x $pcp_bin/$f ]] || { echo "install-test-deps: pcp is not usable: $pcp_bin/$f is missing" >&2; exit 1; }
 done
 
+# OpenSSH's server for the pmie-over-SSH test (test/helpers/sshd.ts runs its own
+# sshd on a loopback port). A policy-rc.d that answers 101 keeps the package
+# from starting the system's sshd on port 22 while it installs; it is removed
+# again, and one that was already there is left alone.
+if ! dpkg-query -W -f='${Status}' openssh-server 2>/dev/null | grep -q "install ok installed"; then
+    echo "install-test-deps: installing openssh-server (service not started)" >&2
+    policy=/usr/sbin/policy-rc.d
+    own_policy=false
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=true
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null || install_failed=true
+    if [[ $own_policy == true ]]; then rm -f "$policy"; fi
+    [[ ${install_failed:-false} == false ]] || { echo "install-test-deps: openssh-server failed to install" >&2; exit 1; }
+fi
+
 if [[ ! -d node_modules ]] || ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
     npm ci --no-audit --no-fund >&2
 fi

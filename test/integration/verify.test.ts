@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
 import * as os from "node:os";
@@ -17,6 +17,7 @@ import { test, type TestContext } from "node:test";
 import { constants } from "../../components/constants";
 import { buildChecks } from "../../scripts/lib/verify/checks";
 import { localShell } from "../../scripts/lib/verify/remote";
+import { sshdBinary, startSshd } from "../helpers/sshd";
 import type { VerifyReport } from "../../scripts/lib/verify/report";
 import { runPhase } from "../../scripts/lib/verify/runner";
 import type { CheckResult, StackOutputs, Target, VerifyPhase } from "../../scripts/lib/verify/types";
@@ -272,7 +273,9 @@ test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t
             assert.equal(find(checks, "consoles", "serial").attempts, 1);
         });
 
-        await t.test("pmie: real pmie firing cpu_elevated into alerts.log and beating; read by the probe script through sh", async () => {
+        await t.test("pmie: real pmie firing cpu_elevated into alerts.log and beating; read over a real sshd by the probe script", async (st) => {
+            if (!requireTools(st, [["OpenSSH server (openssh-server)", () => existsSync(sshdBinary)], "ssh", "ssh-keygen"])) return;
+            const sshd = await startSshd();
             const alertsLog = path.join(pcp.dir, "alerts.log");
             const heartbeatFile = path.join(pcp.dir, "heartbeat");
             const rule = constants.pmie.rule;
@@ -287,10 +290,11 @@ test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t
                 ].join("\n"),
             );
             try {
-                const target = evalTarget(pcp, {}, { pmieTest: true });
+                // The target's own ssh endpoint: verify's default transport, as against a VM.
+                const ssh = { host: sshd.host, port: sshd.port, user: sshd.user, identityFile: sshd.identityFile };
+                const target = evalTarget(pcp, { ssh }, { pmieTest: true });
                 const checks = buildChecks("eval", target, {
                     pmie: { alertsLog, heartbeatFile, heartbeatSeconds: 1, cycleSeconds: 5 },
-                    shellFor: () => localShell("local sh (test)"),
                 });
                 const run = await runPhase("eval", "pmie", checks.pmie, { retry: true });
                 const [heartbeat, alert] = run.results;
@@ -298,8 +302,11 @@ test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t
                 assert.match(heartbeat.message, /s old \(limit 2 s\)/);
                 assert.equal(alert.status, "PASS", alert.message);
                 assert.match(alert.message, new RegExp(`gained \\d+ ${rule} line`));
+                // Both checks went through the server, with the target's key.
+                assert.match(sshd.log(), new RegExp(`Accepted publickey for ${sshd.user} from 127\\.0\\.0\\.1`));
             } finally {
                 await pmie.stop();
+                await sshd.stop();
             }
         });
 

@@ -134,6 +134,18 @@ status_json() { # status_json DIR NAME
     fi
 }
 clear_pid_files() { rm -f "$1/vm.pid" "$1/vm.pid.new" "$1/vm.json"; }
+# orphan_runners DIR: session leaders whose working directory is DIR
+orphan_runners() {
+    local want p cwd
+    want=$(realpath -- "$1")
+    for p in /proc/[0-9]*; do
+        p=${p#/proc/}
+        cwd=$(readlink "/proc/$p/cwd" 2>/dev/null) || continue
+        [[ $cwd == "$want" ]] || continue
+        [[ $(ps -o sid= -p "$p" 2>/dev/null | tr -d ' ') == "$p" ]] && echo "$p"
+    done
+    return 0
+}
 
 # --- ports --------------------------------------------------------------
 listening_ports() { ss -Htln 2>/dev/null | awk '{n = split($4, a, ":"); print a[n]}' | sort -un; }
@@ -517,6 +529,17 @@ cmd_start() {
     if vm_alive "$dir"; then
         die "VM '$name' already runs (pid $VM_PID since $VM_STARTED); stop it first: vm.sh stop --name $name --state-dir $state_dir"
     fi
+    # A start of this VM whose vm.sh was killed before its record was complete
+    # leaves a runner behind with no valid pid file. It is ours: every runner
+    # is started by setsid with this VM's dir as its working directory. End it
+    # by PID, as stop would, before the ports are checked.
+    local orphan fields
+    for orphan in $(orphan_runners "$dir"); do
+        fields=$(proc_fields "$orphan") || continue
+        VM_PID=$orphan VM_TICKS=${fields#* } VM_RUNNER=""
+        echo "vm $name: start: stopping pid $orphan, left running by an interrupted start of this VM" >&2
+        stop_vm "$dir" true
+    done
     clear_pid_files "$dir"
     rm -f "$dir/qmp.sock"
 

@@ -319,6 +319,23 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
         assert.equal((await stop("victim", ["--shutdown-timeout", "1", "--exit-timeout", "5"])).stopped, true);
     });
 
+    it("a runner left without a record by an interrupted start is stopped by the next start of that VM", { timeout: TEST_TIMEOUT }, async (t) => {
+        if (!gate(t)) return;
+        const [serial, virtio] = await freePorts(2);
+        const runner = await makeRunner({ out: path.join(root, "runner-orphan"), name: "pe5-orphan", serialPort: serial, virtioPort: virtio });
+        const first = await start("orphan", runner, ["--port", `${serial}`, "--port", `${virtio}`]);
+        // What a vm.sh killed between launching the runner and recording it leaves: the runner, no pid file.
+        for (const f of ["vm.pid", "vm.json"]) fs.rmSync(path.join(first.stateDir, f));
+        assert.equal((await status("orphan")).running, false);
+        assert.ok(processAlive(first.pid));
+
+        const again = await start("orphan", runner, ["--port", `${serial}`, "--port", `${virtio}`]);
+        assert.notEqual(again.pid, first.pid);
+        assert.ok(!processAlive(first.pid), "the orphaned runner was stopped");
+        assert.equal((await status("orphan")).pid, again.pid);
+        assert.equal((await stop("orphan", ["--shutdown-timeout", "1", "--exit-timeout", "5"])).stopped, true);
+    });
+
     it("a readiness timeout names the phase, the last probe error and the log tails, and stops the VM", { timeout: TEST_TIMEOUT }, async (t) => {
         if (!gate(t)) return;
         const [pmcd, serial, virtio] = await freePorts(3);

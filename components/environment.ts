@@ -10,6 +10,7 @@ import { OciImage } from "./ociImage";
 import { PcpDaemonSet } from "./pcpDaemonSet";
 import { flakeFingerprint } from "./shell";
 import { SshKey } from "./sshKey";
+import { afterStateDir, StateDir } from "./stateDir";
 import { TapBridge } from "./tapBridge";
 import { Target } from "./targets";
 
@@ -52,6 +53,10 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
     const fingerprint = cfg.flakeIsLocal ? flakeFingerprint(cfg.flake) : cfg.flake;
     const common = { stateDir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands };
 
+    const anything = cfg.vms.length > 0 || cfg.container !== undefined || cfg.bridge !== undefined || cfg.kubernetes !== undefined;
+    const stateDir = anything ? new StateDir("state", { dir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands }) : undefined;
+    const after = afterStateDir(stateDir);
+
     const tapVms = cfg.vms.filter((vm) => vm.tap !== undefined);
     const bridge = cfg.bridge
         ? new TapBridge("network", {
@@ -60,15 +65,15 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
               taps: Object.fromEntries(tapVms.map((vm) => [vm.name, { ...vm.tap!, vcpus: vm.vcpus }])),
               tapOwner: options.vmUser ?? os.userInfo().username,
               useSudo: cfg.useSudo,
-          })
+          }, after)
         : undefined;
 
     const image =
         cfg.container || cfg.kubernetes
-            ? new OciImage("pcp-image", { ...common, stack: cfg.stack, flake: cfg.flake, system: cfg.system, fingerprint, container: cfg.container })
+            ? new OciImage("pcp-image", { ...common, stack: cfg.stack, flake: cfg.flake, system: cfg.system, fingerprint, container: cfg.container }, after)
             : undefined;
 
-    const key = cfg.vms.length > 0 && cfg.sshPublicKey === undefined ? new SshKey("ssh-key", { ...common, stack: cfg.stack }) : undefined;
+    const key = cfg.vms.length > 0 && cfg.sshPublicKey === undefined ? new SshKey("ssh-key", { ...common, stack: cfg.stack }, after) : undefined;
     const vms = cfg.vms.map(
         (spec) =>
             new MicroVm(`vm-${spec.name}`, {
@@ -83,7 +88,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
                 sshPrivateKeyPath: key?.privateKeyPath,
                 fingerprint,
                 networkDependencies: spec.tap && bridge ? [bridge.tapResources[spec.name]!] : [],
-            }),
+            }, after),
     );
 
     const daemonSet =
@@ -95,7 +100,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
                   imageLoaded: image.loaded,
                   projectDir: cfg.projectDir,
                   hostCommands: cfg.hostCommands,
-              })
+              }, after)
             : undefined;
 
     const targets: Record<string, Target> = {};

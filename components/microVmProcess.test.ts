@@ -45,6 +45,7 @@ describe("vmShArgs", () => {
         ]);
         assert.deepEqual(vmShArgs({ ...inputs, timeouts: {} }, "stop"), ["stop", "--name", "eval", "--state-dir", "/srv/state/vms"]);
         assert.deepEqual(vmShArgs(inputs, "status"), ["status", "--name", "eval", "--state-dir", "/srv/state/vms"]);
+        assert.deepEqual(vmShArgs(inputs, "stop", { purge: true }).slice(-1), ["--purge"]);
     });
 });
 
@@ -173,9 +174,9 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         assert.deepEqual(await diff(props.vmDir, props, { ...props }), { changes: true, replaces: ["pid"], deleteBeforeReplace: true });
     });
 
-    it("delete runs vm.sh stop with the shutdown and exit timeouts", async () => {
+    it("delete runs vm.sh stop with the shutdown and exit timeouts, purging the VM dir", async () => {
         write("stop.json", JSON.stringify({ name: "eval", stopped: true, how: "graceful" }));
         await (provider.delete as DeleteFn)(props.vmDir, props);
-        assert.match(calls().at(-1) ?? "", /^stop --name eval --state-dir \S+ --shutdown-timeout 30 --exit-timeout 60$/);
+        assert.match(calls().at(-1) ?? "", /^stop --name eval --state-dir \S+ --shutdown-timeout 30 --exit-timeout 60 --purge$/);
     });
 });

@@ -81,7 +81,12 @@ export interface VmStatus {
 }
 
 /** The vm.sh command line (after the script path) for one verb. */
-export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | "status"): string[] {
+/** purge: a stop that also removes the VM's logs and directory (destroy). */
+export interface VmShOptions {
+    purge?: boolean;
+}
+
+export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | "status", options: VmShOptions = {}): string[] {
     const base = [verb, "--name", inputs.name, "--state-dir", inputs.stateDir];
     const timeouts = inputs.timeouts ?? {};
     if (verb === "start") {
@@ -97,6 +102,7 @@ export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | 
         const args = [...base];
         if (timeouts.shutdown !== undefined) args.push("--shutdown-timeout", String(timeouts.shutdown));
         if (timeouts.exit !== undefined) args.push("--exit-timeout", String(timeouts.exit));
+        if (options.purge === true) args.push("--purge");
         return args;
     }
     return base;
@@ -107,9 +113,9 @@ export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | 
  * to this process's stderr as they come (Pulumi shows a dynamic provider's
  * stderr); a failure rejects with vm.sh's error report.
  */
-export function runVmSh<T>(inputs: MicroVmProcessInputs, verb: "start" | "stop" | "status", echo = true): Promise<T> {
+export function runVmSh<T>(inputs: MicroVmProcessInputs, verb: "start" | "stop" | "status", echo = true, options: VmShOptions = {}): Promise<T> {
     const childProcess: typeof import("node:child_process") = require("node:child_process");
-    const args = vmShArgs(inputs, verb);
+    const args = vmShArgs(inputs, verb, options);
     return new Promise<T>((resolve, reject) => {
         const child = childProcess.spawn("bash", [inputs.scriptPath, ...args], { stdio: ["ignore", "pipe", "pipe"] });
         let stdout = "";
@@ -249,7 +255,8 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
     },
 
     async delete(_id, props) {
-        await runVmSh<VmStopResult>(props, "stop");
+        // Destroy leaves nothing of the VM: its logs and directory go too.
+        await runVmSh<VmStopResult>(props, "stop", true, { purge: true });
     },
 };
 

@@ -19,7 +19,7 @@
 #       Refuses a VM that already runs and any --port that something else holds.
 #       On a failure the error names the phase and the last probe error, shows
 #       the last 40 lines of the VM log and serial console, and stops the VM.
-#   vm.sh stop   --name N --state-dir D [--shutdown-timeout S] [--exit-timeout S]
+#   vm.sh stop   --name N --state-dir D [--shutdown-timeout S] [--exit-timeout S] [--purge]
 #       Graceful (STOREPATH/bin/microvm-shutdown, else ACPI powerdown through
 #       the QMP socket), SIGTERM after the shutdown timeout, SIGKILL after the
 #       exit timeout. -> {"name","stopped":true,"how":"graceful|term|kill|not-running"}
@@ -320,7 +320,7 @@ json_str() { # a JSON string literal
 verb=${1:-}
 [[ -n $verb ]] || usage_error "missing verb: start, stop, status or list"
 shift
-name="" state_dir="" runner=""
+name="" state_dir="" runner="" purge=false
 ports=() probe_phases=() probe_specs=()
 declare -A timeout_ms=()
 while (($# > 0)); do
@@ -331,6 +331,7 @@ while (($# > 0)); do
             val=$2
             shift 2
             ;;
+        --purge) purge=true; shift; continue ;;
         -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
         *) usage_error "unknown argument '$opt'" ;;
     esac
@@ -454,23 +455,37 @@ lock_vm() { # lock_vm DIR MODE(nowait|wait)
     fi
 }
 
+# purge_vm_dir DIR: what vm.sh and the runner wrote there (logs, sockets, lock),
+# then the directory and the state dir above it when nothing else is left in
+# them (a runner out-link, say, stays with its owner).
+purge_vm_dir() {
+    local dir=$1 f
+    rm -f -- "$dir"/vm.pid "$dir"/vm.pid.new "$dir"/vm.json "$dir"/vm.log "$dir"/vm.log.1 \
+        "$dir"/serial.log "$dir"/virtio.log "$dir"/.lock
+    for f in "$dir"/*.sock; do
+        if [[ -S $f ]]; then rm -f -- "$f"; fi
+    done
+    if rmdir -- "$dir" 2>/dev/null; then rmdir -- "$state_dir" 2>/dev/null || true; fi
+}
+
 cmd_stop() {
-    local dir
+    local dir how=not-running
     dir=$(vm_dir)
     if [[ ! -d $dir ]]; then
         jq -nc --arg name "$name" '{name:$name, stopped:true, how:"not-running"}'
         return
     fi
     lock_vm "$dir" wait
-    if ! vm_alive "$dir"; then
+    if vm_alive "$dir"; then
+        stop_vm "$dir" true
+        how=$STOP_HOW
+        echo "vm $name: stopped ($how)" >&2
+    else
         clear_pid_files "$dir"
         rm -f "$dir/qmp.sock"
-        jq -nc --arg name "$name" '{name:$name, stopped:true, how:"not-running"}'
-        return
     fi
-    stop_vm "$dir" true
-    echo "vm $name: stopped ($STOP_HOW)" >&2
-    jq -nc --arg name "$name" --arg how "$STOP_HOW" '{name:$name, stopped:true, how:$how}'
+    [[ $purge == false ]] || purge_vm_dir "$dir"
+    jq -nc --arg name "$name" --arg how "$how" '{name:$name, stopped:true, how:$how}'
 }
 
 # --- start --------------------------------------------------------------

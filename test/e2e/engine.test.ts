@@ -36,8 +36,8 @@ const ready = needs.every((n) => (typeof n === "string" ? haveCommand(n) : n[1](
 const bridge = constants.network.bridge;
 const tapDevice = `${constants.network.tapPrefix}0`;
 const vmNames = ["base", "eval"];
-/** Resources of the ci stack: stack, TapBridge (+bridge, +1 TAP), SshKey (+keygen), 2 x (MicroVm, NixBuild, build, process). */
-const ciResourceCount = 14;
+/** Resources of the ci stack: stack, StateDir (+dir), TapBridge (+bridge, +1 TAP), SshKey (+keygen), 2 x (MicroVm, NixBuild, build, process). */
+const ciResourceCount = 16;
 
 function summary(json: EngineJson): Record<string, number> {
     return json.changeSummary;
@@ -82,7 +82,7 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         const { json } = await q.pulumiJson(["preview", "--stack", stackName]);
         assert.deepEqual(summary(json), { create: ciResourceCount });
         const planned = changes(json);
-        const expected = ["pcp-eval-ci", "network", "network-bridge", `network-${tapDevice}`, "ssh-key", "ssh-key-keygen"];
+        const expected = ["pcp-eval-ci", "state", "state-dir", "network", "network-bridge", `network-${tapDevice}`, "ssh-key", "ssh-key-keygen"];
         for (const n of vmNames) expected.push(`vm-${n}`, `vm-${n}-runner`, `vm-${n}-runner-build`, `vm-${n}-process`);
         assert.deepEqual(planned, expected.map((n) => `create ${n}`).sort());
         // Nothing exists: no process, no device, no table, no out-link, no resource in the state.
@@ -183,6 +183,8 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         assert.deepEqual(q.ns.links().map((l) => l.ifname), ["lo"]);
         assert.deepEqual(q.nftTables(), []);
         assert.deepEqual(q.outLinks(), []);
+        // Nothing of the stack on disk either: logs, key, records and the state directory itself are gone.
+        assert.equal(fs.existsSync(q.stateDir), false, `${q.stateDir} is left after destroy`);
         await q.pulumiOk(["stack", "rm", "--yes", stackName]);
         const ls = JSON.parse((await q.pulumiOk(["stack", "ls", "--json"])).stdout) as Array<{ name: string }>;
         assert.deepEqual(ls.map((s) => s.name), []);

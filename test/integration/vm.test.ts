@@ -319,7 +319,7 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
         assert.equal((await stop("victim", ["--shutdown-timeout", "1", "--exit-timeout", "5"])).stopped, true);
     });
 
-    it("a runner left without a record by an interrupted start is stopped by the next start of that VM", { timeout: TEST_TIMEOUT }, async (t) => {
+    it("a runner left without a record by an interrupted start is stopped by the next start; stop --purge leaves no directory", { timeout: TEST_TIMEOUT }, async (t) => {
         if (!gate(t)) return;
         const [serial, virtio] = await freePorts(2);
         const runner = await makeRunner({ out: path.join(root, "runner-orphan"), name: "pe5-orphan", serialPort: serial, virtioPort: virtio });
@@ -333,7 +333,9 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
         assert.notEqual(again.pid, first.pid);
         assert.ok(!processAlive(first.pid), "the orphaned runner was stopped");
         assert.equal((await status("orphan")).pid, again.pid);
-        assert.equal((await stop("orphan", ["--shutdown-timeout", "1", "--exit-timeout", "5"])).stopped, true);
+        // --purge (what destroy uses) also takes the VM's logs and directory.
+        assert.equal((await stop("orphan", ["--shutdown-timeout", "1", "--exit-timeout", "5", "--purge"])).stopped, true);
+        assert.equal(fs.existsSync(again.stateDir), false, "the VM directory is gone after stop --purge");
     });
 
     it("a readiness timeout names the phase, the last probe error and the log tails, and stops the VM", { timeout: TEST_TIMEOUT }, async (t) => {

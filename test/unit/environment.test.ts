@@ -50,6 +50,7 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
             "pcp-eval:index:OciImage pcp-image",
             "pcp-eval:index:PcpDaemonSet pcp-daemonset",
             "pcp-eval:index:SshKey ssh-key",
+            "pcp-eval:index:StateDir state",
             "pcp-eval:index:TapBridge network",
             "pulumi:pulumi:Stack pcp-eval-dev",
         ].filter((s) => !s.startsWith("pulumi:pulumi:Stack")));
@@ -86,6 +87,14 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
             assert.ok(!deps.some((d) => d.startsWith("pcp-image")), `${vm} must not wait for the image`);
         }
         assert.ok(!recording.dependencyNames("pcp-image-container").some((d) => d.startsWith("vm-") || d.startsWith("network")));
+    });
+
+    it("puts every resource after the state directory, so destroy removes the directory last", async () => {
+        const { recording } = await record(cfg);
+        const others = recording.resources.filter((r) => r.name !== "state" && r.name !== "state-dir");
+        assert.ok(others.length > 20);
+        for (const r of others) assert.ok(recording.dependencyNames(r.name).includes("state-dir"), `${r.name} must depend on state-dir`);
+        assert.deepEqual(recording.dependencyNames("state-dir"), []);
     });
 
     it("parents every resource to a component, never to the stack directly", async () => {
@@ -146,7 +155,7 @@ describe("other configurations", () => {
     it("container only: image build, load and container; no VM, key, bridge or cluster", async () => {
         const { recording, outputs } = await record(configOf({ containerEnabled: true }));
         const names = recording.resources.map((r) => r.name).sort();
-        assert.deepEqual(names.filter((n) => !n.startsWith("pcp-image")), []);
+        assert.deepEqual(names.filter((n) => !n.startsWith("pcp-image")), ["state", "state-dir"]);
         assert.ok(names.includes("pcp-image-container"));
         assert.ok(recording.dependencyNames("pcp-image-container").includes("pcp-image-load"));
         assert.deepEqual(Object.keys(outputs).sort(), ["pmcdEndpoints", "pmproxyUrls", "summary", "targets"]);

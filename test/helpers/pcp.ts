@@ -15,6 +15,9 @@ import { existsSync, openSync, closeSync, readFileSync } from "node:fs";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import * as http from "node:http";
 import * as net from "node:net";
+import { freePort } from "./ports";
+
+export { freePort };
 import * as os from "node:os";
 import * as path from "node:path";
 import { constants } from "../../components/constants";
@@ -64,18 +67,6 @@ export function pcpMissing(): string | undefined {
 /** Needs in requireTools form. */
 export const pcpNeeds: Array<[string, () => boolean]> = [["Debian's pcp (pmcd, pmproxy, linux PMDA)", () => pcpMissing() === undefined]];
 
-/** A free TCP port on 127.0.0.1 (bound, read, released). */
-export function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const addr = srv.address();
-            const port = typeof addr === "object" && addr ? addr.port : 0;
-            srv.close(() => resolve(port));
-        });
-    });
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -25,7 +25,6 @@
  */
 import { strict as assert } from "node:assert";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import * as net from "node:net";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -35,6 +34,7 @@ import { promisify } from "node:util";
 import { constants } from "../../components/constants";
 import { dumpManifests, labelKeys, renderManifests, type PullPolicy } from "../../components/k8sManifests";
 import { nodeEndpoints, type PodListJson } from "../../components/pcpDaemonSet";
+import { freePort } from "../helpers/ports";
 import { haveCommand, isRoot, requireTools } from "../helpers/tools";
 
 const execFileP = promisify(execFile);
@@ -199,16 +199,6 @@ function pcpConf(): Record<string, string> {
     return out;
 }
 
-function freeLoopbackPort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const port = (srv.address() as net.AddressInfo).port;
-            srv.close(() => resolve(port));
-        });
-    });
-}
 
 async function pminfoLoad(port: number): Promise<number[]> {
     const { stdout } = await execFileP("pminfo", ["-h", `127.0.0.1:${port}`, "-f", "kernel.all.load"], {
@@ -265,7 +255,7 @@ describe("the DaemonSet's pmcd environment with real PCP (no cluster)", () => {
 
         // The container's own arguments, with a free loopback port instead of
         // the node port, plus this test's config, PMNS, log and socket.
-        const port = await freeLoopbackPort();
+        const port = await freePort();
         const args = [...(pmcd.args ?? [])];
         const p = args.indexOf("-p");
         assert.equal(args[p + 1], String(constants.ports.pmcd));

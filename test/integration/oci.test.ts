@@ -23,6 +23,7 @@ import { constants } from "../../components/constants";
 import { containerSpec, dockerRunArgs } from "../../components/ociContainerSpec";
 import { buildPcpImage, buildScript, PcpImage } from "../fixtures/pcp-image/fixture";
 import { DockerDaemon, dockerUnavailableReason, ensureDockerd } from "../helpers/dockerd";
+import { freePort } from "../helpers/ports";
 import { firstUnmet, isRoot, requireTools } from "../helpers/tools";
 
 const repoRoot = path.resolve(__dirname, "../..");
@@ -64,17 +65,6 @@ function lastJson<T>(r: Result, what: string): T {
     return JSON.parse(lines[0]) as T;
 }
 
-/** A port on 127.0.0.1 that nothing listens on right now. */
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const addr = srv.address();
-            srv.close(() => (typeof addr === "object" && addr !== null ? resolve(addr.port) : reject(new Error("no port"))));
-        });
-    });
-}
 
 function listen(port: number, onConnection?: (s: net.Socket) => void): Promise<net.Server> {
     return new Promise((resolve, reject) => {

@@ -95,7 +95,7 @@ export const configKeys = {
     stateDir: { type: "string", default: "", description: "Directory for the stack's host state (out-links, pid files, logs, keys); relative to the project. Empty: .pcp-eval-state/<stack>." },
     flake: { type: "string", default: "./nix", description: "Flake that builds PCP, the image and the VM runners: a path (relative to the project) or a flake reference." },
     system: { type: "string", default: "x86_64-linux", description: "Nix system to build for: x86_64-linux or aarch64-linux." },
-    pcpSource: { type: "string", default: "nixpkgs", description: "nixpkgs (the binary-cached package) or upstream (build the pinned upstream PCP source)." },
+    pcpSource: { type: "string", default: "nixpkgs", description: "nixpkgs (nixpkgs' binary-cached pcp; while nixpkgs has none, the flake builds the pinned upstream source and says so) or upstream (always build the pinned upstream source)." },
     debugMode: { type: "boolean", default: false, description: "Allow password root login (root:pcp) on the VMs. Off by default: SSH is by key only." },
     sshPublicKey: { type: "string", default: "", description: "Public key authorised on the VMs. Empty: generate an ed25519 key per stack under stateDir." },
     useSudo: { type: "boolean", default: false, description: "Run bridge and TAP commands through `sudo -n` when not root." },

@@ -196,23 +196,33 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         q.restoreStackConfig();
         await q.pulumiOk(["stack", "init", stackName]);
         const run = q.startPulumi(["up", "--yes", "--stack", stackName]);
-        // Midway: once the first VM's QEMU runs (its NixBuilds, the key and the bridge are done or under way).
-        while (!q.processes().some((x) => x.args.includes("qemu-system")) && !run.exited()) {
-            await new Promise((resolve) => setTimeout(resolve, 100));
+        // Midway: once vm.sh has recorded a VM's runner (its NixBuilds, the key
+        // and the bridge are done or under way). Not "a qemu-system process":
+        // the fixture runner's KVM probe boot is one, and it ends by itself.
+        let started: { name: string; pid: number } | undefined;
+        while (started === undefined && !run.exited()) {
+            for (const name of vmNames) {
+                const status = q.vmStatus(name);
+                if (status.running && status.pid !== undefined) started = { name, pid: status.pid };
+            }
+            if (started === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
         }
         await run.killGroup();
-        assert.ok(q.processes().some((x) => x.args.includes("qemu-system")), `a VM was started before the kill:\n${run.output().slice(-3000)}`);
+        assert.ok(started, `a VM was started before the kill:\n${run.output().slice(-3000)}`);
         // The engine starts its plugins in process groups of their own, so the
-        // killed CLI's language host and dynamic provider outlive it until their
-        // health checks notice (minutes for this language host). They are not
-        // stack resources: end them, as a user's shell would; the VM stays.
-        for (const orphan of q.processes().filter((x) => !x.args.includes("qemu-system"))) {
+        // killed CLI's language host and dynamic provider (and the scripts they
+        // run) outlive it until their health checks notice (minutes for this
+        // language host). They are not stack resources and all share the CLI's
+        // session: end them, as a user's shell would. VM runners lead sessions
+        // of their own and stay.
+        for (const orphan of q.processes().filter((x) => x.sid === run.pid)) {
             try {
                 process.kill(orphan.pid, "SIGKILL");
             } catch {
                 // already gone
             }
         }
+        assert.equal(q.vmStatus(started.name).pid, started.pid, `VM ${started.name} outlives the killed up`);
 
         // The killed update left its lock: the next update is refused until `pulumi cancel`.
         const locked = await q.pulumi(["up", "--yes", "--stack", stackName]);

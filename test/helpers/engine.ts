@@ -240,7 +240,7 @@ export class EngineProject {
      * plugins and the scripts they run die at once, as on a lost terminal.
      * Detached VMs (their own sessions) live on.
      */
-    startPulumi(args: string[]): { output(): string; exited(): boolean; killGroup(): Promise<void> } {
+    startPulumi(args: string[]): { pid: number; output(): string; exited(): boolean; killGroup(): Promise<void> } {
         const child = this.spawnPulumi(args, true);
         let out = "";
         let exited = false;
@@ -252,16 +252,17 @@ export class EngineProject {
                 resolve();
             }),
         );
+        if (child.pid === undefined) throw new Error(`pulumi ${args.join(" ")} did not start`);
+        const pid = child.pid;
         return {
+            pid,
             output: () => out,
             exited: () => exited,
             killGroup: async () => {
-                if (child.pid !== undefined) {
-                    try {
-                        process.kill(-child.pid, "SIGKILL");
-                    } catch {
-                        // already gone
-                    }
+                try {
+                    process.kill(-pid, "SIGKILL");
+                } catch {
+                    // already gone
                 }
                 await closed;
             },
@@ -286,8 +287,12 @@ export class EngineProject {
         return JSON.parse(r.stdout) as { deployment?: { resources?: Array<{ urn: string; type: string; id?: string }>; pending_operations?: unknown[] } };
     }
 
-    /** PIDs of the processes in the namespace, with their command lines. */
-    processes(): Array<{ pid: number; args: string }> {
+    /**
+     * PIDs of the processes in the namespace, with their command lines and
+     * session IDs (a VM runner leads a session of its own; the CLI started by
+     * startPulumi leads the session of its plugins and the scripts they run).
+     */
+    processes(): Array<{ pid: number; args: string; sid: number }> {
         const r = spawnSync("ip", ["netns", "pids", this.ns.name], { encoding: "utf8" });
         return r.stdout
             .split("\n")
@@ -295,12 +300,16 @@ export class EngineProject {
             .map((l) => {
                 const pid = Number(l.trim());
                 let args = "";
+                let sid = 0;
                 try {
                     args = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
+                    // Fields after the parenthesised command: state ppid pgrp session ...
+                    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+                    sid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
                 } catch {
                     // exited meanwhile
                 }
-                return { pid, args };
+                return { pid, args, sid };
             })
             .filter((p) => p.args !== "");
     }

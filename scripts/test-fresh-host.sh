@@ -4,5 +4,10 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# Go (for the Pulumi CLI of the engine tests) comes with the machine under
+# /usr/local/go, not from apt; a minimal PATH (cron, env -i) misses it.
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+    export PATH="/usr/local/go/bin:$PATH"
+fi
 bash scripts/install-test-deps.sh
 bash scripts/test.sh

@@ -497,6 +497,21 @@ tail_file() { # tail_file TITLE FILE
         echo "(empty or missing)"
     fi
 }
+# kvm_silence_hint DIR: on a host where KVM hangs guests (nested
+# virtualisation can), a KVM guest prints at most the kernel's real-mode boot
+# stub lines and then nothing; say so and name the fix. Quiet otherwise.
+kvm_silence_hint() {
+    local dir=$1 cmdline
+    load_vm "$dir" && proc_is "$VM_PID" "$VM_TICKS" || return 0
+    cmdline=$(proc_cmdline "$VM_PID") || return 0
+    [[ $cmdline =~ (accel=kvm|-enable-kvm|-accel\ kvm) ]] || return 0
+    [[ -s $dir/virtio.log ]] && return 0
+    if [[ -f $dir/serial.log ]] &&
+        grep -Evq '^[[:space:]]*$|^(Probing EDD|Decompressing Linux|Parsing ELF|Booting the kernel|early console)' "$dir/serial.log"; then
+        return 0
+    fi
+    echo "$prog: hint: the guest printed nothing past the boot stub under KVM; on some hosts (nested virtualisation among them) KVM hangs guests. Run the VMs under TCG: pulumi config set pcp-eval:vmAccel tcg"
+}
 # fail_start PHASE MESSAGE: report, stop the VM, exit 1
 fail_start() {
     local dir
@@ -507,6 +522,7 @@ fail_start() {
         tail_file "VM log" "$dir/vm.log"
         tail_file "serial console" "$dir/serial.log"
         [[ -f $dir/virtio.log ]] && tail_file "virtio console" "$dir/virtio.log"
+        [[ $1 == process || $2 != "timed out"* ]] || kvm_silence_hint "$dir"
     } >&2
     if load_vm "$dir" && proc_is "$VM_PID" "$VM_TICKS"; then
         # A VM that never became ready gets no graceful shutdown: TERM, then KILL.

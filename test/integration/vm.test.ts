@@ -367,6 +367,48 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
         assert.equal((await status("slow")).running, false);
     });
 
+    it("a readiness timeout of a guest silent under KVM hints at TCG; under TCG, or once the guest spoke, it does not", { timeout: TEST_TIMEOUT }, async (t) => {
+        if (!gate(t)) return;
+        // Stand-ins for QEMU: a process whose command line names the
+        // accelerator as QEMU's does, after writing what the guest printed on
+        // its serial console. (On this machine a real guest under KVM hangs
+        // right after the boot stub's "Probing EDD" line: the first case.)
+        const cases = [
+            { accel: "kvm", serial: "Probing EDD (edd=off to disable)... ok\r\n", hint: true },
+            { accel: "tcg", serial: "", hint: false },
+            { accel: "kvm", serial: "Probing EDD (edd=off to disable)... ok\r\n<<< NixOS Stage 1 >>>\r\n", hint: false },
+        ];
+        for (const [i, c] of cases.entries()) {
+            const runner = path.join(root, `runner-silent-${i}`);
+            fs.mkdirSync(path.join(runner, "bin"), { recursive: true });
+            fs.writeFileSync(path.join(runner, "serial.txt"), c.serial);
+            fs.writeFileSync(
+                path.join(runner, "bin", "microvm-run"),
+                [
+                    "#!/usr/bin/env bash",
+                    'cp "$(dirname "$0")/../serial.txt" serial.log',
+                    `exec -a qemu-system-x86_64 bash -c 'trap "kill \\$! 2>/dev/null; exit 0" TERM; sleep 600 & wait' stand-in -M pc,accel=${c.accel}`,
+                    "",
+                ].join("\n"),
+                { mode: 0o755 },
+            );
+            const [serial] = await freePorts(1);
+            const res = await vmSh([
+                "start", "--name", `silent-${i}`, "--state-dir", stateDir, "--runner", runner,
+                "--probe", `serial=console:127.0.0.1:${serial}`, "--timeout", "serial=1",
+            ]);
+            const pid = Number(/started pid (\d+)/.exec(res.stderr)?.[1]);
+            startedPids.add(pid);
+            const what = `${c.accel}, serial ${JSON.stringify(c.serial)}:\n${res.stderr}`;
+            assert.equal(res.code, 1, what);
+            assert.match(res.stderr, /failed in phase 'serial': timed out after 1\.0 s/, what);
+            if (c.hint) assert.match(res.stderr, /hint: the guest printed nothing past the boot stub under KVM.*pulumi config set pcp-eval:vmAccel tcg/, what);
+            else assert.doesNotMatch(res.stderr, /hint:/, what);
+            assert.match(res.stderr, /the VM was stopped \(term\)/, what);
+            assert.equal(processAlive(pid), false, what);
+        }
+    });
+
     it("the MicroVmProcess provider (serialized): create waits for readiness, read sees kill -9, diff replaces, delete stops", { timeout: TEST_TIMEOUT }, async (t) => {
         if (!gate(t)) return;
         const provider = await loadSerializedProvider(microVmProcessProvider);

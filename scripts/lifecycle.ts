@@ -23,46 +23,32 @@ const usage = `usage: npm run lifecycle -- --stack NAME [options]
   -h, --help           this text`;
 
 async function main(argv: string[]): Promise<number> {
-    let args;
-    try {
-        args = parseArgs({
-            args: argv,
-            options: {
-                stack: { type: "string" },
-                project: { type: "string" },
-                only: { type: "string", multiple: true, default: [] },
-                timeout: { type: "string", multiple: true, default: [] },
-                json: { type: "string" },
-                help: { type: "boolean", short: "h", default: false },
-            },
-            strict: true,
-            allowPositionals: false,
-        });
-    } catch (err) {
-        process.stderr.write(`lifecycle: ${(err as Error).message}\n${usage}\n`);
-        return 2;
-    }
+    const args = parseArgs({
+        args: argv,
+        options: {
+            stack: { type: "string" },
+            project: { type: "string" },
+            only: { type: "string", multiple: true, default: [] },
+            timeout: { type: "string", multiple: true, default: [] },
+            json: { type: "string" },
+            help: { type: "boolean", short: "h", default: false },
+        },
+        strict: true,
+        allowPositionals: false,
+    });
     const v = args.values;
     if (v.help) {
         process.stdout.write(`${usage}\n`);
         return 0;
     }
-    try {
-        if (v.stack === undefined || v.stack === "") throw new UsageError("give --stack NAME");
-        const timeouts = parseTimeouts(v.timeout ?? []);
-        const stack = await pulumiStack(v.stack, v.project !== undefined ? path.resolve(v.project) : projectDir);
-        const log = (line: string): void => {
-            process.stdout.write(`${line}\n`);
-        };
-        const report = await runLifecycle(stack, { only: v.only, timeoutsSeconds: timeouts, log });
-        return await printReport(report, v.json);
-    } catch (err) {
-        if (err instanceof UsageError) {
-            process.stderr.write(`lifecycle: ${err.message}\n${usage}\n`);
-            return 2;
-        }
-        throw err;
-    }
+    if (v.stack === undefined || v.stack === "") throw new UsageError("give --stack NAME");
+    const timeouts = parseTimeouts(v.timeout ?? []);
+    const stack = await pulumiStack(v.stack, v.project !== undefined ? path.resolve(v.project) : projectDir);
+    const log = (line: string): void => {
+        process.stdout.write(`${line}\n`);
+    };
+    const report = await runLifecycle(stack, { only: v.only, timeoutsSeconds: timeouts, log });
+    return await printReport(report, v.json);
 }
 
-runMain("lifecycle", main);
+runMain("lifecycle", usage, main);

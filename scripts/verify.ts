@@ -28,27 +28,21 @@ const usage = `usage: npm run verify -- (--stack NAME | --outputs FILE) [options
   -h, --help           this text`;
 
 async function main(argv: string[]): Promise<number> {
-    let args;
-    try {
-        args = parseArgs({
-            args: argv,
-            options: {
-                stack: { type: "string" },
-                project: { type: "string" },
-                outputs: { type: "string" },
-                only: { type: "string", multiple: true, default: [] },
-                phase: { type: "string", multiple: true, default: [] },
-                timeout: { type: "string", multiple: true, default: [] },
-                json: { type: "string" },
-                help: { type: "boolean", short: "h", default: false },
-            },
-            strict: true,
-            allowPositionals: false,
-        });
-    } catch (err) {
-        process.stderr.write(`verify: ${(err as Error).message}\n${usage}\n`);
-        return 2;
-    }
+    const args = parseArgs({
+        args: argv,
+        options: {
+            stack: { type: "string" },
+            project: { type: "string" },
+            outputs: { type: "string" },
+            only: { type: "string", multiple: true, default: [] },
+            phase: { type: "string", multiple: true, default: [] },
+            timeout: { type: "string", multiple: true, default: [] },
+            json: { type: "string" },
+            help: { type: "boolean", short: "h", default: false },
+        },
+        strict: true,
+        allowPositionals: false,
+    });
     const v = args.values;
     if (v.help) {
         process.stdout.write(`${usage}\n`);
@@ -78,10 +72,6 @@ async function main(argv: string[]): Promise<number> {
         });
         return await printReport(report, v.json);
     } catch (err) {
-        if (err instanceof UsageError) {
-            process.stderr.write(`verify: ${err.message}\n${usage}\n`);
-            return 2;
-        }
         if (err instanceof OutputsError || err instanceof UnknownTargetError) {
             process.stderr.write(`verify: ${err.message}\n`);
             return 2;
@@ -90,4 +80,4 @@ async function main(argv: string[]): Promise<number> {
     }
 }
 
-runMain("verify", main);
+runMain("verify", usage, main);

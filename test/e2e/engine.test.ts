@@ -44,6 +44,14 @@ function vmQemus(processes: Array<{ args: string }>): Array<{ args: string }> {
     return processes.filter((x) => /qemu-system-\S+ .*-name /.test(x.args));
 }
 
+/** No process, no link but lo, no nft table and no Nix out-link of the stack in the namespace. */
+function assertNothingOnHost(q: EngineProject): void {
+    assert.deepEqual(q.processes(), []);
+    assert.deepEqual(q.ns.links().map((l) => l.ifname), ["lo"]);
+    assert.deepEqual(q.nftTables(), []);
+    assert.deepEqual(q.outLinks(), []);
+}
+
 function summary(json: EngineJson): Record<string, number> {
     return json.changeSummary;
 }
@@ -91,10 +99,7 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         for (const n of vmNames) expected.push(`vm-${n}`, `vm-${n}-runner`, `vm-${n}-runner-build`, `vm-${n}-process`);
         assert.deepEqual(planned, expected.map((n) => `create ${n}`).sort());
         // Nothing exists: no process, no device, no table, no out-link, no resource in the state.
-        assert.deepEqual(q.processes(), []);
-        assert.deepEqual(q.ns.links().map((l) => l.ifname), ["lo"]);
-        assert.deepEqual(q.nftTables(), []);
-        assert.deepEqual(q.outLinks(), []);
+        assertNothingOnHost(q);
         const state = await q.exportState();
         assert.equal(state.deployment?.resources?.length ?? 0, 0);
     });
@@ -184,10 +189,7 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         if (!requireTools(t, needs)) return;
         const q = project();
         await q.pulumiOk(["destroy", "--yes", "--stack", stackName]);
-        assert.deepEqual(q.processes(), []);
-        assert.deepEqual(q.ns.links().map((l) => l.ifname), ["lo"]);
-        assert.deepEqual(q.nftTables(), []);
-        assert.deepEqual(q.outLinks(), []);
+        assertNothingOnHost(q);
         // Nothing of the stack on disk either: logs, key, records and the state directory itself are gone.
         assert.equal(fs.existsSync(q.stateDir), false, `${q.stateDir} is left after destroy`);
         await q.pulumiOk(["stack", "rm", "--yes", stackName]);
@@ -245,10 +247,7 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         await q.pulumiOk(["up", "--yes", "--expect-no-changes", "--stack", stackName]);
 
         await q.pulumiOk(["destroy", "--yes", "--stack", stackName]);
-        assert.deepEqual(q.processes(), []);
-        assert.deepEqual(q.ns.links().map((l) => l.ifname), ["lo"]);
-        assert.deepEqual(q.nftTables(), []);
-        assert.deepEqual(q.outLinks(), []);
+        assertNothingOnHost(q);
         const state = await q.exportState();
         assert.equal(state.deployment?.resources?.length ?? 0, 0);
         await q.pulumiOk(["stack", "rm", "--yes", stackName]);

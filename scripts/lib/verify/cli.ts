@@ -32,14 +32,25 @@ export function parsePhases(values: readonly string[]): VerifyPhase[] | undefine
     return verifyPhases.filter((p) => phases.includes(p));
 }
 
-/** Runs a CLI's main and turns an unexpected error into exit status 2 with its message. */
-export function runMain(name: string, main: (argv: string[]) => Promise<number>): void {
+/** A usage error: ours, or one of node:util parseArgs (unknown option, missing value). */
+function isUsageError(err: unknown): err is Error {
+    if (err instanceof UsageError) return true;
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    return err instanceof Error && typeof code === "string" && code.startsWith("ERR_PARSE_ARGS");
+}
+
+/**
+ * Runs a CLI's main. A usage error is printed with the usage, any other
+ * unexpected error with its stack; both exit 2.
+ */
+export function runMain(name: string, usage: string, main: (argv: string[]) => Promise<number>): void {
     main(process.argv.slice(2)).then(
         (code) => {
             process.exitCode = code;
         },
         (err: unknown) => {
-            process.stderr.write(`${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+            if (isUsageError(err)) process.stderr.write(`${name}: ${err.message}\n${usage}\n`);
+            else process.stderr.write(`${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
             process.exitCode = 2;
         },
     );

@@ -19,6 +19,7 @@ import { constants } from "../../components/constants";
 import type { VerifyReport } from "../../scripts/lib/verify/report";
 import type { Target } from "../../scripts/lib/verify/types";
 import { freePort, pcpNeeds, startPcp } from "../helpers/pcp";
+import { run, type RunResult } from "../helpers/run";
 import { haveCommand, requireTools } from "../helpers/tools";
 
 const projectDir = path.resolve(__dirname, "..", "..");
@@ -38,26 +39,8 @@ function pulumiBinDir(): string | undefined {
     }
 }
 
-interface Run {
-    code: number;
-    stdout: string;
-    stderr: string;
-}
-
-function run(file: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Run> {
-    return new Promise((resolve, reject) => {
-        const child = spawn(file, args, { cwd, env });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));
-        child.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
-        child.once("error", reject);
-        child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
-}
-
-const npmScript = (script: "verify" | "lifecycle", args: string[], env: NodeJS.ProcessEnv): Promise<Run> =>
-    run(process.execPath, ["--import", "tsx", path.join(projectDir, "scripts", `${script}.ts`), ...args], projectDir, env);
+const npmScript = (script: "verify" | "lifecycle", args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> =>
+    run(process.execPath, ["--import", "tsx", path.join(projectDir, "scripts", `${script}.ts`), ...args], { cwd: projectDir, env });
 
 test("lifecycle and verify --stack drive a real Pulumi engine through the Automation API", async (t: TestContext) => {
     const binDir = pulumiBinDir();
@@ -100,7 +83,7 @@ test("lifecycle and verify --stack drive a real Pulumi engine through the Automa
             PULUMI_SKIP_UPDATE_CHECK: "true",
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
         };
-        const init = await run("pulumi", ["stack", "init", stackName], proj, env);
+        const init = await run("pulumi", ["stack", "init", stackName], { cwd: proj, env });
         assert.equal(init.code, 0, init.stderr);
 
         await t.test("lifecycle: up, verify, destroy, leftovers all PASS, each timed in the target's table", async () => {
@@ -121,13 +104,13 @@ test("lifecycle and verify --stack drive a real Pulumi engine through the Automa
             assert.equal(report.tool, "lifecycle");
             assert.equal(report.ok, true);
             assert.deepEqual(report.stackPhases?.map((p) => `${p.phase}:${p.status}`), ["up:PASS", "destroy:PASS", "leftovers:PASS"]);
-            const after = await run("pulumi", ["stack", "output", "--json", "--stack", stackName], proj, env);
+            const after = await run("pulumi", ["stack", "output", "--json", "--stack", stackName], { cwd: proj, env });
             assert.deepEqual(JSON.parse(after.stdout), {}, "destroy removed the stack's outputs");
         });
 
         await t.test("verify --stack reads the outputs with the Automation API", async () => {
             setOutputs({ eval: good });
-            const up = await run("pulumi", ["up", "--yes", "--stack", stackName], proj, env);
+            const up = await run("pulumi", ["up", "--yes", "--stack", stackName], { cwd: proj, env });
             assert.equal(up.code, 0, up.stderr);
             try {
                 const r = await npmScript("verify", ["--stack", stackName, "--project", proj, "--phase", "services,metrics"], env);
@@ -138,7 +121,7 @@ test("lifecycle and verify --stack drive a real Pulumi engine through the Automa
                 assert.equal(wrong.code, 2);
                 assert.match(wrong.stderr, /could not read the outputs with the Pulumi Automation API: .*nosuch/);
             } finally {
-                const down = await run("pulumi", ["destroy", "--yes", "--stack", stackName], proj, env);
+                const down = await run("pulumi", ["destroy", "--yes", "--stack", stackName], { cwd: proj, env });
                 assert.equal(down.code, 0, down.stderr);
             }
         });

@@ -7,7 +7,6 @@
  * ports closed.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
@@ -37,6 +36,7 @@ import {
     startPmie,
     startPrometheusReady,
 } from "../helpers/pcp";
+import { run, type RunResult } from "../helpers/run";
 import { requireTools } from "../helpers/tools";
 
 const projectDir = path.resolve(__dirname, "..", "..");
@@ -121,16 +121,8 @@ async function verifyOne(name: string, target: Target, opts: VerifyOptions = {})
 }
 
 /** Runs the CLI without blocking this process (its in-process health servers must keep answering). */
-function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, ["--import", "tsx", path.join(projectDir, "scripts", "verify.ts"), ...args], { cwd: projectDir });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));
-        child.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
-        child.once("error", reject);
-        child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
+function runCli(args: string[]): Promise<RunResult> {
+    return run(process.execPath, ["--import", "tsx", path.join(projectDir, "scripts", "verify.ts"), ...args], { cwd: projectDir });
 }
 
 test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t: TestContext) => {

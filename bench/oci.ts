@@ -13,12 +13,12 @@
  * Prints every sample, then medians, then one JSON line.
  */
 import { spawnSync } from "node:child_process";
-import * as net from "node:net";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { containerSpec, dockerRunArgs } from "../components/ociContainerSpec";
 import { buildPcpImage } from "../test/fixtures/pcp-image/fixture";
 import { ensureDockerd } from "../test/helpers/dockerd";
+import { freePort } from "../test/helpers/ports";
 
 const runs = (() => {
     const i = process.argv.indexOf("--runs");
@@ -44,17 +44,6 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): { ms: numbe
     const ms = performance.now() - t0;
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr}`);
     return { ms, stdout: r.stdout };
-}
-
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const a = srv.address();
-            srv.close(() => (typeof a === "object" && a !== null ? resolve(a.port) : reject(new Error("no port"))));
-        });
-    });
 }
 
 async function main(): Promise<void> {

@@ -682,20 +682,27 @@ ensure_tap() { # NAME (prechecked: absent or ours)
 
 # ---------------------------------------------------------------- removal steps
 
+# remove_owned_link KIND NAME: deletes link NAME only if it carries our
+# marker; a missing one or someone else's is recorded in LEFT, never touched.
+remove_owned_link() {
+    local kind=$1 name=$2
+    read_link "$name"
+    if ((L_EXISTS == 0)); then
+        LEFT+=("$kind|$name|already gone")
+    elif [[ $L_IFNAME == "$name" && $L_ALIAS == "$MARKER" ]]; then
+        p ip link del dev "$name"
+        REMOVED+=("$kind|$name|")
+        log "removed $kind $name"
+    else
+        LEFT+=("$kind|$name|exists but is not ours (marker differs): left alone")
+        log "left $kind $name alone: it is not ours"
+    fi
+}
+
 remove_tap() { # NAME: recorded TAP
     local name=$1
     STEP="--tap $name"
-    read_link "$name"
-    if ((L_EXISTS == 0)); then
-        LEFT+=("tap|$name|already gone")
-    elif [[ $L_IFNAME == "$name" && $L_ALIAS == "$MARKER" ]]; then
-        p ip link del dev "$name"
-        REMOVED+=("tap|$name|")
-        log "removed TAP $name"
-    else
-        LEFT+=("tap|$name|exists but is not ours (marker differs): left alone")
-        log "left $name alone: it is not ours"
-    fi
+    remove_owned_link tap "$name"
     st_set 'del(.taps[$n])' --arg n "$name"
     save_state
 }
@@ -744,16 +751,7 @@ remove_bridge() {
     name=$(st '.bridge.name // empty')
     [[ -z $name ]] && return 0
     STEP="--bridge $name"
-    read_link "$name"
-    if ((L_EXISTS == 0)); then
-        LEFT+=("bridge|$name|already gone")
-    elif [[ $L_IFNAME == "$name" && $L_ALIAS == "$MARKER" ]]; then
-        p ip link del dev "$name"
-        REMOVED+=("bridge|$name|")
-        log "removed bridge $name"
-    else
-        LEFT+=("bridge|$name|exists but is not ours (marker differs): left alone")
-    fi
+    remove_owned_link bridge "$name"
     st_set '.bridge = null'
     save_state
 }

@@ -259,8 +259,46 @@ load_state() {
     else
         STATE=$(empty_state)
     fi
+    validate_state
     STATE_ORIG=$STATE
     MARKER=$(st '.marker // ""')
+}
+
+# The state file sits in a directory the user writes, and what is read back
+# from it reaches privileged ip, nft and sysctl calls: every value is checked
+# as strictly as the flag it came from. A marker is required whenever anything
+# is recorded, so a missing or empty one can never match unmarked devices.
+validate_state() {
+    local why
+    why=$(jq -r --arg ifre '^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$' --arg tre '^[A-Za-z][A-Za-z0-9_]{0,31}$' \
+        --arg mre "^${MARKER_PREFIX}[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\$" \
+        --arg cidre '^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$' '
+        def str(re): type == "string" and test(re);
+        def recorded: .bridge != null or .nft != null or ((.taps // {}) | length) > 0;
+        [ (if type != "object" then "it is not a JSON object" else empty end),
+          (if .marker == null then (if recorded then "marker is missing while devices are recorded" else empty end)
+           elif (.marker | str($mre)) | not then "marker is not pcp-eval:<uuid>" else empty end),
+          (if .bridge == null then empty
+           elif (.bridge | type) != "object" then "bridge is not an object"
+           elif (.bridge.name | str($ifre)) | not then "bridge.name is not an interface name"
+           elif (.bridge.gatewayCidr | str($cidre)) | not then "bridge.gatewayCidr is not an address/prefix"
+           else empty end),
+          (if .nft == null then empty
+           elif (.nft | type) != "object" then "nft is not an object"
+           elif (.nft.table | str($tre)) | not then "nft.table is not an nftables table name"
+           else empty end),
+          (if (.taps | type) != "object" then "taps is not an object"
+           elif ([.taps | keys[] | str($ifre) | not] | any) then "taps holds a name that is not an interface name"
+           else empty end),
+          (if .ipForward == null then empty
+           elif (.ipForward | type) != "object" then "ipForward is not an object"
+           elif (.ipForward.previous | str("^[01]$")) | not then "ipForward.previous is not 0 or 1"
+           elif (.ipForward.acceptRedirects | str("^[012]$")) | not then "ipForward.acceptRedirects is not 0, 1 or 2"
+           elif (.ipForward.devicesForwarding | type) != "array" or ([.ipForward.devicesForwarding[] | str($ifre) | not] | any) then "ipForward.devicesForwarding holds a name that is not an interface name"
+           else empty end)
+        ] | first // ""' <<<"$STATE" 2>/dev/null) || why="it does not have the shape net.sh writes"
+    [[ -z $why ]] ||
+        die 2 state "$STATE_FILE was changed by hand: $why; nothing was touched" "restore the file net.sh wrote, or inspect the host with 'net.sh status' (without this file) and remove what is ours by hand"
 }
 
 st() { jq -r "$1" <<<"$STATE"; }
@@ -913,9 +951,12 @@ verb_status() {
     STATE_FILE=$STATE_DIR/$STATE_BASENAME
     if [[ -e $STATE_FILE ]]; then
         STATE=$(jq -c . "$STATE_FILE") || die 2 state "$STATE_FILE is not valid JSON" "inspect it by hand"
+        validate_state
     else
         STATE=$(empty_state)
     fi
+    [[ -z $NFT_TABLE ]] || check_table
+    [[ -z $BRIDGE ]] || check_ifname --bridge "$BRIDGE"
     local m bridge table
     m=$(st '.marker // ""')
     bridge=${BRIDGE:-$(st '.bridge.name // empty')}

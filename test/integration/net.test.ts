@@ -751,3 +751,56 @@ test("the TapBridge providers: read sees drift, diff reports it, update repairs 
     ns.ip(["link", "add", "name", net.bridge, "type", "bridge"]);
     await assert.rejects(d.call("bridge", "create", bIn), /net\.sh bridge-up failed \(exit 4\): net\.sh: error: --bridge: a device named .* is not ours.*fix: /);
 });
+
+/**
+ * net.json sits in a directory the user writes; down, status and up run with
+ * privilege. A tampered state file must never widen what they touch: each case
+ * below is refused (exit 2, the field named) and the namespace, including the
+ * foreign bridge and tables it points at, is exactly as before.
+ */
+test("a tampered net.json (empty marker, injected table name, marker injection) is refused and touches nothing foreign", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    // Someone else's things, with no alias and no comment: what an empty marker would match.
+    ns.ip(["link", "add", "pe4br9", "type", "bridge"]);
+    ns.ip(["tuntap", "add", "dev", "pe4tap9", "mode", "tap"]);
+    ns.runOk("nft", ["-f", "-"], { input: "table ip keepme {\n chain c { type filter hook forward priority 0; policy accept; }\n}\n" });
+    const before = ns.snapshot();
+    const stateFile = path.join(stateDir, "net.json");
+    const okMarker = "pcp-eval:0b9b7a55-5e44-4c1a-9d0e-2f6a1b2c3d4e";
+    const base = (over: Record<string, unknown>) => ({
+        version: 1, marker: okMarker, ipForward: null,
+        bridge: { name: "pe4br9", gatewayCidr: GATEWAY_CIDR, subnet: net.subnet, address: "02:00:00:00:00:01" },
+        nft: { family: "ip", table: "keepme", subnet: net.subnet, digest: "x" },
+        taps: { pe4tap9: { owner: OWNER, uid: 65534, multiQueue: false, vnetHdr: true, bridge: "pe4br9" } },
+        ...over,
+    });
+    const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+        ["marker null", base({ marker: null }), /error: state: .*marker/],
+        ["marker empty", base({ marker: "" }), /error: state: .*marker/],
+        ["marker injected into nft -f input", base({ marker: 'pcp-eval:x" }\ndelete table ip keepme\ntable ip y { comment "' }), /error: state: .*marker/],
+        ["table name injected into nft's command line", base({ nft: { family: "ip", table: "a; delete table ip keepme", subnet: net.subnet, digest: "x" } }), /error: state: .*nft\.table/],
+        ["bridge name not an interface name", base({ bridge: { name: "-x", gatewayCidr: GATEWAY_CIDR, subnet: net.subnet, address: "" } }), /error: state: .*bridge\.name/],
+        ["TAP name not an interface name", base({ taps: { "a b": { owner: OWNER } } }), /error: state: .*taps/],
+        ["forwarding value not 0 or 1", base({ ipForward: { previous: "0 kernel.core_pattern=|/x", acceptRedirects: "1", devicesForwarding: [] } }), /error: state: .*ipForward/],
+        ["forwarding device not an interface name", base({ ipForward: { previous: "0", acceptRedirects: "1", devicesForwarding: ["../../../kernel"] } }), /error: state: .*ipForward/],
+    ];
+    for (const [what, state, re] of cases) {
+        for (const verb of [["down"], ["status"], ["bridge-up"], ["tap-down", "--tap", "pe4tap9"]]) {
+            fs.writeFileSync(stateFile, JSON.stringify(state));
+            const r = netsh(ns, [...verb, "--state-dir", stateDir]);
+            assert.equal(r.status, 2, `${what}, ${verb[0]}: exit ${r.status}\n${r.stderr}`);
+            assert.equal(r.stdout, "", `${what}, ${verb[0]}`);
+            assert.match(r.stderr, re, `${what}, ${verb[0]}`);
+            assert.match(r.stderr, /fix: /, `${what}, ${verb[0]}`);
+            assert.deepEqual(ns.snapshot(), before, `${what}, ${verb[0]}: the namespace changed`);
+            assert.equal(fs.readFileSync(stateFile, "utf8"), JSON.stringify(state), `${what}, ${verb[0]}: the state file was rewritten`);
+        }
+    }
+    // status refuses an injected table name given as a flag too.
+    fs.rmSync(stateFile);
+    const r = netsh(ns, ["status", "--state-dir", stateDir, "--nft-table", "a; delete table ip keepme"]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /error: --nft-table: /);
+    assert.deepEqual(ns.snapshot(), before);
+});

@@ -8,7 +8,7 @@ import { PcpEvalConfig } from "./config";
 import { MicroVm } from "./microVm";
 import { OciImage } from "./ociImage";
 import { PcpDaemonSet } from "./pcpDaemonSet";
-import { flakeFingerprint } from "./shell";
+import { flakeFingerprint, shellQuote } from "./shell";
 import { SshKey } from "./sshKey";
 import { afterStateDir, StateDir } from "./stateDir";
 import { TapBridge } from "./tapBridge";
@@ -120,7 +120,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
         outputs.sshCommands = Object.fromEntries(
             vms.map((vm) => {
                 const ssh = vm.target.ssh!;
-                const identity = ssh.identityFile ? `-i ${ssh.identityFile} ` : "";
+                const identity = ssh.identityFile ? `-i ${shellQuote(ssh.identityFile)} ` : "";
                 // The guest's root filesystem is rebuilt at every boot, and so are its host keys.
                 const hostKeys = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null ";
                 return [nameOf(vm), `ssh ${hostKeys}${identity}-p ${ssh.port} ${ssh.user}@${ssh.host}`];

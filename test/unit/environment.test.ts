@@ -125,6 +125,13 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.match(String(outputs.summary), /grafana: grafana VM \(tap\)/);
     });
 
+    it("quotes the identity path in sshCommands, so a stateDir with a space still pastes as one argument", async () => {
+        const spaced = configOf({ stateDir: "/var/tmp/pcp eval state", vms: ["eval"] });
+        const { outputs } = await record(spaced);
+        const ssh = (outputs.sshCommands as Record<string, string>).eval!;
+        assert.match(ssh, / -i '\/var\/tmp\/pcp eval state\/ssh\/id_ed25519' /);
+    });
+
     it("builds each VM through the flake's parametric function with the stack's key and no password login", async () => {
         const { recording } = await record(cfg);
         const create = String(recording.byName("vm-grafana-runner-build").inputs.create);

@@ -39,7 +39,8 @@ case "$verb" in
             made=("$d" "${made[@]}")
             d=${d%/*}
         done
-        mkdir -p -- "$dir"
+        # What we make is the user's alone (logs, keys, sockets live below it).
+        (umask 077 && mkdir -p -- "$dir")
         # The first ensure's record is the true one: a later ensure finds D existing.
         if [[ ! -e $dir/$RECORD ]]; then
             jq -nc '{made: $ARGS.positional}' --args "${made[@]}" >"$dir/$RECORD"

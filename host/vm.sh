@@ -37,6 +37,9 @@
 # else the only *.sock, as microvm.nix names it after the host),
 # serial.log and virtio.log (console logs) there.
 set -euo pipefail
+# What the VM prints (vm.log, and the console logs QEMU writes with the umask it
+# inherits) can hold a login or a secret: the user's alone, like its directory.
+umask 077
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 constants=${PCP_EVAL_CONSTANTS:-$script_dir/../nix/constants.json}
@@ -447,6 +450,7 @@ stop_vm() {
 
 lock_vm() { # lock_vm DIR MODE(nowait|wait)
     mkdir -p "$1"
+    chmod 700 -- "$1" # nix-build.sh may have made it first, with the caller's umask
     exec {lock_fd}>"$1/.lock"
     if [[ $2 == nowait ]]; then
         flock -n "$lock_fd" || die "another vm.sh start or stop of '$name' is in progress"

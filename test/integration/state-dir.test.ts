@@ -22,6 +22,7 @@ describe("state-dir.sh", () => {
         if (!requireTools(t, ["jq", "find"])) return;
         const dir = path.join(root, "stack-a");
         assert.deepEqual(run(["ensure", "--dir", dir]).json, { dir, exists: true });
+        assert.equal((fs.statSync(dir).mode & 0o777).toString(8), "700", "made for the user alone");
         fs.mkdirSync(path.join(dir, "vms", "eval"), { recursive: true });
         fs.mkdirSync(path.join(dir, "net"), { recursive: true });
         const cleaned = run(["clean", "--dir", dir]);

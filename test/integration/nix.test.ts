@@ -182,7 +182,7 @@ describe("nix/: offline checks", () => {
 
     test("the arguments components/microVm.ts passes are accepted and resolve as the program expects", async (t) => {
         if (!requireTools(t, nixTools)) return;
-        const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEpe3 pcp-eval@pe3";
+        const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEpe3AAA pcp-eval@pe3";
         const first = constants.network.firstVmAddress.split(".").map(Number);
         const specs: Array<{ spec: VmSpec; useKvm: boolean; debugMode: boolean }> = [
             {
@@ -251,6 +251,11 @@ describe("nix/: offline checks", () => {
             [`{ variant = "base"; accel = "hvf"; }`, /accel must be "kvm" or "tcg"/],
             [`{ variant = "base"; useKvm = "no"; }`, /useKvm must be true or false/],
             [`{ variant = "base"; sshAuthorizedKeys = [ "hunter2" ]; }`, /sshAuthorizedKeys must be a list of OpenSSH public key lines/],
+            // Parsed, not matched by prefix: a second line, options, another type's blob, a broken blob.
+            [`{ variant = "base"; sshAuthorizedKeys = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9v c\nssh-rsa AAAAB3NzaC1yc2EAAAADAQAB evil" ]; }`, /sshAuthorizedKeys\[0\] .*one line/],
+            [`{ variant = "base"; sshAuthorizedKeys = [ "command=\\"sh\\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9v" ]; }`, /sshAuthorizedKeys\[0\] .*unknown key type/],
+            [`{ variant = "base"; sshAuthorizedKeys = [ "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQAB" ]; }`, /sshAuthorizedKeys\[0\] .*blob is not an ssh-ed25519 key/],
+            [`{ variant = "base"; sshAuthorizedKeys = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9" ]; }`, /sshAuthorizedKeys\[0\] .*not base64/],
             [`{ variant = "base"; enableBpf = "yes"; }`, /enableBpf must be true, false or null/],
             [`{ variant = "base"; name = "bad name"; }`, /name 'bad name' must be/],
         ];

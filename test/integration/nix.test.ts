@@ -266,6 +266,20 @@ describe("nix/: offline checks", () => {
         }
     });
 
+    test("no module writes a clear-text password into the world-readable store; debugMode's hash is of the documented one", async (t) => {
+        if (!requireTools(t, ["openssl"])) return;
+        const files = walk(nixDir, (f) => f.endsWith(".nix"));
+        for (const file of files) {
+            const text = fs.readFileSync(file, "utf8");
+            assert.doesNotMatch(text, /^\s*(?:[\w.]*\.)?(password|initialPassword)\s*=/m, `${file}: a clear-text password option (use hashedPassword)`);
+        }
+        const vmNix = fs.readFileSync(path.join(nixDir, "modules", "vm.nix"), "utf8");
+        const m = /users\.users\.root\.hashedPassword = "(\$6\$([^$"]+)\$[^"]+)"/.exec(vmNix);
+        assert.ok(m, "debugMode sets users.users.root.hashedPassword to a SHA-512 crypt hash");
+        const again = await run("openssl", ["passwd", "-6", "-salt", m[2]!, "pcp"]);
+        assert.equal(again.stdout.trim(), m[1], "the hash is of the password the README documents (pcp)");
+    });
+
     test("flake inputs are pinned to revisions and outputs carry the contract's attributes", async (t) => {
         if (!requireTools(t, nixTools)) return;
         const inputs = await nixEvalJson<Record<string, { url: string; flake?: boolean; inputs?: unknown }>>({

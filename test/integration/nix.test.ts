@@ -280,6 +280,13 @@ describe("nix/: offline checks", () => {
         assert.equal(again.stdout.trim(), m[1], "the hash is of the password the README documents (pcp)");
     });
 
+    test("Grafana's anonymous viewer is off unless asked for", () => {
+        const text = fs.readFileSync(path.join(nixDir, "modules", "grafana.nix"), "utf8");
+        const m = /anonymousViewer = lib\.mkOption \{[^}]*?default = (true|false);/s.exec(text);
+        assert.ok(m, "pcpEval.grafana.anonymousViewer is declared with a default");
+        assert.equal(m[1], "false");
+    });
+
     test("flake inputs are pinned to revisions and outputs carry the contract's attributes", async (t) => {
         if (!requireTools(t, nixTools)) return;
         const inputs = await nixEvalJson<Record<string, { url: string; flake?: boolean; inputs?: unknown }>>({

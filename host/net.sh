@@ -635,6 +635,11 @@ ensure_forwarding() {
     log "set net.ipv4.ip_forward=1 (was $(jq -r .previous <<<"$STATE_PRE_FORWARD"))"
 }
 
+# Forwarding is on host-wide while the network is up; the forward chain keeps
+# it from exposing the VMs: towards the subnet only replies pass (and what the
+# bridge itself carries between VMs), so a host routing the subnet through
+# this one reaches none of their ports. This host's own traffic to the VMs is
+# output, not forward, and is not affected; the VMs reach out through NAT.
 nft_ruleset() { # MARKER: the whole table, as nft -f input
     cat <<EOF
 table ip $NFT_TABLE {
@@ -642,6 +647,10 @@ table ip $NFT_TABLE {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr $SUBNET ip daddr != $SUBNET masquerade
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ip daddr $SUBNET iifname != "$BRIDGE" ct state != { established, related } drop
 	}
 }
 EOF

@@ -804,3 +804,49 @@ test("a tampered net.json (empty marker, injected table name, marker injection) 
     assert.match(r.stderr, /error: --nft-table: /);
     assert.deepEqual(ns.snapshot(), before);
 });
+
+/**
+ * net.sh turns IPv4 forwarding on host-wide; its forward rule keeps that from
+ * exposing the VMs: a host that routes the subnet through this one reaches
+ * none of their ports, while the VMs still reach out (NAT, replies admitted)
+ * and this host still reaches them.
+ */
+test("forwarding exposes no VM: traffic from beyond the host to the subnet is dropped; replies and the host's own traffic pass", async (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    netshOk(ns, ["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", OWNER]);
+    assert.match(ourTable(ns)!, /type filter hook forward/);
+
+    const vm = Netns.create("pe4");
+    t.after(() => vm.destroy());
+    vethPair(ns, "pe4vm0", vm, "pe4vm1");
+    ns.ip(["link", "set", "dev", "pe4vm0", "master", net.bridge]);
+    ns.ip(["link", "set", "dev", "pe4vm0", "up"]);
+    vm.ip(["addr", "add", `${net.firstVmAddress}/${PREFIX_LEN}`, "dev", "pe4vm1"]);
+    vm.ip(["link", "set", "dev", "pe4vm1", "up"]);
+    vm.ip(["route", "add", "default", "via", net.gateway]);
+
+    // A neighbour that routes the VM subnet through this host.
+    const outside = Netns.create("pe4");
+    t.after(() => outside.destroy());
+    vethPair(ns, "pe4up0", outside, "pe4up1");
+    ns.ip(["addr", "add", `${UPSTREAM_HOST}/${UPSTREAM_LEN}`, "dev", "pe4up0"]);
+    ns.ip(["link", "set", "dev", "pe4up0", "up"]);
+    outside.ip(["addr", "add", `${UPSTREAM_PEER}/${UPSTREAM_LEN}`, "dev", "pe4up1"]);
+    outside.ip(["link", "set", "dev", "pe4up1", "up"]);
+    outside.ip(["route", "add", net.subnet, "via", UPSTREAM_HOST]);
+
+    const inVm = await startListener(vm, net.firstVmAddress, PORT);
+    t.after(() => inVm.close());
+    // This host reaches the VM.
+    assert.deepEqual(tcpExchange(ns, net.firstVmAddress, PORT, "from the host"), { remoteAddress: net.gateway, received: "from the host" });
+    // The neighbour does not: its SYN is dropped in forward.
+    assert.throws(() => tcpExchange(outside, net.firstVmAddress, PORT, "from outside", 3_000), /timed out/);
+    inVm.close();
+
+    // The VM still reaches out, and the replies come back.
+    const far = await startListener(outside, UPSTREAM_PEER, PORT);
+    t.after(() => far.close());
+    assert.deepEqual(tcpExchange(vm, UPSTREAM_PEER, PORT, "out"), { remoteAddress: UPSTREAM_HOST, received: "out" });
+    far.close();
+});

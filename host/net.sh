@@ -53,6 +53,7 @@ usage() {
 
 # ---------------------------------------------------------------- arguments
 
+ORIG_ARGS=("$@")
 VERB=${1:-}
 if [[ -z $VERB || $VERB == -h || $VERB == --help || $VERB == help ]]; then
     usage
@@ -207,6 +208,53 @@ check_state_dir() {
 
 # ---------------------------------------------------------------- privileges
 
+# The narrow privilege: an administrator installs a root-owned copy of this
+# script (with nix/constants.json beside it, as in the repository) and allows
+# the user to sudo that one file. It validates every argument and every value
+# it reads back from state, so the rule grants exactly what net.sh does, where
+# a rule for ip, nft, sysctl or unshare is root-equivalent (`ip netns exec …
+# sh`, `sysctl kernel.core_pattern=|…`).
+HELPER_DEFAULT=/usr/local/libexec/pcp-eval/host/net.sh
+HELPER=${PCP_EVAL_NET_HELPER:-$HELPER_DEFAULT}
+narrow_rule() { printf '%s ALL=(root) NOPASSWD: %s' "$1" "$HELPER"; }
+sudo_fix() {
+    printf 'install the helper (sudo install -D -o root -m 0755 host/net.sh %s; sudo install -D -o root -m 0644 nix/constants.json %s) and allow only it: echo '"'"'%s'"'"' | sudo tee /etc/sudoers.d/pcp-eval-net; or run as root' \
+        "$HELPER" "$(dirname "$(dirname "$HELPER")")/nix/constants.json" "$(narrow_rule "$1")"
+}
+
+# Whether FILE is root's and no one else may change it.
+root_owned() {
+    local owner mode
+    read -r owner mode < <(stat -L -c '%u %a' -- "$1" 2>/dev/null) || return 1
+    [[ $owner == 0 ]] && (((8#$mode & 8#022) == 0))
+}
+
+# The user the TAPs belong to by default: the caller (through sudo, the user who ran sudo).
+default_owner() { if ((HELPER_MODE)); then printf '%s\n' "${SUDO_USER:-$SUDO_UID}"; else id -un; fi; }
+
+# Run as the helper under sudo: the caller is SUDO_UID, and every path it
+# names must be the caller's own, never a place only root may write.
+HELPER_MODE=0
+if ((EUID == 0)) && [[ -n ${SUDO_UID:-} && ${SUDO_UID} != 0 ]]; then
+    HELPER_MODE=1
+fi
+
+# Re-runs this verb as the installed helper through sudo, the caller's own
+# state directory made first (as the caller).
+exec_helper() {
+    local args=() a
+    for a in "${ORIG_ARGS[@]}"; do [[ $a == --sudo ]] || args+=("$a"); done
+    case $VERB in
+        up | tap-up | check) args+=(--owner "${OWNER:-$(id -un)}") ;;
+    esac
+    case $VERB in
+        up | bridge-up | tap-up)
+            mkdir -p -- "$STATE_DIR" || die 3 --state-dir "cannot create $STATE_DIR" "pass a directory this user can write"
+            ;;
+    esac
+    exec sudo -n -- "$HELPER" "${args[@]}"
+}
+
 PRIV=()
 PRIV_MODE=none
 # Decides how privileged commands run. With MUST=1, no privilege is an error
@@ -222,18 +270,35 @@ setup_priv() {
     if ((USE_SUDO)); then
         if ! have sudo; then
             ((must)) || return 0
-            die 3 --sudo "sudo is not installed" "install sudo and allow $me passwordless sudo for ip, nft and sysctl, or run net.sh as root"
+            die 3 --sudo "sudo is not installed" "install sudo, then $(sudo_fix "$me")"
         fi
+        if [[ -f $HELPER ]] && root_owned "$HELPER" && sudo -n -l -- "$HELPER" >/dev/null 2>&1; then
+            exec_helper
+        fi
+        # An older, broad rule (ip, nft, sysctl) still works; it is not what we suggest.
         if ! sudo -n ip -V >/dev/null 2>&1; then
             ((must)) || return 0
-            die 3 --sudo "'sudo -n ip' failed for $me (sudo asks for a password or does not allow ip)" "allow $me passwordless sudo (NOPASSWD in /etc/sudoers.d) for ip, nft and sysctl, or run net.sh as root"
+            die 3 --sudo "'sudo -n $HELPER' is not allowed for $me (or the helper is missing or not root's), and neither is 'sudo -n ip'" "$(sudo_fix "$me")"
         fi
         PRIV=(sudo -n --)
         PRIV_MODE=sudo
         return 0
     fi
     ((must)) || return 0
-    die 3 privileges "'$VERB' changes host networking and needs root, but runs as $me without --sudo" "run as root, or pass --sudo (the stack's sudo setting) with passwordless sudo for ip, nft and sysctl"
+    die 3 privileges "'$VERB' changes host networking and needs root, but runs as $me without --sudo" "run as root, or pass --sudo (the stack's sudo setting): $(sudo_fix "$me")"
+}
+
+# As the helper: the state directory must exist, be a real directory and be
+# the caller's (root never creates or writes a place the caller could not).
+check_helper_state_dir() {
+    ((HELPER_MODE)) || return 0
+    local who=${SUDO_USER:-uid $SUDO_UID}
+    [[ $STATE_DIR == /* ]] || die 2 --state-dir "'$STATE_DIR' is not absolute" "pass the state directory's absolute path"
+    [[ -d $STATE_DIR && ! -L $STATE_DIR ]] || die 2 --state-dir "$STATE_DIR does not exist or is a symbolic link" "create it as $who first (net.sh --sudo does), then run again"
+    [[ $(stat -c %u -- "$STATE_DIR") == "$SUDO_UID" ]] ||
+        die 2 --state-dir "$STATE_DIR is not owned by $who" "pass a state directory of $who's own"
+    local f=$STATE_DIR/$STATE_BASENAME
+    [[ ! -L $f ]] || die 2 state "$f is a symbolic link" "remove it; net.sh writes a plain file"
 }
 
 # p: a privileged command that changes something (its stdout goes to stderr).
@@ -316,6 +381,7 @@ save_state() {
     local tmp
     tmp=$(mktemp "$STATE_DIR/.net.json.XXXXXX")
     jq . <<<"$STATE" >"$tmp"
+    if ((HELPER_MODE)); then chown -- "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$tmp"; fi
     mv -f -- "$tmp" "$STATE_FILE"
 }
 
@@ -822,7 +888,7 @@ defaults_for_up() {
     [[ -n $BRIDGE ]] || BRIDGE=$(const .network.bridge)
     [[ -n $GATEWAY_CIDR ]] || GATEWAY_CIDR="$(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
     [[ -n $NFT_TABLE ]] || NFT_TABLE=$(const .network.nftTable)
-    [[ -n $OWNER ]] || OWNER=$(id -un)
+    [[ -n $OWNER ]] || OWNER=$(default_owner)
     if [[ -z $MULTI_QUEUE ]]; then
         MULTI_QUEUE=off
         (($(const .vm.vcpus) > 1)) && MULTI_QUEUE=on
@@ -835,7 +901,8 @@ defaults_for_up() {
 
 begin() { # prepare a changing verb: privileges, state dir, lock, state
     setup_priv 1
-    mkdir -p -- "$STATE_DIR" || die 3 --state-dir "cannot create $STATE_DIR" "pass a directory this user can write"
+    check_helper_state_dir
+    ((HELPER_MODE)) || mkdir -p -- "$STATE_DIR" || die 3 --state-dir "cannot create $STATE_DIR" "pass a directory this user can write"
     lock_state_dir
     load_state
 }
@@ -882,7 +949,7 @@ verb_tap_up() {
     check_state_dir
     [[ -n $TAP ]] || die 2 --tap "is required for tap-up" "pass --tap NAME (the VM's TAP id)"
     check_ifname --tap "$TAP"
-    [[ -n $OWNER ]] || OWNER=$(id -un)
+    [[ -n $OWNER ]] || OWNER=$(default_owner)
     check_owner
     if [[ -z $MULTI_QUEUE ]]; then
         MULTI_QUEUE=off
@@ -919,6 +986,7 @@ verb_tap_down() {
         return 0
     fi
     setup_priv 1
+    check_helper_state_dir
     lock_state_dir
     load_state
     if ! tap_recorded "$TAP"; then
@@ -941,6 +1009,7 @@ verb_down() {
         return 0
     fi
     setup_priv 1
+    check_helper_state_dir
     lock_state_dir
     load_state
     local t
@@ -957,6 +1026,7 @@ verb_status() {
     require_tools ip jq
     check_state_dir
     setup_priv 0
+    [[ ! -e $STATE_DIR ]] || check_helper_state_dir
     STATE_FILE=$STATE_DIR/$STATE_BASENAME
     if [[ -e $STATE_FILE ]]; then
         STATE=$(jq -c . "$STATE_FILE") || die 2 state "$STATE_FILE is not valid JSON" "inspect it by hand"

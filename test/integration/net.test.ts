@@ -503,7 +503,8 @@ test("without root: no --sudo, or sudo that wants a password, is a clear error b
 
     const sudo = netsh(ns, ["up", "--state-dir", sub, "--taps", TAP0, "--sudo"], { user: OWNER, script });
     assert.equal(sudo.status, 3);
-    assert.match(sudo.stderr, /error: --sudo: 'sudo -n ip' failed for nobody .*; fix: allow nobody passwordless sudo/);
+    assert.match(sudo.stderr, /error: --sudo: 'sudo -n \S+\/host\/net\.sh' is not allowed for nobody .*; fix: install the helper .* and allow only it: echo 'nobody ALL=\(root\) NOPASSWD: \S+\/host\/net\.sh' \| sudo tee /);
+    assert.doesNotMatch(sudo.stderr, /for ip, nft and sysctl/, "the broad rule is no longer suggested");
 
     for (const verb of [["down"], ["tap-up", "--tap", TAP0], ["bridge-up"]]) {
         const r = netsh(ns, [verb[0]!, "--state-dir", sub, ...verb.slice(1)], { user: OWNER, script });
@@ -849,4 +850,75 @@ test("forwarding exposes no VM: traffic from beyond the host to the subnet is dr
     t.after(() => far.close());
     assert.deepEqual(tcpExchange(vm, UPSTREAM_PEER, PORT, "out"), { remoteAddress: UPSTREAM_HOST, received: "out" });
     far.close();
+});
+
+/**
+ * The narrow privilege: sudo allows one root-owned copy of net.sh (which
+ * validates every argument and its state) and nothing else, instead of ip,
+ * nft, sysctl and unshare (root-equivalent: `ip netns exec … sh`). The rule
+ * lives in a bind mount over /etc/sudoers.d inside this command's own mount
+ * namespace, as in netshWithSudoRule.
+ */
+function asUserWithRule(ns: Netns, rule: string, argv: string[], env: Record<string, string> = {}): NetRun<ChangeResult> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-sudoers-"));
+    try {
+        fs.chmodSync(dir, 0o755);
+        fs.writeFileSync(path.join(dir, "pe4"), rule, { mode: 0o440 });
+        const r = ns.run("sh", ["-c", 'd=$1; u=$2; shift 2; mount --bind "$d" /etc/sudoers.d && exec setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups "$@"',
+            "sh", dir, OWNER, ...argv], { env });
+        let json: ChangeResult | undefined;
+        if (r.status === 0 && r.stdout.trim() !== "") json = JSON.parse(r.stdout.trim()) as ChangeResult;
+        return { status: r.status, stdout: r.stdout, stderr: r.stderr, json };
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+test("with --sudo and a sudoers rule for the root-owned net.sh helper alone, a user brings the network up and down", (t) => {
+    if (!needsNetns(t)) return;
+    if (!requireTools(t, ["sudo", "mount", ["/etc/sudoers reads /etc/sudoers.d", sudoersIncludesDir]])) return;
+    const { ns, stateDir } = world(t);
+    // The helper as an administrator installs it: root-owned, nobody else may write it.
+    const helperRoot = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-helper-"));
+    t.after(() => fs.rmSync(helperRoot, { recursive: true, force: true }));
+    fs.chmodSync(helperRoot, 0o755);
+    fs.mkdirSync(path.join(helperRoot, "host"), { mode: 0o755 });
+    fs.mkdirSync(path.join(helperRoot, "nix"), { mode: 0o755 });
+    const helper = path.join(helperRoot, "host", "net.sh");
+    fs.copyFileSync(NET_SH, helper);
+    fs.chmodSync(helper, 0o755);
+    fs.copyFileSync(path.join(REPO, "nix", "constants.json"), path.join(helperRoot, "nix", "constants.json"));
+    fs.chmodSync(path.join(helperRoot, "nix", "constants.json"), 0o644);
+    const rule = `${OWNER} ALL=(root) NOPASSWD: ${helper}\n`;
+    const env = { PCP_EVAL_NET_HELPER: helper };
+    const script = readableCopy(t);
+    const userState = path.join(stateDir, "stack");
+    fs.mkdirSync(userState);
+    execFileSync("chown", [OWNER, userState]);
+    fs.chmodSync(stateDir, 0o755);
+    const before = ns.snapshot();
+
+    // The rule allows the helper only: ip itself is refused.
+    assert.notEqual(asUserWithRule(ns, rule, ["sudo", "-n", "ip", "-V"]).status, 0, "sudo -n ip must not be allowed");
+
+    const up = asUserWithRule(ns, rule, ["bash", script, "up", "--sudo", "--state-dir", userState, "--taps", TAP0], env);
+    assert.equal(up.status, 0, up.stderr);
+    assert.equal(up.json!.changed, true);
+    assert.equal(String((ns.link(TAP0)!.linkinfo as { info_data: { user: unknown } }).info_data.user), OWNER, "TAP owned by the invoking user");
+    const uid = Number(execFileSync("id", ["-u", OWNER], { encoding: "utf8" }));
+    assert.equal(fs.statSync(path.join(userState, "net.json")).uid, uid, "state file handed to the user");
+
+    // The helper refuses a state directory that is not the invoking user's.
+    const rootOwned = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-rootdir-"));
+    t.after(() => fs.rmSync(rootOwned, { recursive: true, force: true }));
+    fs.chmodSync(rootOwned, 0o755);
+    const foreign = asUserWithRule(ns, rule, ["sudo", "-n", helper, "up", "--state-dir", rootOwned]);
+    assert.equal(foreign.status, 2, foreign.stderr);
+    assert.match(foreign.stderr, /error: --state-dir: .* is not owned by nobody/);
+    assert.deepEqual(fs.readdirSync(rootOwned), []);
+
+    const down = asUserWithRule(ns, rule, ["bash", script, "down", "--sudo", "--state-dir", userState], env);
+    assert.equal(down.status, 0, down.stderr);
+    assert.deepEqual(ns.snapshot(), before);
+    assert.deepEqual(fs.readdirSync(userState), []);
 });

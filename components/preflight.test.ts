@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { requireTools } from "../test/helpers/tools";
-import { enforcePreflight, HostProbe, preflight, realHost, testBoot } from "./preflight";
+import { enforcePreflight, HostProbe, netHelperPath, preflight, realHost, testBoot } from "./preflight";
 
 function cfgOf(raw: Record<string, unknown>): PcpEvalConfig {
     return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [`pcp-eval:${k}`, typeof v === "string" ? v : JSON.stringify(v)])), "unit", "/srv/p");
@@ -47,6 +47,18 @@ describe("preflight", () => {
         assert.deepEqual(items, ["nix", "docker daemon", "passwordless sudo", "ip", "nft", "/dev/net/tun", "kube context minikube"]);
         for (const f of report.missing) assert.ok(f.fix.length > 0, `${f.item} needs a fix`);
         assert.match(report.missing.at(-1)!.fix, /minikube start/);
+    });
+
+    it("useSudo: sudo allowing only the installed net.sh helper is enough; the fix offers that narrow rule, never ip, nft or sysctl", () => {
+        const narrow = fakeHost({ failing: ["sudo -n ip", "sudo -n nft"], root: false });
+        assert.deepEqual(preflight(cfgOf({ bridgeEnabled: true, useSudo: true }), narrow).missing, []);
+        assert.ok(narrow.calls.some((c) => c === `sudo -n -l ${netHelperPath()}`), narrow.calls.join("\n"));
+
+        const none = fakeHost({ failing: ["sudo"], root: false });
+        const [miss] = preflight(cfgOf({ bridgeEnabled: true, useSudo: true }), none).missing;
+        assert.equal(miss?.item, "passwordless sudo");
+        assert.match(miss!.fix, new RegExp(`ALL=\\(root\\) NOPASSWD: ${netHelperPath().replace(/[./]/g, "\\$&")}`));
+        assert.doesNotMatch(miss!.fix, /for ip, nft and sysctl/);
     });
 
     it("not root and useSudo off: asks for root or useSudo", () => {

@@ -86,6 +86,24 @@ export function kvmWorks(host: HostProbe, release: string): { usable: boolean; w
 }
 
 /**
+ * The root-owned copy of host/net.sh that a narrow sudoers rule allows (the
+ * default of HELPER in host/net.sh; PCP_EVAL_NET_HELPER moves it). Sudo for
+ * ip, nft, sysctl or unshare would be root-equivalent; this one file checks
+ * every argument and the state it reads.
+ */
+export function netHelperPath(): string {
+    return process.env.PCP_EVAL_NET_HELPER ?? "/usr/local/libexec/pcp-eval/host/net.sh";
+}
+
+function narrowSudoFix(): string {
+    const helper = netHelperPath();
+    const constantsAt = `${path.dirname(path.dirname(helper))}/nix/constants.json`;
+    const user = os.userInfo().username;
+    return `install the helper (sudo install -D -o root -m 0755 host/net.sh ${helper}; sudo install -D -o root -m 0644 nix/constants.json ${constantsAt}) `
+        + `and allow only it: echo '${user} ALL=(root) NOPASSWD: ${helper}' | sudo tee /etc/sudoers.d/pcp-eval-net; or run as root`;
+}
+
+/**
  * kvmWorks, remembered per host boot in `cacheFile`: a hanging KVM costs its
  * 20 s once, not on every preview.
  */
@@ -152,9 +170,12 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string =
         if (!host.isRoot()) {
             if (!cfg.useSudo) {
                 missing.push({ item: "privileges for the bridge", problem: `creating bridge ${cfg.bridge?.name ?? ""} and TAP devices needs root`, fix: "run as root, or `pulumi config set pcp-eval:useSudo true` with passwordless sudo" });
-            } else if (!host.run("sudo", ["-n", "ip", "-V"], 5000).ok || !host.run("sudo", ["-n", "nft", "--version"], 5000).ok) {
-                // A sudoers rule may allow just ip, nft and sysctl: ask for exactly those.
-                missing.push({ item: "passwordless sudo", problem: "`sudo -n ip` or `sudo -n nft` failed", fix: "allow the user passwordless sudo for ip, nft and sysctl, or run as root" });
+            } else if (
+                !host.run("sudo", ["-n", "-l", netHelperPath()], 5000).ok
+                // An older, broad rule (ip, nft, sysctl) still works; it is not what we suggest.
+                && (!host.run("sudo", ["-n", "ip", "-V"], 5000).ok || !host.run("sudo", ["-n", "nft", "--version"], 5000).ok)
+            ) {
+                missing.push({ item: "passwordless sudo", problem: `sudo does not allow \`${netHelperPath()}\` without a password`, fix: narrowSudoFix() });
             }
         }
         for (const tool of ["ip", "nft"]) {

@@ -125,6 +125,20 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.match(String(outputs.summary), /grafana: grafana VM \(tap\)/);
     });
 
+    it("with useSudo only the network goes through sudo: QEMU, the VM runners and Nix builds run as the user", async () => {
+        const sudoCfg = configOf({ useSudo: true, bridgeEnabled: true, containerEnabled: true, vms: ["eval", "grafana:tap"] });
+        const { recording } = await record(sudoCfg);
+        const withSudo = recording.resources
+            .filter((r) => r.custom && /\bsudo\b/.test(JSON.stringify(r.inputs)))
+            .map((r) => r.name);
+        assert.ok(withSudo.length > 0, "the network resources carry the sudo setting");
+        for (const name of withSudo) assert.match(name, /^network(-|$)/, `${name} runs something through sudo`);
+        for (const r of recording.resources.filter((x) => x.custom)) {
+            const text = JSON.stringify(r.inputs);
+            if (/vm\.sh|nix-build\.sh|microvm-run/.test(text)) assert.doesNotMatch(text, /\bsudo\b/, `${r.name} must not use sudo`);
+        }
+    });
+
     it("quotes the identity path in sshCommands, so a stateDir with a space still pastes as one argument", async () => {
         const spaced = configOf({ stateDir: "/var/tmp/pcp eval state", vms: ["eval"] });
         const { outputs } = await record(spaced);

@@ -310,9 +310,9 @@ describe("nix/: offline checks", () => {
         for (const fn of ["mkMicrovm", "mkMicrovmRunner", "mkPcp", "table"]) assert.ok(o.lib.includes(fn), `lib has ${fn}`);
         assert.ok(o.nixosConfigurations.includes("pcp-microvm-grafana-tap"));
         assert.ok(o.nixosConfigurations.includes("pcp-microvm-bpf-aarch64-linux"));
-        assert.deepEqual(o.checks, ["vm-test"]);
+        assert.deepEqual(o.checks, variants.map((v) => `vm-test-${v}`).sort(), "a NixOS test per variant");
         assert.deepEqual(o.devShells, ["default"]);
-        assert.ok(o.nixosModules.includes("pcp"));
+        for (const m of ["default", "vm", "guest", "pcp", "pmie-test", "node-exporter", "grafana", "bpf"]) assert.ok(o.nixosModules.includes(m), `nixosModules.${m}`);
     });
 
     test("no number or address of nix/constants.json is restated in another file", () => {

@@ -15,10 +15,11 @@
  * option declarations and mkIf/mkMerge become plain records.
  */
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, test } from "node:test";
 import { constants, forwardedPorts, resolveFeatures, variants, type FeatureOverrides, type Variant } from "../../components/constants";
-import { nixEvalJson, nixTools, repoRoot } from "../helpers/nix";
+import { nixEvalJson, nixTools, repoRoot, run, tempDir } from "../helpers/nix";
 import { requireTools } from "../helpers/tools";
 
 const nixDir = path.join(repoRoot, "nix");
@@ -292,5 +293,47 @@ describe("nix/: guest fields, key-less VMs, feature rules, PCP_DIR (offline)", (
         const env = Object.fromEntries(r.image.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
         assert.equal(`${env.PCP_DIR}/etc/pcp.env`, r.layout.env, "image: $PCP_DIR/etc/pcp.env");
         assert.equal(env.PCP_CONF, `${env.PCP_DIR}/etc/pcp.conf`);
+    });
+
+    test("checks/vm-test.nix renders a valid Python test script per variant, with the issue's assertions", async (t) => {
+        if (!requireTools(t, [...nixTools, "python3"])) return;
+        // A stand-in nixpkgs: testers.runNixOSTest returns its argument, and
+        // nixos/tests/ssh-keys.nix gives a key pair as nixpkgs' does.
+        const dir = tempDir("pe13-");
+        t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+        fs.mkdirSync(path.join(dir, "nixos", "tests"), { recursive: true });
+        fs.writeFileSync(
+            path.join(dir, "nixos", "tests", "ssh-keys.nix"),
+            `pkgs: { snakeOilPublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9v snakeoil"; snakeOilPrivateKey = "/nix/store/snakeoil-key"; }\n`,
+        );
+        const expected: Record<Variant, RegExp[]> = {
+            base: [/pmlogger writes an archive that grows/, /Permission denied \(publickey\)/, /debug\.succeed\("sshpass -p pcp/, /keyless\.fail\("systemctl is-active sshd/],
+            eval: [/grep -q cpu_elevated/, /node_exporter answers/, /below\.service/],
+            grafana: [/activeTargets/, /datasources\/uid\/prometheus\/health/, /node_load1/],
+            bpf: [/bpf\.runq\.latency bpf\.disk\.all\.latency/],
+        };
+        for (const v of variants) {
+            const r = await nixEvalJson<{ name: string; nodes: string[]; script: string }>({
+                expr: `
+                  let
+                    lib = (import ${stubLib}) // {
+                      concatMapStrings = f: l: builtins.concatStringsSep "" (map f l);
+                      optionalString = c: s: if c then s else "";
+                    };
+                    pkgs = { inherit lib; path = "${dir}"; curl = "curl"; jq = "jq"; sshpass = "sshpass"; testers.runNixOSTest = test: test; };
+                    test = import ${path.join(nixDir, "checks", "vm-test.nix")} { inherit pkgs; pcpSrc = null; variant = "${v}"; };
+                  in { inherit (test) name; nodes = builtins.attrNames test.nodes; script = test.testScript; }`,
+            });
+            assert.equal(r.name, `pcp-eval-${v}`);
+            assert.deepEqual(r.nodes, v === "base" ? ["debug", "keyless", "machine"] : ["machine"]);
+            const file = path.join(dir, `${v}.py`);
+            fs.writeFileSync(file, r.script);
+            const parsed = await run("python3", ["-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())", file]);
+            assert.equal(parsed.code, 0, `${v}: the test script is not valid Python:\n${parsed.stderr}`);
+            for (const common of [/pminfo -h localhost -f kernel\.all\.load/, /bash --login -c 'pminfo -f kernel\.all\.load'/, /stat -c '%U %a' \/run\/pcp/, /-i \/root\/id root@localhost/]) {
+                assert.match(r.script, common, `${v}: ${common}`);
+            }
+            for (const re of expected[v]) assert.match(r.script, re, `${v}: ${re}`);
+        }
     });
 });

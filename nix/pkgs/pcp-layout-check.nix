@@ -18,7 +18,7 @@ runCommand "pcp-layout-check-${pcp.name or "pcp"}" { } ''
   }
   [ -f ${layout.conf} ] || fail "no pcp.conf at ${layout.conf}"
   [ -f ${layout.env} ] || fail "no pcp.env at ${layout.env} (\$PCP_DIR/etc/pcp.env, sourced by PCP's scripts)"
-  for daemon in pmcd pmproxy pmlogger; do
+  for daemon in pmcd pmproxy pmlogger_check; do
     [ -x ${layout.bin}/$daemon ] || fail "no $daemon in ${layout.bin}"
   done
   [ -s ${layout.varLib}/pmns/root ] || fail "no merged root PMNS at ${layout.varLib}/pmns/root"

@@ -336,4 +336,42 @@ describe("nix/: guest fields, key-less VMs, feature rules, PCP_DIR (offline)", (
             for (const re of expected[v]) assert.match(r.script, re, `${v}: ${re}`);
         }
     });
+
+    test("the PCP layout check builds for the expected layout and fails, saying why, for a sysconfdir=/etc build or a missing part", async (t) => {
+        if (!requireTools(t, [...nixTools, "nix-build"])) return;
+        const dir = tempDir("pe13-");
+        t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+        const makeTree = (name: string, skip: string[] = []): string => {
+            const tree = path.join(dir, name);
+            const files: Array<[string, string, number]> = [
+                ["share/pcp/etc/pcp.env", "# pcp.env\n", 0o644],
+                ["var/lib/pcp/pmns/root", "root {\n}\n", 0o644],
+                ...["pmcd", "pmproxy", "pmlogger_check"].map((d): [string, string, number] => [`libexec/pcp/bin/${d}`, "#!/bin/sh\n", 0o755]),
+            ];
+            for (const [rel, text, mode] of files) {
+                if (skip.includes(rel)) continue;
+                fs.mkdirSync(path.dirname(path.join(tree, rel)), { recursive: true });
+                fs.writeFileSync(path.join(tree, rel), text, { mode });
+            }
+            return tree;
+        };
+        const build = (tree: string, sysconf: string) =>
+            run("nix-build", [path.join(repoRoot, "test", "fixtures", "nix", "layout-check.nix"), "--arg", "tree", tree, "--argstr", "sysconf", sysconf, "--no-out-link"], undefined, 300_000);
+
+        const good = await build(makeTree("good"), "@OUT@/share/pcp/etc/pcp");
+        assert.equal(good.code, 0, `the expected layout passes:\n${good.stderr}`);
+
+        const etc = await build(makeTree("etc"), "/etc/pcp");
+        assert.notEqual(etc.code, 0);
+        assert.match(etc.stderr, /PCP_SYSCONF_DIR=\/etc\/pcp \(a sysconfdir=\/etc build\)/);
+        assert.match(etc.stderr, /Use pcpSource = "upstream", or describe the package's layout in passthru\.pcpLayout/);
+
+        const noPmns = await build(makeTree("nopmns", ["var/lib/pcp/pmns/root"]), "@OUT@/share/pcp/etc/pcp");
+        assert.notEqual(noPmns.code, 0);
+        assert.match(noPmns.stderr, /no merged root PMNS/);
+
+        const noEnv = await build(makeTree("noenv", ["share/pcp/etc/pcp.env"]), "@OUT@/share/pcp/etc/pcp");
+        assert.notEqual(noEnv.code, 0);
+        assert.match(noEnv.stderr, /no pcp\.env at .*\/share\/pcp\/etc\/pcp\.env \(\$PCP_DIR\/etc\/pcp\.env/);
+    });
 });

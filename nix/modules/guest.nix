@@ -196,7 +196,8 @@ in
   # ── Implementation ───────────────────────────────────────────────────────
   config = lib.mkMerge [
     {
-      networking.hostName = cfg.hostname;
+      # mkDefault: a host that imports the guest modules keeps its own name.
+      networking.hostName = lib.mkDefault cfg.hostname;
 
       # ── PCP and the variant's features ──
       services.pcp = {

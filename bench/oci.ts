@@ -28,7 +28,7 @@ const runs = (() => {
 })();
 
 const repoRoot = path.resolve(__dirname, "..");
-const ociScript = path.join(repoRoot, "scripts/oci.sh");
+const ociScript = path.join(repoRoot, "host/oci.sh");
 const repo = "pe6-bench-pcp-eval";
 const stack = `pe6-bench-${process.pid}`;
 

@@ -139,7 +139,7 @@ export class MicroVm extends pulumi.ComponentResource {
                 name: args.spec.name,
                 runner: runner.storePath,
                 stateDir: path.join(args.stateDir, "vms"),
-                scriptPath: path.join(args.projectDir, "scripts", "vm.sh"),
+                scriptPath: path.join(args.projectDir, "host", "vm.sh"),
                 ports: hostPorts(args.spec),
                 probes: readinessProbes(this.target),
                 timeouts: {

@@ -23,7 +23,7 @@ const inputs: MicroVmProcessInputs = {
     name: "eval",
     runner: "/nix/store/abc-microvm-eval",
     stateDir: "/srv/state/vms",
-    scriptPath: "/srv/project/scripts/vm.sh",
+    scriptPath: "/srv/project/host/vm.sh",
     ports: [31022, 31321, 31510, 31511],
     probes: ["serial=console:127.0.0.1:31510", "services=tcp:127.0.0.1:31321", "services=http://127.0.0.1:31322/pmapi/context"],
     timeouts: { start: 5, services: 60, shutdown: 30, exit: 60 },

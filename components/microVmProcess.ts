@@ -1,6 +1,6 @@
 /**
  * The running process of one MicroVM as a Pulumi dynamic resource around
- * scripts/vm.sh (start / status / stop).
+ * host/vm.sh (start / status / stop).
  *
  * - create runs `vm.sh start`: the runner starts detached and create returns
  *   only when every readiness phase answered. vm.sh's progress lines (VM,
@@ -25,7 +25,7 @@ export interface MicroVmProcessInputs {
     runner: string;
     /** Directory holding one sub-directory per VM. */
     stateDir: string;
-    /** Absolute path of scripts/vm.sh. */
+    /** Absolute path of host/vm.sh. */
     scriptPath: string;
     /** Host ports (forwards and consoles) that must be free before start. */
     ports: number[];

@@ -77,10 +77,10 @@ describe("OciImage", () => {
     it("checks the host ports before the container and waits for pmcd on the published port after it", async () => {
         const { recording } = await build(container);
         const ports = recording.byName("pcp-image-ports").inputs as { create: string };
-        assert.equal(ports.create, "bash scripts/oci.sh check-ports --address 127.0.0.1 --port 45321 --port 45322");
+        assert.equal(ports.create, "bash host/oci.sh check-ports --address 127.0.0.1 --port 45321 --port 45322");
         assert.deepEqual(recording.dependencyNames("pcp-image-container").sort(), ["pcp-image-load", "pcp-image-ports"]);
         const ready = recording.byName("pcp-image-pmcd-ready").inputs as { create: string };
-        assert.equal(ready.create, `bash scripts/oci.sh wait-pmcd --address 127.0.0.1 --port 45321 --timeout ${constants.timeoutsSeconds.services}`);
+        assert.equal(ready.create, `bash host/oci.sh wait-pmcd --address 127.0.0.1 --port 45321 --timeout ${constants.timeoutsSeconds.services}`);
         assert.ok(recording.dependencyNames("pcp-image-pmcd-ready").includes("pcp-image-container"));
     });
 
@@ -95,8 +95,8 @@ describe("OciImage", () => {
     it("loads by the store path and removes, on destroy, only the tag it loaded", async () => {
         const { recording } = await build(container);
         const load = recording.byName("pcp-image-load").inputs as { create: string; delete: string };
-        assert.match(load.create, /^bash scripts\/oci\.sh load --tarball \/nix\/store\/0{32}-pcp-container\.tar\.gz --repo pcp-eval$/);
-        assert.match(load.delete, /^bash scripts\/oci\.sh remove --tarball \/nix\/store\/0{32}-pcp-container\.tar\.gz --repo pcp-eval$/);
+        assert.match(load.create, /^bash host\/oci\.sh load --tarball \/nix\/store\/0{32}-pcp-container\.tar\.gz --repo pcp-eval$/);
+        assert.match(load.delete, /^bash host\/oci\.sh remove --tarball \/nix\/store\/0{32}-pcp-container\.tar\.gz --repo pcp-eval$/);
     });
 
     it("runs no container, port check or wait when only the cluster needs the image", async () => {

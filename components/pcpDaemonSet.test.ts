@@ -22,7 +22,7 @@ const loadedImage = "pcp-eval:00000000000000000000000000000000"; // what the moc
 function build(kube: Partial<KubernetesConfig> = {}) {
     return () => {
         // Stands in for OciImage's `docker load`: the mocks answer it with loadedImage.
-        const load = new command.local.Command("image-load", { create: "bash scripts/oci.sh load --tarball /nix/store/x-pcp-container.tar.gz" });
+        const load = new command.local.Command("image-load", { create: "bash host/oci.sh load --tarball /nix/store/x-pcp-container.tar.gz" });
         const image = load.stdout.apply((out) => (JSON.parse(out) as { image: string }).image);
         const component = new PcpDaemonSet("pcp-daemonset", {
             stack: "test",
@@ -76,8 +76,8 @@ describe("PcpDaemonSet (mocks)", () => {
     it("loads exactly the image docker loaded into the configured context, and removes it on delete", async () => {
         const { recording } = await recorded();
         const load = recording.byName("pcp-daemonset-cluster-load").inputs;
-        assert.equal(load.create, `bash scripts/oci.sh cluster-load --image ${loadedImage} --context pe7-ctx`);
-        assert.equal(load.delete, `bash scripts/oci.sh cluster-remove --image ${loadedImage} --context pe7-ctx`);
+        assert.equal(load.create, `bash host/oci.sh cluster-load --image ${loadedImage} --context pe7-ctx`);
+        assert.equal(load.delete, `bash host/oci.sh cluster-remove --image ${loadedImage} --context pe7-ctx`);
         assert.deepEqual(load.triggers, [loadedImage, "pe7-ctx"]);
     });
 

@@ -1,6 +1,6 @@
 /**
  * Builds the command lines the components hand to local.Command. Host work
- * lives in scripts/ so it can be tested without Pulumi; these helpers only
+ * lives in host/ so it can be tested without Pulumi; these helpers only
  * quote arguments so that no config value can change a command's meaning.
  */
 import * as crypto from "node:crypto";
@@ -15,9 +15,9 @@ export function shellQuote(value: string): string {
 
 export type FlagValue = string | number | boolean | undefined | readonly string[];
 
-/** `bash scripts/<script> <verb> --flag value ...`; false/undefined flags are left out, arrays repeat the flag. */
+/** `bash host/<script> <verb> --flag value ...`; false/undefined flags are left out, arrays repeat the flag. */
 export function scriptCommand(script: string, verb: string, flags: Record<string, FlagValue> = {}): string {
-    const parts = ["bash", `scripts/${script}`, verb];
+    const parts = ["bash", `host/${script}`, verb];
     for (const [name, value] of Object.entries(flags)) {
         if (value === undefined || value === false) continue;
         if (value === true) {

@@ -19,7 +19,7 @@ export interface TapBridgeArgs {
 
 /** Inputs of the bridge resource: plain data, so the provider can be serialized. */
 export interface NetBridgeInputs {
-    /** Absolute path of scripts/net.sh. */
+    /** Absolute path of host/net.sh. */
     scriptPath: string;
     stateDir: string;
     bridge: string;
@@ -180,7 +180,7 @@ export class NetTap extends pulumi.dynamic.Resource {
  * The host bridge with its gateway address, forwarding and NAT (in an
  * nftables table of its own), plus one TAP device per TAP VM. Each TAP is a
  * resource of its own, so adding or removing a VM touches only its device.
- * scripts/net.sh does the work and records it under <stateDir>/net; `pulumi
+ * host/net.sh does the work and records it under <stateDir>/net; `pulumi
  * refresh` runs its status verb, so a bridge or TAP lost to a reboot is made
  * again by the next `up`.
  */
@@ -194,7 +194,7 @@ export class TapBridge extends pulumi.ComponentResource {
     constructor(name: string, args: TapBridgeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("pcp-eval:index:TapBridge", name, {}, opts);
         const common = {
-            scriptPath: path.join(args.projectDir, "scripts", "net.sh"),
+            scriptPath: path.join(args.projectDir, "host", "net.sh"),
             stateDir: path.join(args.stateDir, "net"),
             sudo: args.useSudo,
         };

@@ -88,7 +88,7 @@ in
               "-name"
               "${cfg.name},process=${cfg.name}"
               # Both consoles are also logged in the runner's working directory
-              # (the VM's state directory, where scripts/vm.sh starts it), so a
+              # (the VM's state directory, where host/vm.sh starts it), so a
               # failed start can show what the guest printed.
               "-chardev"
               "socket,id=pcpevalttyS0,host=${loopback},port=${toString cfg.consolePorts.serial},server=on,wait=off,logfile=serial.log"

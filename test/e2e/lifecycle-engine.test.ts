@@ -16,8 +16,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { test, type TestContext } from "node:test";
 import { constants } from "../../components/constants";
-import type { VerifyReport } from "../../scripts/lib/verify/report";
-import type { Target } from "../../scripts/lib/verify/types";
+import type { VerifyReport } from "../../verify/report";
+import type { Target } from "../../verify/types";
 import { freePort, pcpNeeds, startPcp } from "../helpers/pcp";
 import { run, type RunResult } from "../helpers/run";
 import { haveCommand, requireTools } from "../helpers/tools";
@@ -40,7 +40,7 @@ function pulumiBinDir(): string | undefined {
 }
 
 const npmScript = (script: "verify" | "lifecycle", args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> =>
-    run(process.execPath, ["--import", "tsx", path.join(projectDir, "scripts", `${script}.ts`), ...args], { cwd: projectDir, env });
+    run(process.execPath, ["--import", "tsx", path.join(projectDir, "verify", script === "verify" ? "main.ts" : "lifecycle-main.ts"), ...args], { cwd: projectDir, env });
 
 test("lifecycle and verify --stack drive a real Pulumi engine through the Automation API", async (t: TestContext) => {
     const binDir = pulumiBinDir();

@@ -36,7 +36,8 @@ const projectEntries = [
     "package.json",
     "tsconfig.json",
     "components",
-    "scripts",
+    "host",
+    "verify",
     "nix",
     "test/fixtures/ci-flake",
     "test/fixtures/vm",
@@ -316,7 +317,7 @@ export class EngineProject {
 
     /** `vm.sh status` of one VM of the stack. */
     vmStatus(name: string): { running: boolean; pid?: number } {
-        const r = spawnSync("bash", [path.join(this.projectDir, "scripts", "vm.sh"), "status", "--name", name, "--state-dir", path.join(this.stateDir, "vms")], {
+        const r = spawnSync("bash", [path.join(this.projectDir, "host", "vm.sh"), "status", "--name", name, "--state-dir", path.join(this.stateDir, "vms")], {
             encoding: "utf8",
         });
         if (r.status !== 0) throw new Error(`vm.sh status ${name} failed: ${r.stderr}`);

@@ -4,7 +4,7 @@
  * These machines have no Nix daemon, no build users and no network, so the
  * tests run nix as root against the local store with the sandbox off and no
  * substituters. nix reads those settings from NIX_CONFIG, which is also how a
- * user would pass them to scripts/nix-build.sh.
+ * user would pass them to host/nix-build.sh.
  */
 import { execFile } from "node:child_process";
 import * as fs from "node:fs";
@@ -12,7 +12,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 export const repoRoot = path.resolve(__dirname, "..", "..");
-export const nixBuildScript = path.join(repoRoot, "scripts", "nix-build.sh");
+export const nixBuildScript = path.join(repoRoot, "host", "nix-build.sh");
 
 /** nix.conf lines for an offline single-user store without build users. */
 export const offlineNixConfig = [

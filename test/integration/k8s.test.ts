@@ -8,7 +8,7 @@
  *
  *   PCP_EVAL_KUBE_CONTEXT   context to deploy to (default: constants kubernetes.context)
  *   PCP_EVAL_K8S_IMAGE      image reference present in the cluster's runtime
- *                           (e.g. loaded by `scripts/oci.sh cluster-load`)
+ *                           (e.g. loaded by `host/oci.sh cluster-load`)
  *   PCP_EVAL_K8S_PULL_POLICY  imagePullPolicy (default IfNotPresent)
  *
  * It renders manifests/ into a namespace of its own (pe7-k8s-<random>),
@@ -67,7 +67,7 @@ async function unmet(): Promise<string | undefined> {
         return `no reachable Kubernetes cluster: kube context "${context}" did not answer (${first}); set PCP_EVAL_KUBE_CONTEXT to a reachable context to run this test`;
     }
     if (image === "") {
-        return `kube context "${context}" answers, but PCP_EVAL_K8S_IMAGE is not set: load the PCP image into the cluster (scripts/oci.sh cluster-load) and set it to that reference`;
+        return `kube context "${context}" answers, but PCP_EVAL_K8S_IMAGE is not set: load the PCP image into the cluster (host/oci.sh cluster-load) and set it to that reference`;
     }
     if (!haveCommand("pminfo")) return "pminfo (Debian package pcp) is not installed: it reads kernel.all.load from each node's pmcd";
     return undefined;

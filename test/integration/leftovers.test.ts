@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync 
 import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
-import { type CommandRunner, findLeftovers, pidAlive, runCommand } from "../../scripts/lib/verify/leftovers";
+import { type CommandRunner, findLeftovers, pidAlive, runCommand } from "../../verify/leftovers";
 import { isRoot, requireTools } from "../helpers/tools";
 
 const netns = "pe8-leftovers";

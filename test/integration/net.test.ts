@@ -1,5 +1,5 @@
 /**
- * scripts/net.sh against the real ip and nft, each test inside network
+ * host/net.sh against the real ip and nft, each test inside network
  * namespaces it creates (never the machine's own): the bridge, TAPs, forwarding
  * and NAT appear, up again changes nothing, traffic crosses the bridge and is
  * masqueraded, down restores the namespace exactly, foreign devices and tables
@@ -16,7 +16,7 @@ import { haveCommand, isRoot, requireTools } from "../helpers/tools";
 import { destroyAllNetns, Netns, startListener, tcpExchange, vethPair, type LinkJson, type NetnsSnapshot, type RunOptions } from "../helpers/netns";
 
 const REPO = path.resolve(__dirname, "..", "..");
-const NET_SH = path.join(REPO, "scripts", "net.sh");
+const NET_SH = path.join(REPO, "host", "net.sh");
 const net = constants.network;
 const PREFIX_LEN = net.subnet.split("/")[1];
 const GATEWAY_CIDR = `${net.gateway}/${PREFIX_LEN}`;
@@ -480,12 +480,12 @@ function readableCopy(t: TestContext): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-repo-"));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     fs.chmodSync(dir, 0o755);
-    for (const rel of ["scripts/net.sh", "nix/constants.json"]) {
+    for (const rel of ["host/net.sh", "nix/constants.json"]) {
         fs.mkdirSync(path.join(dir, path.dirname(rel)), { recursive: true, mode: 0o755 });
         fs.copyFileSync(path.join(REPO, rel), path.join(dir, rel));
         fs.chmodSync(path.join(dir, rel), 0o755);
     }
-    return path.join(dir, "scripts", "net.sh");
+    return path.join(dir, "host", "net.sh");
 }
 
 test("without root: no --sudo, or sudo that wants a password, is a clear error before anything is made", (t) => {

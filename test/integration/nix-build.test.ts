@@ -1,5 +1,5 @@
 /**
- * scripts/nix-build.sh against the real nix (Debian's 2.8) on the offline
+ * host/nix-build.sh against the real nix (Debian's 2.8) on the offline
  * fixture flake test/fixtures/flake-minimal.
  */
 import assert from "node:assert/strict";
@@ -28,7 +28,7 @@ function parseLine<T>(stdout: string): T {
     return JSON.parse(lines[0]) as T;
 }
 
-describe("scripts/nix-build.sh", () => {
+describe("host/nix-build.sh", () => {
     let dir = "";
     let flakeDir = "";
     let stateDir = "";

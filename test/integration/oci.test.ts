@@ -27,7 +27,7 @@ import { freePort } from "../helpers/ports";
 import { firstUnmet, isRoot, requireTools } from "../helpers/tools";
 
 const repoRoot = path.resolve(__dirname, "../..");
-const ociScript = path.join(repoRoot, "scripts/oci.sh");
+const ociScript = path.join(repoRoot, "host/oci.sh");
 
 const runId = crypto.randomBytes(3).toString("hex");
 const repo = "pe6-pcp-eval";

@@ -1,4 +1,4 @@
-/** scripts/state-dir.sh: the stack's state directory goes last, and never takes a file with it. */
+/** host/state-dir.sh: the stack's state directory goes last, and never takes a file with it. */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { requireTools } from "../helpers/tools";
 
-const script = path.resolve(__dirname, "../../scripts/state-dir.sh");
+const script = path.resolve(__dirname, "../../host/state-dir.sh");
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "pe2-state-"));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 

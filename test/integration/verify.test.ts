@@ -14,13 +14,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { test, type TestContext } from "node:test";
 import { constants } from "../../components/constants";
-import { buildChecks } from "../../scripts/lib/verify/checks";
-import { localShell } from "../../scripts/lib/verify/remote";
+import { buildChecks } from "../../verify/checks";
+import { localShell } from "../../verify/remote";
 import { sshdBinary, startSshd } from "../helpers/sshd";
-import type { VerifyReport } from "../../scripts/lib/verify/report";
-import { runPhase } from "../../scripts/lib/verify/runner";
-import type { CheckResult, StackOutputs, Target, VerifyPhase } from "../../scripts/lib/verify/types";
-import { runVerify, type VerifyOptions } from "../../scripts/lib/verify/verify";
+import type { VerifyReport } from "../../verify/report";
+import { runPhase } from "../../verify/runner";
+import type { CheckResult, StackOutputs, Target, VerifyPhase } from "../../verify/types";
+import { runVerify, type VerifyOptions } from "../../verify/verify";
 import {
     freePort,
     type LocalServer,
@@ -122,7 +122,7 @@ async function verifyOne(name: string, target: Target, opts: VerifyOptions = {})
 
 /** Runs the CLI without blocking this process (its in-process health servers must keep answering). */
 function runCli(args: string[]): Promise<RunResult> {
-    return run(process.execPath, ["--import", "tsx", path.join(projectDir, "scripts", "verify.ts"), ...args], { cwd: projectDir });
+    return run(process.execPath, ["--import", "tsx", path.join(projectDir, "verify", "main.ts"), ...args], { cwd: projectDir });
 }
 
 test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t: TestContext) => {

@@ -1,5 +1,5 @@
 /**
- * scripts/vm.sh against a real QEMU (TCG here; KVM only where a probe boot
+ * host/vm.sh against a real QEMU (TCG here; KVM only where a probe boot
  * works) running the fixture VM of test/fixtures/vm: a Debian cloud kernel and
  * a busybox initramfs serving pmcd-like and HTTP ports, talking on ttyS0 and
  * hvc0, obeying (or ignoring) the ACPI power button.

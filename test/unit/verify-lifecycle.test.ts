@@ -11,12 +11,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { forwardedPorts } from "../../components/constants";
-import type { LeftoverScan } from "../../scripts/lib/verify/leftovers";
-import { type LifecycleStack, runLifecycle, stackTarget } from "../../scripts/lib/verify/lifecycle";
-import { formatOverall, formatSummaryTable, summarisePhase, type TargetReport } from "../../scripts/lib/verify/report";
-import type { CheckResult, CheckStatus, StackOutputs, Target } from "../../scripts/lib/verify/types";
-import { verifyPhases } from "../../scripts/lib/verify/types";
-import type { verifyTarget } from "../../scripts/lib/verify/verify";
+import type { LeftoverScan } from "../../verify/leftovers";
+import { type LifecycleStack, runLifecycle, stackTarget } from "../../verify/lifecycle";
+import { formatOverall, formatSummaryTable, summarisePhase, type TargetReport } from "../../verify/report";
+import type { CheckResult, CheckStatus, StackOutputs, Target } from "../../verify/types";
+import { verifyPhases } from "../../verify/types";
+import type { verifyTarget } from "../../verify/verify";
 
 function target(variant: "eval" | "grafana"): Target {
     const ports = forwardedPorts(variant);

@@ -281,8 +281,8 @@ export function describeAutomationError(err: unknown): string {
     return line.length > 300 ? `${line.slice(0, 300)}...` : line;
 }
 
-/** The project directory: the one holding Pulumi.yaml, two levels above scripts/lib/verify. */
-export const projectDir = path.resolve(__dirname, "..", "..", "..");
+/** The project directory: the one holding Pulumi.yaml, above verify/. */
+export const projectDir = path.resolve(__dirname, "..");
 
 /**
  * Reads a stack's outputs with the Automation API (LocalWorkspace over the

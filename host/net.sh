@@ -141,7 +141,7 @@ require_tools() {
 # ---------------------------------------------------------------- constants and validation
 
 const() {
-    [[ -r $CONSTANTS ]] || die 3 constants "cannot read $CONSTANTS" "run net.sh from a pcp-eval checkout (scripts/net.sh beside nix/constants.json)"
+    [[ -r $CONSTANTS ]] || die 3 constants "cannot read $CONSTANTS" "run net.sh from a pcp-eval checkout (host/net.sh beside nix/constants.json)"
     jq -er "$1" "$CONSTANTS" || die 3 constants "$CONSTANTS has no $1" "restore nix/constants.json from the repository"
 }
 

@@ -3,7 +3,7 @@
  * A part the target does not provision is a SKIP with the reason; every FAIL
  * message says what failed and where (address or URL).
  */
-import { constants, isVariant, servicesTimeoutSeconds } from "../../../components/constants";
+import { constants, isVariant, servicesTimeoutSeconds } from "../components/constants";
 import { excerpt, httpGet, httpGetJson, joinUrl, tcpConnect } from "./net";
 import { compareWithSamples, percent } from "./parity";
 import { alertBudgetSeconds, checkAlertGrows, checkHeartbeat, defaultPmieSettings, type PmieSettings } from "./pmie";

@@ -9,12 +9,12 @@
  */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { parsePhases, parseTimeouts, runMain, UsageError } from "./lib/verify/cli";
-import { OutputsError, projectDir, readOutputsFile, readStackOutputs } from "./lib/verify/outputs";
-import { printReport } from "./lib/verify/report";
-import type { StackOutputs } from "./lib/verify/types";
-import { verifyPhases } from "./lib/verify/types";
-import { runVerify, UnknownTargetError } from "./lib/verify/verify";
+import { parsePhases, parseTimeouts, runMain, UsageError } from "./cli";
+import { OutputsError, projectDir, readOutputsFile, readStackOutputs } from "./outputs";
+import { printReport } from "./report";
+import type { StackOutputs } from "./types";
+import { verifyPhases } from "./types";
+import { runVerify, UnknownTargetError } from "./verify";
 
 const usage = `usage: npm run verify -- (--stack NAME | --outputs FILE) [options]
 

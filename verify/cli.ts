@@ -1,4 +1,4 @@
-/** Argument handling shared by scripts/verify.ts and scripts/lifecycle.ts. */
+/** Argument handling shared by verify/main.ts and verify/lifecycle-main.ts. */
 import type { VerifyPhase } from "./types";
 import { verifyPhases } from "./types";
 

@@ -8,10 +8,10 @@
  */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { parseTimeouts, runMain, UsageError } from "./lib/verify/cli";
-import { pulumiStack, runLifecycle } from "./lib/verify/lifecycle";
-import { projectDir } from "./lib/verify/outputs";
-import { printReport } from "./lib/verify/report";
+import { parseTimeouts, runMain, UsageError } from "./cli";
+import { pulumiStack, runLifecycle } from "./lifecycle";
+import { projectDir } from "./outputs";
+import { printReport } from "./report";
 
 const usage = `usage: npm run lifecycle -- --stack NAME [options]
 

@@ -3,7 +3,7 @@
  * pmie's cpu_elevated rule logs to alerts.log while it is busy; pmie also
  * touches a heartbeat file. Checked over SSH by reading the two files.
  */
-import { constants } from "../../../components/constants";
+import { constants } from "../components/constants";
 import type { RemoteShell } from "./remote";
 import type { CheckOutcome } from "./types";
 import { fail, pass } from "./types";

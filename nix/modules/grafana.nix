@@ -21,6 +21,8 @@ let
   secretsDir = "/var/lib/pcp-eval-grafana";
 in
 {
+  imports = [ ./pcp.nix ];
+
   # ── Interface ────────────────────────────────────────────────────────────
   options.pcpEval.grafana = {
     enable = lib.mkEnableOption "Prometheus and Grafana comparing PCP with node_exporter";

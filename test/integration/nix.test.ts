@@ -273,7 +273,7 @@ describe("nix/: offline checks", () => {
             const text = fs.readFileSync(file, "utf8");
             assert.doesNotMatch(text, /^\s*(?:[\w.]*\.)?(password|initialPassword)\s*=/m, `${file}: a clear-text password option (use hashedPassword)`);
         }
-        const vmNix = fs.readFileSync(path.join(nixDir, "modules", "vm.nix"), "utf8");
+        const vmNix = fs.readFileSync(path.join(nixDir, "modules", "guest.nix"), "utf8");
         const m = /users\.users\.root\.hashedPassword = "(\$6\$([^$"]+)\$[^"]+)"/.exec(vmNix);
         assert.ok(m, "debugMode sets users.users.root.hashedPassword to a SHA-512 crypt hash");
         const again = await run("openssl", ["passwd", "-6", "-salt", m[2]!, "pcp"]);
@@ -336,9 +336,9 @@ describe("nix/: offline checks", () => {
         for (const fn of ["mkMicrovm", "mkMicrovmRunner", "mkPcp", "table"]) assert.ok(o.lib.includes(fn), `lib has ${fn}`);
         assert.ok(o.nixosConfigurations.includes("pcp-microvm-grafana-tap"));
         assert.ok(o.nixosConfigurations.includes("pcp-microvm-bpf-aarch64-linux"));
-        assert.deepEqual(o.checks, ["vm-test"]);
+        assert.deepEqual(o.checks, variants.map((v) => `vm-test-${v}`).sort(), "a NixOS test per variant");
         assert.deepEqual(o.devShells, ["default"]);
-        assert.ok(o.nixosModules.includes("pcp"));
+        for (const m of ["default", "vm", "guest", "pcp", "pmie-test", "node-exporter", "grafana", "bpf"]) assert.ok(o.nixosModules.includes(m), `nixosModules.${m}`);
     });
 
     test("no number or address of nix/constants.json is restated in another file", () => {

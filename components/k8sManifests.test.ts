@@ -312,6 +312,9 @@ describe("security checks", () => {
             for (const vm of writable) assert.ok(emptyDirs.has(vm.name), `${c.name}: writable mount ${vm.mountPath} is not an emptyDir`);
             const paths = writable.map((vm) => vm.mountPath).sort();
             assert.deepEqual(paths, ["/run/pcp", "/tmp", "/var/lib/pcp/tmp", `/var/log/pcp/${c.name}`].sort(), `${c.name}: writable paths`);
+            // Its log goes to its emptyDir (the default, pmcd.log in the working directory, is read-only now).
+            const args = c.args ?? [];
+            assert.equal(args[args.indexOf("-l") + 1], `/var/log/pcp/${c.name}/${c.name}.log`, `${c.name}: -l LOG`);
         }
     });
 
@@ -416,8 +419,8 @@ describe("renderManifests", () => {
         assert.equal(pmproxy.name, "pmproxy");
         assert.deepEqual(pmcd.ports, [{ name: "pmcd", containerPort: constants.ports.pmcd, hostPort: constants.ports.pmcd, protocol: "TCP" }]);
         assert.deepEqual(pmproxy.ports, [{ name: "pmproxy", containerPort: constants.ports.pmproxy, hostPort: constants.ports.pmproxy, protocol: "TCP" }]);
-        assert.deepEqual([pmcd.command, pmcd.args], [["pmcd"], ["-f", "-p", String(constants.ports.pmcd)]]);
-        assert.deepEqual([pmproxy.command, pmproxy.args], [["pmproxy"], ["-f", "-p", String(constants.ports.pmproxy)]]);
+        assert.deepEqual([pmcd.command, pmcd.args], [["pmcd"], ["-f", "-l", "/var/log/pcp/pmcd/pmcd.log", "-p", String(constants.ports.pmcd)]]);
+        assert.deepEqual([pmproxy.command, pmproxy.args], [["pmproxy"], ["-f", "-l", "/var/log/pcp/pmproxy/pmproxy.log", "-p", String(constants.ports.pmproxy)]]);
         assert.deepEqual(pmproxy.env, [{ name: "PMCD_PORT", value: String(constants.ports.pmcd) }]);
     });
 

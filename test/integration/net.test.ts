@@ -142,6 +142,34 @@ function world(t: TestContext): World {
     return { ns, stateDir };
 }
 
+/**
+ * A stand-in VM: its own namespace, a veth whose host end (pe4vm0) is a
+ * bridge port, the first VM address, default route via the gateway.
+ */
+function standInVm(t: TestContext, ns: Netns): Netns {
+    const vm = Netns.create("pe4");
+    t.after(() => vm.destroy());
+    vethPair(ns, "pe4vm0", vm, "pe4vm1");
+    ns.ip(["link", "set", "dev", "pe4vm0", "master", net.bridge]);
+    ns.ip(["link", "set", "dev", "pe4vm0", "up"]);
+    vm.ip(["addr", "add", `${net.firstVmAddress}/${PREFIX_LEN}`, "dev", "pe4vm1"]);
+    vm.ip(["link", "set", "dev", "pe4vm1", "up"]);
+    vm.ip(["route", "add", "default", "via", net.gateway]);
+    return vm;
+}
+
+/** The world beyond the host: a namespace on a veth (host end pe4up0, UPSTREAM_HOST; peer UPSTREAM_PEER). */
+function upstreamOf(t: TestContext, ns: Netns): Netns {
+    const upstream = Netns.create("pe4");
+    t.after(() => upstream.destroy());
+    vethPair(ns, "pe4up0", upstream, "pe4up1");
+    ns.ip(["addr", "add", `${UPSTREAM_HOST}/${UPSTREAM_LEN}`, "dev", "pe4up0"]);
+    ns.ip(["link", "set", "dev", "pe4up0", "up"]);
+    upstream.ip(["addr", "add", `${UPSTREAM_PEER}/${UPSTREAM_LEN}`, "dev", "pe4up1"]);
+    upstream.ip(["link", "set", "dev", "pe4up1", "up"]);
+    return upstream;
+}
+
 function linkNames(s: NetnsSnapshot): string[] {
     return s.links.map((l) => l.ifname).sort();
 }
@@ -258,16 +286,7 @@ test("traffic from a veth peer reaches a listener on the gateway through the bri
     const before = ns.snapshot();
     netshOk(ns, ["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", OWNER]);
 
-    // A stand-in VM: its own namespace, a veth whose host end is a bridge port,
-    // the first VM address, default route via the gateway.
-    const vm = Netns.create("pe4");
-    t.after(() => vm.destroy());
-    vethPair(ns, "pe4vm0", vm, "pe4vm1");
-    ns.ip(["link", "set", "dev", "pe4vm0", "master", net.bridge]);
-    ns.ip(["link", "set", "dev", "pe4vm0", "up"]);
-    vm.ip(["addr", "add", `${net.firstVmAddress}/${PREFIX_LEN}`, "dev", "pe4vm1"]);
-    vm.ip(["link", "set", "dev", "pe4vm1", "up"]);
-    vm.ip(["route", "add", "default", "via", net.gateway]);
+    const vm = standInVm(t, ns);
 
     // The gateway address answers, and sees the VM's own address: the bridge carried it.
     const listener = await startListener(ns, net.gateway, PORT);
@@ -278,13 +297,7 @@ test("traffic from a veth peer reaches a listener on the gateway through the bri
 
     // Beyond the host: forwarded and masqueraded. The upstream side has no route
     // back to the VM subnet, so the answer arrives only through NAT.
-    const upstream = Netns.create("pe4");
-    t.after(() => upstream.destroy());
-    vethPair(ns, "pe4up0", upstream, "pe4up1");
-    ns.ip(["addr", "add", `${UPSTREAM_HOST}/${UPSTREAM_LEN}`, "dev", "pe4up0"]);
-    ns.ip(["link", "set", "dev", "pe4up0", "up"]);
-    upstream.ip(["addr", "add", `${UPSTREAM_PEER}/${UPSTREAM_LEN}`, "dev", "pe4up1"]);
-    upstream.ip(["link", "set", "dev", "pe4up1", "up"]);
+    const upstream = upstreamOf(t, ns);
     const far = await startListener(upstream, UPSTREAM_PEER, PORT);
     t.after(() => far.close());
     const beyond = tcpExchange(vm, UPSTREAM_PEER, PORT, "hello world");
@@ -519,23 +532,39 @@ test("without root: no --sudo, or sudo that wants a password, is a clear error b
 });
 
 /**
- * Runs net.sh as OWNER with a passwordless sudo rule for ip, nft, sysctl and
- * unshare. The rule lives in a temporary directory bind-mounted over
- * /etc/sudoers.d inside the mount namespace `ip netns exec` makes for this one
- * command (mounts there do not propagate back): the machine's sudoers are never
- * touched.
+ * Runs ARGV as OWNER with the sudoers RULE. The rule lives in a temporary
+ * directory bind-mounted over /etc/sudoers.d inside the mount namespace `ip
+ * netns exec` makes for this one command (mounts there do not propagate
+ * back): the machine's sudoers are never touched.
  */
-function netshWithSudoRule<T = ChangeResult>(t: TestContext, ns: Netns, script: string, args: string[]): NetRun<T> {
+function asUserWithRule<T = ChangeResult>(ns: Netns, rule: string, argv: string[], env: Record<string, string> = {}): NetRun<T> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-sudoers-"));
-    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    fs.chmodSync(dir, 0o755);
+    try {
+        fs.chmodSync(dir, 0o755);
+        fs.writeFileSync(path.join(dir, "pe4"), rule, { mode: 0o440 });
+        const r = ns.run("sh", ["-c", 'd=$1; u=$2; shift 2; mount --bind "$d" /etc/sudoers.d && exec setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups "$@"',
+            "sh", dir, OWNER, ...argv], { env });
+        let json: T | undefined;
+        if (r.status === 0 && r.stdout.trim() !== "") json = JSON.parse(r.stdout.trim()) as T;
+        return { status: r.status, stdout: r.stdout, stderr: r.stderr, json };
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+/** Runs net.sh as OWNER with the older, broad rule (ip, nft, sysctl, unshare), which still works. */
+function netshWithSudoRule<T = ChangeResult>(ns: Netns, script: string, args: string[]): NetRun<T> {
     const tools = ["ip", "nft", "sysctl", "unshare"].map((c) => execFileSync("sh", ["-c", `command -v ${c}`], { encoding: "utf8" }).trim());
-    fs.writeFileSync(path.join(dir, "pe4"), `${OWNER} ALL=(root) NOPASSWD: ${tools.join(", ")}\n`, { mode: 0o440 });
-    const r = ns.run("sh", ["-c", 'd=$1; s=$2; u=$3; shift 3; mount --bind "$d" /etc/sudoers.d && exec setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups bash "$s" "$@"',
-        "sh", dir, script, OWNER, ...args]);
-    let json: T | undefined;
-    if (r.status === 0) json = JSON.parse(r.stdout.trim()) as T;
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr, json };
+    return asUserWithRule<T>(ns, `${OWNER} ALL=(root) NOPASSWD: ${tools.join(", ")}\n`, ["bash", script, ...args]);
+}
+
+/** A state directory below `stateDir` that OWNER owns (and can reach). */
+function ownersStateDir(stateDir: string): string {
+    const userState = path.join(stateDir, "stack");
+    fs.mkdirSync(userState);
+    execFileSync("chown", [OWNER, userState]);
+    fs.chmodSync(stateDir, 0o755);
+    return userState;
 }
 
 const sudoersIncludesDir = (): boolean => {
@@ -551,22 +580,19 @@ test("with --sudo and passwordless sudo an unprivileged user brings the network 
     if (!requireTools(t, ["sudo", "mount", ["/etc/sudoers reads /etc/sudoers.d", sudoersIncludesDir]])) return;
     const { ns, stateDir } = world(t);
     const script = readableCopy(t);
-    const userState = path.join(stateDir, "stack");
-    fs.mkdirSync(userState);
-    execFileSync("chown", [OWNER, userState]);
-    fs.chmodSync(stateDir, 0o755);
+    const userState = ownersStateDir(stateDir);
     const before = ns.snapshot();
 
-    const up = netshWithSudoRule(t, ns, script, ["up", "--sudo", "--state-dir", userState, "--taps", TAP0]);
+    const up = netshWithSudoRule(ns, script, ["up", "--sudo", "--state-dir", userState, "--taps", TAP0]);
     assert.equal(up.status, 0, up.stderr);
     assert.equal(up.json!.changed, true);
     assert.equal(String((ns.link(TAP0)!.linkinfo as { info_data: { user: unknown } }).info_data.user), OWNER, "TAP owned by the invoking user");
     assert.equal(fs.statSync(path.join(userState, "net.json")).uid, Number(execFileSync("id", ["-u", OWNER], { encoding: "utf8" })), "state file written as the user");
-    const st = netshWithSudoRule<StatusResult>(t, ns, script, ["status", "--sudo", "--state-dir", userState]);
+    const st = netshWithSudoRule<StatusResult>(ns, script, ["status", "--sudo", "--state-dir", userState]);
     assert.equal(st.json!.privilege, "sudo");
     assert.deepEqual([st.json!.bridge.ours, st.json!.nft.ours, st.json!.taps[0]!.ours], [true, true, true]);
 
-    const down = netshWithSudoRule(t, ns, script, ["down", "--sudo", "--state-dir", userState]);
+    const down = netshWithSudoRule(ns, script, ["down", "--sudo", "--state-dir", userState]);
     assert.equal(down.status, 0, down.stderr);
     assert.deepEqual(ns.snapshot(), before);
     assert.deepEqual(fs.readdirSync(userState), []);
@@ -818,23 +844,10 @@ test("forwarding exposes no VM: traffic from beyond the host to the subnet is dr
     netshOk(ns, ["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", OWNER]);
     assert.match(ourTable(ns)!, /type filter hook forward/);
 
-    const vm = Netns.create("pe4");
-    t.after(() => vm.destroy());
-    vethPair(ns, "pe4vm0", vm, "pe4vm1");
-    ns.ip(["link", "set", "dev", "pe4vm0", "master", net.bridge]);
-    ns.ip(["link", "set", "dev", "pe4vm0", "up"]);
-    vm.ip(["addr", "add", `${net.firstVmAddress}/${PREFIX_LEN}`, "dev", "pe4vm1"]);
-    vm.ip(["link", "set", "dev", "pe4vm1", "up"]);
-    vm.ip(["route", "add", "default", "via", net.gateway]);
+    const vm = standInVm(t, ns);
 
     // A neighbour that routes the VM subnet through this host.
-    const outside = Netns.create("pe4");
-    t.after(() => outside.destroy());
-    vethPair(ns, "pe4up0", outside, "pe4up1");
-    ns.ip(["addr", "add", `${UPSTREAM_HOST}/${UPSTREAM_LEN}`, "dev", "pe4up0"]);
-    ns.ip(["link", "set", "dev", "pe4up0", "up"]);
-    outside.ip(["addr", "add", `${UPSTREAM_PEER}/${UPSTREAM_LEN}`, "dev", "pe4up1"]);
-    outside.ip(["link", "set", "dev", "pe4up1", "up"]);
+    const outside = upstreamOf(t, ns);
     outside.ip(["route", "add", net.subnet, "via", UPSTREAM_HOST]);
 
     const inVm = await startListener(vm, net.firstVmAddress, PORT);
@@ -855,25 +868,8 @@ test("forwarding exposes no VM: traffic from beyond the host to the subnet is dr
 /**
  * The narrow privilege: sudo allows one root-owned copy of net.sh (which
  * validates every argument and its state) and nothing else, instead of ip,
- * nft, sysctl and unshare (root-equivalent: `ip netns exec … sh`). The rule
- * lives in a bind mount over /etc/sudoers.d inside this command's own mount
- * namespace, as in netshWithSudoRule.
+ * nft, sysctl and unshare (root-equivalent: `ip netns exec … sh`).
  */
-function asUserWithRule(ns: Netns, rule: string, argv: string[], env: Record<string, string> = {}): NetRun<ChangeResult> {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-sudoers-"));
-    try {
-        fs.chmodSync(dir, 0o755);
-        fs.writeFileSync(path.join(dir, "pe4"), rule, { mode: 0o440 });
-        const r = ns.run("sh", ["-c", 'd=$1; u=$2; shift 2; mount --bind "$d" /etc/sudoers.d && exec setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups "$@"',
-            "sh", dir, OWNER, ...argv], { env });
-        let json: ChangeResult | undefined;
-        if (r.status === 0 && r.stdout.trim() !== "") json = JSON.parse(r.stdout.trim()) as ChangeResult;
-        return { status: r.status, stdout: r.stdout, stderr: r.stderr, json };
-    } finally {
-        fs.rmSync(dir, { recursive: true, force: true });
-    }
-}
-
 test("with --sudo and a sudoers rule for the root-owned net.sh helper alone, a user brings the network up and down", (t) => {
     if (!needsNetns(t)) return;
     if (!requireTools(t, ["sudo", "mount", ["/etc/sudoers reads /etc/sudoers.d", sudoersIncludesDir]])) return;
@@ -892,10 +888,7 @@ test("with --sudo and a sudoers rule for the root-owned net.sh helper alone, a u
     const rule = `${OWNER} ALL=(root) NOPASSWD: ${helper}\n`;
     const env = { PCP_EVAL_NET_HELPER: helper };
     const script = readableCopy(t);
-    const userState = path.join(stateDir, "stack");
-    fs.mkdirSync(userState);
-    execFileSync("chown", [OWNER, userState]);
-    fs.chmodSync(stateDir, 0o755);
+    const userState = ownersStateDir(stateDir);
     const before = ns.snapshot();
 
     // The rule allows the helper only: ip itself is refused.

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 npx tsc --noEmit -p .
 echo "typecheck: ok"
-mapfile -t shell_scripts < <(find scripts test tools nix .ci -type f \( -name '*.sh' -o -path '.ci/run' \) -not -path '*/node_modules/*' 2>/dev/null | sort)
+mapfile -t shell_scripts < <(find scripts host test tools nix .ci -type f \( -name '*.sh' -o -path '.ci/run' \) -not -path '*/node_modules/*' 2>/dev/null | sort)
 shellcheck "${shell_scripts[@]}"
 echo "shellcheck: ok (${#shell_scripts[@]} scripts)"
 

@@ -65,8 +65,8 @@ start=$(date +%s.%N)
 if [[ -n $kernel ]]; then
     boot_args=(-kernel "$kernel" -append "$append")
     [[ -n $initrd ]] && boot_args+=(-initrd "$initrd")
-    # In a subshell, so that bash does not report the killed probe on stderr.
-    if (timeout -s KILL "$timeout_s" "$qemu" -accel kvm -M pc -m 256 -nodefaults -no-user-config -display none \
+    # TERM first (QEMU exits on it), KILL 2 s later if it does not.
+    if (timeout --kill-after=2 "$timeout_s" "$qemu" -accel kvm -M pc -m 256 -nodefaults -no-user-config -display none \
         -serial none -no-reboot "${boot_args[@]}") </dev/null >/dev/null 2>&1; then
         verdict=yes why="a test boot of $kernel under KVM ran to its end"
     else

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { kvmProbeScript, preflight, realHost } from "../../components/preflight";
 import { parseConfig } from "../../components/config";
-import { buildFixture } from "../fixtures/vm/fixture";
+import { buildFixture, fixtureDir } from "../fixtures/vm/fixture";
 import { run } from "../helpers/run";
 import { requireTools } from "../helpers/tools";
 
@@ -100,5 +100,22 @@ describe("host/kvm-probe.sh", () => {
         const report = preflight(cfg, realHost, os.release(), cache);
         assert.equal(report.kvmUsable, verdict.usable);
         assert.ok(report.notes.some((n) => /remembered for this boot/.test(n)), report.notes.join("\n"));
+    });
+
+    it("make-runner.sh decides auto from the verdict before any start; the runner it writes never probes", async (t) => {
+        if (!requireTools(t, ["qemu-system-x86_64", "jq", "flock", "timeout", "socat"])) return;
+        const bootId = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+        for (const [verdict, accel] of [["no", "tcg"], ["yes", "kvm"]] as const) {
+            const cache = path.join(dir, `runner-${verdict}`, "kvm-probe");
+            fs.mkdirSync(path.dirname(cache), { recursive: true });
+            fs.writeFileSync(cache, `${bootId} ${verdict} written by the test\n`);
+            const out = path.join(dir, `runner-${verdict}`, "r");
+            const r = await run("bash", [path.join(fixtureDir, "make-runner.sh"), "--out", out, "--name", "probe-t", "--serial-port", "31001", "--virtio-port", "31002", "--kvm-cache", cache], { timeoutMs: 600_000 });
+            assert.equal(r.code, 0, r.stderr);
+            assert.equal((JSON.parse(r.stdout) as { accel: string }).accel, accel);
+            const script = fs.readFileSync(path.join(out, "bin", "microvm-run"), "utf8");
+            assert.match(script, new RegExp(`default_accel=${accel} `));
+            assert.doesNotMatch(script, /fixture\.probe|boot_id|flock/, "no probe inside the runner's start");
+        }
     });
 });

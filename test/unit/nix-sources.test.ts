@@ -8,8 +8,10 @@
  * Extraction is textual and deliberately simple:
  * - option paths: dotted paths whose root is a NixOS option root (services,
  *   systemd, networking, ...), not preceded by another attribute (so
- *   `constants.network.x` is not one) unless by `config.`/`options.`; the
- *   user-chosen name under attrsOf options (systemd.services.<name>, ...)
+ *   `constants.network.x` is not one) unless by `config.`/`options.`, and the
+ *   `key = ...` lines inside attrsets opened under such a path
+ *   (`services.openssh = {` ... `settings = {` ... `PermitRootLogin = ...`);
+ *   the user-chosen name under attrsOf options (systemd.services.<name>, ...)
  *   becomes `<name>`;
  * - pkgs attributes: `pkgs.x` (two segments for package sets such as
  *   dockerTools) and the names inside `with pkgs; [ ... ]`;
@@ -102,6 +104,44 @@ export function optionPaths(text: string): string[] {
             out.add(normaliseOption(dotted));
         }
     }
+    for (const nested of nestedOptionPaths(text)) out.add(nested);
+    return [...out].sort();
+}
+
+const rootRe = new RegExp(String.raw`^(?:${optionRoots.join("|")})(?:\.|$)`);
+
+/**
+ * Options set inside a nested attrset (`services.openssh = {` ... `settings = {` ...
+ * `PasswordAuthentication = x;`): a scope is opened by a line ending in
+ * `key = {` (or `key = lib.mkIf c {`), and is an option scope when its key is an
+ * option path or its parent is an option scope. Every `key =` line in an option
+ * scope is a use. Other braces (lists of records, `${...}`, let-blocks) open scopes
+ * that are not option scopes, so what is inside them is not checked.
+ */
+export function nestedOptionPaths(text: string): string[] {
+    const out = new Set<string>();
+    const stack: (string | null)[] = [];
+    const opener = new RegExp(String.raw`^\s*(${seg}(?:\.${seg})*)\s*=\s*(?:lib\.mk(?:If|Merge|Default|Force)\b[^{]*)?\{$`);
+    const assignment = new RegExp(String.raw`^\s*(${seg}(?:\.${seg})*)\s*=`);
+    for (const line of stripComments(text).split("\n")) {
+        const trimmed = line.trimEnd();
+        const scope = stack.length > 0 ? stack[stack.length - 1] : null;
+        const assigned = assignment.exec(trimmed);
+        if (assigned && scope !== null) out.add(normaliseOption(`${scope}.${assigned[1]}`));
+        const open = opener.exec(trimmed);
+        for (let i = 0; i < trimmed.length; i++) {
+            if (trimmed[i] === "}") stack.pop();
+            else if (trimmed[i] === "{") {
+                let value: string | null = null;
+                if (open && i === trimmed.length - 1) {
+                    const key = open[1];
+                    if (scope !== null) value = `${scope}.${key}`;
+                    else if (rootRe.test(key)) value = key;
+                }
+                stack.push(value);
+            }
+        }
+    }
     return [...out].sort();
 }
 
@@ -180,6 +220,34 @@ describe("nix/SOURCES.md: every nixpkgs/microvm.nix option, pkgs attribute and l
             "systemd.network.networks.<name>.matchConfig.MACAddress",
             "systemd.services.<name>.serviceConfig.TimeoutStartSec",
             "users.users.<name>.openssh.authorizedKeys.keys",
+        ]);
+        const nested = [
+            "{",
+            "  config = lib.mkIf cfg.enable {",
+            "    services.openssh = {",
+            "      enable = true;",
+            "      settings = {",
+            "        PermitRootLogin = \"no\";",
+            "      };",
+            "    };",
+            "    systemd.services.pmcd = {",
+            "      serviceConfig = {",
+            "        Type = \"forking\";",
+            "      } // hardening;",
+            "    };",
+            "    notAnOption = { x = 1; };",
+            "    microvm.forwardPorts = map (fw: {",
+            "      from = \"host\";",
+            "    }) fws;",
+            "  };",
+            "}",
+        ].join("\n");
+        assert.deepEqual(nestedOptionPaths(nested), [
+            "services.openssh.enable",
+            "services.openssh.settings",
+            "services.openssh.settings.PermitRootLogin",
+            "systemd.services.<name>.serviceConfig",
+            "systemd.services.<name>.serviceConfig.Type",
         ]);
         assert.deepEqual(pkgsAttributes(sample), ["pkgs.curl", "pkgs.dockerTools.buildLayeredImage", "pkgs.jq"]);
         assert.deepEqual(libFunctions(sample), ["lib.mkDefault", "lib.types.ints.between", "lib.types.str"]);

@@ -51,6 +51,9 @@ const optionRoots = [
 /** Options of attrsOf type whose next segment is a name the user picks. */
 const namedSets = ["systemd.services", "systemd.network.networks", "users.users", "users.groups", "microvm.interfaces"];
 
+/** pkgs attributes that are sets: the next segment is the thing used (pkgs.dockerTools.buildLayeredImage). */
+const pkgsSets = ["dockerTools", "testers", "stdenv", "python3", "llvmPackages", "unixtools"];
+
 /** lib namespaces whose next segment is the thing used (lib.types.str). */
 const libNamespaces = ["types", "trivial", "licenses", "platforms", "strings", "lists", "attrsets"];
 
@@ -150,10 +153,14 @@ export function pkgsAttributes(text: string): string[] {
     const body = stripComments(text);
     for (const m of body.matchAll(/(?<![A-Za-z0-9_.])pkgs\.([A-Za-z_][A-Za-z0-9_-]*)(?:\.([A-Za-z_][A-Za-z0-9_-]*))?/g)) {
         const [, first, second] = m;
-        out.add(["dockerTools", "testers", "stdenv", "python3", "llvmPackages"].includes(first) && second ? `pkgs.${first}.${second}` : `pkgs.${first}`);
+        out.add(pkgsSets.includes(first) && second ? `pkgs.${first}.${second}` : `pkgs.${first}`);
     }
     for (const m of body.matchAll(/with pkgs;\s*\[([^\]]*)\]/g)) {
-        for (const name of m[1].split(/\s+/).filter((s) => /^[A-Za-z_][A-Za-z0-9_-]*$/.test(s))) out.add(`pkgs.${name}`);
+        for (const name of m[1].split(/\s+/)) {
+            // `cfg.package` in the same list is a local value, not a pkgs attribute.
+            const dotted = /^([A-Za-z_][A-Za-z0-9_-]*)\.[A-Za-z_][A-Za-z0-9_-]*$/.exec(name);
+            if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(name) || (dotted && pkgsSets.includes(dotted[1]))) out.add(`pkgs.${name}`);
+        }
     }
     return [...out].sort();
 }
@@ -212,7 +219,7 @@ describe("nix/SOURCES.md: every nixpkgs/microvm.nix option, pkgs attribute and l
             "  systemd.services.pmcd.serviceConfig.TimeoutStartSec = lib.mkDefault 300;",
             "  users.users.root.openssh.authorizedKeys.keys = [ ];",
             "  x = lib.types.ints.between 1 2; y = lib.types.str; z = pkgs.dockerTools.buildLayeredImage { };",
-            "  packages = with pkgs; [ jq curl ];",
+            "  packages = with pkgs; [ jq curl unixtools.hostname ];",
             "}",
         ].join("\n");
         assert.deepEqual(optionPaths(sample), [
@@ -249,7 +256,7 @@ describe("nix/SOURCES.md: every nixpkgs/microvm.nix option, pkgs attribute and l
             "systemd.services.<name>.serviceConfig",
             "systemd.services.<name>.serviceConfig.Type",
         ]);
-        assert.deepEqual(pkgsAttributes(sample), ["pkgs.curl", "pkgs.dockerTools.buildLayeredImage", "pkgs.jq"]);
+        assert.deepEqual(pkgsAttributes(sample), ["pkgs.curl", "pkgs.dockerTools.buildLayeredImage", "pkgs.jq", "pkgs.unixtools.hostname"]);
         assert.deepEqual(libFunctions(sample), ["lib.mkDefault", "lib.types.ints.between", "lib.types.str"]);
         const listed = listedInSources("| `systemd.services.<name>.serviceConfig.*` | x |\n| `services.pcp.enable` | y |\nnot a row `users.users`");
         assert.ok(isListed("systemd.services.<name>.serviceConfig.TimeoutStartSec", listed));

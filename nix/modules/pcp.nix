@@ -68,7 +68,9 @@ let
     gnused
     gnugrep
     findutils
-    hostname
+    # unixtools.hostname: the `hostname` command, under one attribute name from
+    # 2019 to 2026 nixpkgs (nix/SOURCES.md); top-level `hostname` is not confirmed.
+    unixtools.hostname
     procps
     util-linux
     cfg.package

@@ -7,6 +7,8 @@
   nixpkgs,
   microvm,
   pcpSrc,
+  # The unpacked grafana-pcp release (flake input grafana-pcp), for grafana.nix.
+  grafanaPcpApp ? null,
 }:
 let
   ourModules = [
@@ -24,7 +26,7 @@ let
       p = import ./vm-params.nix args;
     in
     nixpkgs.lib.nixosSystem {
-      specialArgs = { inherit pcpSrc; };
+      specialArgs = { inherit pcpSrc grafanaPcpApp; };
       modules = [
         microvm.nixosModules.microvm
         # nixpkgs' own services.pcp (once merged) would declare the same

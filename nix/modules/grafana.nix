@@ -49,7 +49,7 @@ let
   secretsDir = "/var/lib/pcp-eval-grafana";
   keyServer = local ports.keyServer;
 in
-{{
+{
   # ── Interface ────────────────────────────────────────────────────────────
   options.pcpEval.grafana = {
     enable = lib.mkEnableOption "Prometheus and Grafana comparing PCP with node_exporter";

@@ -28,7 +28,7 @@ describe("index.ts", () => {
     it("exports every output of the dev stack and nothing that is off", async () => {
         const { result, recording } = await recordProgram(() => loadProgram(stackConfig("dev")), { preview: true, stack: "dev" });
         assert.deepEqual(Object.keys(result).sort(), [
-            "consolePorts", "grafanaUrl", "kubernetes", "pmcdEndpoints", "pmproxyUrls", "prometheusUrl", "sshCommands", "summary", "targets",
+            "consolePorts", "grafanaAdminPassword", "grafanaDashboards", "grafanaUrl", "kubernetes", "pmcdEndpoints", "pmproxyUrls", "prometheusUrl", "sshCommands", "summary", "targets",
         ]);
         assert.ok(recording.has("vm-grafana"));
     });

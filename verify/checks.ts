@@ -323,7 +323,7 @@ export function buildChecks(name: string, target: Target, settings: CheckSetting
             prometheusReady(target, services),
             nodeExporterMetrics(target, services),
         ],
-        metrics: [...required, ...bpf, metricCount(target, metrics), grafanaVectorQuery(target, settings.grafana ?? {}, metrics)],
+        metrics: [...required, ...bpf, grafanaVectorQuery(target, settings.grafana ?? {}, metrics), metricCount(target, metrics)],
         consoles: [
             consolePort(target, "serial", budgetMs(settings, "consoles", t.serial)),
             consolePort(target, "virtio", budgetMs(settings, "consoles", t.virtio)),

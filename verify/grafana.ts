@@ -72,6 +72,19 @@ async function datasourceAnswers(grafanaUrl: string, ds: CatalogDatasource, pass
     return pass(`${ds.name} (${ds.uid}) answers through Grafana's proxy: PCP ${String(version)}`);
 }
 
+/** An attempt that needs the admin login: no usable password is a FAIL saying how to get one; a throw is a FAIL after `failure`. */
+function loggedIn(access: GrafanaAccess, failure: string, body: (password: string, ms: number) => Promise<CheckOutcome>): CheckSpec["attempt"] {
+    return async (ctx) => {
+        const password = access.password;
+        if (password === undefined || password === "" || password === "[secret]") return fail(noPassword);
+        try {
+            return await body(password, ctx.remainingMs());
+        } catch (err) {
+            return fail(`${failure}: ${(err as Error).message}`);
+        }
+    };
+}
+
 function noGrafana(target: Target): string | undefined {
     return target.grafanaUrl === undefined ? "no Grafana on this target (no grafanaUrl output)" : undefined;
 }
@@ -84,18 +97,8 @@ export function grafanaDatasourceChecks(target: Target, access: GrafanaAccess, t
         const why = noGrafana(target);
         if (why !== undefined) return { ...base, skip: why };
         const grafanaUrl = target.grafanaUrl!;
-        return {
-            ...base,
-            attempt: async (ctx) => {
-                const password = access.password;
-                if (password === undefined || password === "" || password === "[secret]") return fail(noPassword);
-                try {
-                    return await datasourceAnswers(grafanaUrl, ds, password, ctx.remainingMs());
-                } catch (err) {
-                    return fail(`${ds.name} (${ds.uid}) did not answer through Grafana at ${grafanaUrl}: ${(err as Error).message}`);
-                }
-            },
-        };
+        const failure = `${ds.name} (${ds.uid}) did not answer through Grafana at ${grafanaUrl}`;
+        return { ...base, attempt: loggedIn(access, failure, (password, ms) => datasourceAnswers(grafanaUrl, ds, password, ms)) };
     });
 }
 
@@ -108,19 +111,11 @@ export function grafanaVectorQuery(target: Target, access: GrafanaAccess, timeou
     const vector = Object.values(catalog.datasources).find((ds) => ds.check === "pmapi-proxy");
     if (vector === undefined) return { ...base, skip: "the catalog provisions no PCP Vector datasource" };
     const grafanaUrl = target.grafanaUrl!;
-    return {
-        ...base,
-        attempt: async (ctx) => {
-            const password = access.password;
-            if (password === undefined || password === "" || password === "[secret]") return fail(noPassword);
-            try {
-                const fetched = await fetchThroughProxy(grafanaUrl, vector, [metric], password, ctx.remainingMs());
-                const values = valuesOf(fetched, metric);
-                if (values.length === 0) return fail(`${vector.name} at ${grafanaUrl} returned no values of ${metric}: ${excerpt(JSON.stringify(fetched))}`);
-                return pass(`${vector.name} at ${grafanaUrl} returned ${metric} = ${values.join(", ")}`);
-            } catch (err) {
-                return fail(`${metric} through ${vector.name} at ${grafanaUrl} failed: ${(err as Error).message}`);
-            }
-        },
+    const query = async (password: string, ms: number): Promise<CheckOutcome> => {
+        const fetched = await fetchThroughProxy(grafanaUrl, vector, [metric], password, ms);
+        const values = valuesOf(fetched, metric);
+        if (values.length === 0) return fail(`${vector.name} at ${grafanaUrl} returned no values of ${metric}: ${excerpt(JSON.stringify(fetched))}`);
+        return pass(`${vector.name} at ${grafanaUrl} returned ${metric} = ${values.join(", ")}`);
     };
+    return { ...base, attempt: loggedIn(access, `${metric} through ${vector.name} at ${grafanaUrl} failed`, query) };
 }

@@ -159,7 +159,8 @@ test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t
             { nodeExporter: true },
         );
 
-        const withPassword: VerifyOptions = { grafana: { password: grafanaPassword } };
+        // Passing paths take only as long as they need; a roomier budget keeps them steady on a loaded machine.
+        const withPassword: VerifyOptions = { grafana: { password: grafanaPassword }, timeoutsSeconds: { ...shortTimeouts, services: 10, metrics: 10 } };
 
         await t.test("every provisioned part passes: services, metrics, 1000+ names, consoles, parity", async () => {
             const report = await verifyOne("eval", fullTarget, withPassword);

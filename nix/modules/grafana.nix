@@ -9,9 +9,6 @@
   config,
   lib,
   pkgs,
-  # The unpacked grafana-pcp release zip (flake input grafana-pcp), passed by
-  # mk-microvm.nix; null where no caller gives it (the module then asserts).
-  grafanaPcpApp ? null,
   ...
 }:
 let
@@ -50,6 +47,8 @@ let
   keyServer = local ports.keyServer;
 in
 {
+  imports = [ ./pcp.nix ];
+
   # ── Interface ────────────────────────────────────────────────────────────
   options.pcpEval.grafana = {
     enable = lib.mkEnableOption "Prometheus and Grafana comparing PCP with node_exporter";
@@ -60,9 +59,11 @@ in
     };
     pcpApp = lib.mkOption {
       type = lib.types.nullOr lib.types.path;
-      default = grafanaPcpApp;
-      defaultText = lib.literalExpression "the flake input grafana-pcp";
-      description = "The unpacked grafana-pcp release (performancecopilot-pcp-app): plugin.json at its top.";
+      default = null;
+      description = ''
+        The unpacked grafana-pcp release (performancecopilot-pcp-app): plugin.json
+        at its top. The flake's modules default it to the flake input grafana-pcp.
+      '';
     };
     anonymousViewer = lib.mkOption {
       type = lib.types.bool;
@@ -84,7 +85,7 @@ in
       }
       {
         assertion = cfg.pcpApp != null;
-        message = "pcpEval.grafana.pcpApp: set it to the unpacked grafana-pcp release (the flake input grafana-pcp; mk-microvm.nix passes it as grafanaPcpApp)";
+        message = "pcpEval.grafana.pcpApp: set it to the unpacked grafana-pcp release (the flake input grafana-pcp; the flake's nixosModules set it)";
       }
       {
         assertion = config.services.pcp.pmlogger.enable;

@@ -88,9 +88,9 @@ describe("query parsers", () => {
 
 describe("catalog", () => {
     it("gives a direct URL per dashboard, the app's Vector host overview among them", () => {
-        const urls = dashboardUrls("http://10.177.0.20:3000/");
-        assert.equal(urls["pcp-vector-host-overview"], "http://10.177.0.20:3000/d/pcp-vector-host-overview");
-        assert.equal(urls["pcp-eval-pcp-vs-node"], "http://10.177.0.20:3000/d/pcp-eval-pcp-vs-node");
+        const urls = dashboardUrls("http://grafana.test/");
+        assert.equal(urls["pcp-vector-host-overview"], "http://grafana.test/d/pcp-vector-host-overview");
+        assert.equal(urls["pcp-eval-pcp-vs-node"], "http://grafana.test/d/pcp-eval-pcp-vs-node");
         assert.equal(grafanaCatalog.dashboards["pcp-vector-host-overview"].from, "app");
     });
 

@@ -64,6 +64,13 @@ describe("preflight", () => {
         assert.ok(!host.calls.some((c) => c.startsWith("docker") || c.startsWith("kubectl")));
     });
 
+    it("a grafana VM needs the ssh client (its admin password is read over SSH); other VMs do not", () => {
+        const grafana = preflight(cfgOf({ vms: ["grafana"] }), fakeHost({ failing: ["ssh"] }));
+        assert.deepEqual(grafana.missing.map((f) => f.item), ["ssh"]);
+        assert.match(grafana.missing[0]!.problem, /Grafana admin password of VM grafana /);
+        assert.deepEqual(preflight(cfgOf({ vms: ["base"] }), fakeHost({ failing: ["ssh"] })).missing, []);
+    });
+
     it("a /dev/kvm whose test boot hangs means TCG, noted but not blocking", () => {
         const host = fakeHost({ kvmHangs: true });
         const report = preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test", "/tmp/verdict");

@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { PcpEvalConfig } from "./config";
+import { constants } from "./constants";
 
 export interface Finding {
     item: string;
@@ -115,6 +116,10 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string =
         }
         if (cfg.sshPublicKey === undefined && !host.run("ssh-keygen", ["-V"], 5000).ok && !host.run("sh", ["-c", "command -v ssh-keygen"], 5000).ok) {
             missing.push({ item: "ssh-keygen", problem: "needed to generate the stack's SSH key", fix: "`apt-get install openssh-client`, or set pcp-eval:sshPublicKey" });
+        }
+        const grafanaVm = cfg.vms.find((vm) => constants.variants[vm.variant].features.grafana);
+        if (grafanaVm !== undefined && !host.run("sh", ["-c", "command -v ssh"], 5000).ok) {
+            missing.push({ item: "ssh", problem: `needed to read the Grafana admin password of VM ${grafanaVm.name} (host/grafana-password.sh)`, fix: "`apt-get install openssh-client`" });
         }
     }
     if (needsPrivilege) {

@@ -26,13 +26,13 @@ const optionRoots = [
 ];
 
 /** Options of attrsOf type whose next segment is a name the user picks. */
-const namedSets = ["systemd.services", "systemd.network.networks", "users.users", "users.groups", "microvm.interfaces"];
+const namedSets = ["systemd.services", "systemd.network.networks", "users.users", "users.groups", "microvm.interfaces", "services.redis.servers"];
 
 /** pkgs attributes that are sets: the next segment is the thing used (pkgs.dockerTools.buildLayeredImage). */
 const pkgsSets = ["dockerTools", "testers", "stdenv", "python3", "llvmPackages", "unixtools"];
 
 /** lib namespaces whose next segment is the thing used (lib.types.str). */
-const libNamespaces = ["types", "trivial", "licenses", "platforms", "strings", "lists", "attrsets"];
+const libNamespaces = ["types", "trivial", "licenses", "platforms", "strings", "lists", "attrsets", "generators"];
 
 export function nixFiles(dir: string): string[] {
     const out: string[] = [];
@@ -50,6 +50,14 @@ export function stripComments(text: string): string {
         .split("\n")
         .map((line) => line.replace(/(^|\s)#.*$/, "$1"))
         .join("\n");
+}
+
+/**
+ * The text with the bodies of Nix indented strings (`'' ... ''`) blanked, newlines kept:
+ * a shell script's `base=...` or `{` is neither an option nor a scope.
+ */
+export function blankIndentedStrings(text: string): string {
+    return text.replace(/''((?:[^']|'(?!')|''['$\\])*)''/g, (_m, body: string) => `''${body.replace(/[^\n]/g, "")}''`);
 }
 
 /** `"10-uplink"` -> `10-uplink`; names in quotes are plain segments. */
@@ -103,7 +111,7 @@ export function nestedOptionPaths(text: string): string[] {
     const stack: (string | null)[] = [];
     const opener = new RegExp(String.raw`^\s*(${seg}(?:\.${seg})*)\s*=\s*(?:lib\.mk(?:If|Merge|Default|Force)\b[^{]*)?\{$`);
     const assignment = new RegExp(String.raw`^\s*(${seg}(?:\.${seg})*)\s*=`);
-    for (const line of stripComments(text).split("\n")) {
+    for (const line of blankIndentedStrings(stripComments(text)).split("\n")) {
         const trimmed = line.trimEnd();
         const scope = stack.length > 0 ? stack[stack.length - 1] : null;
         const assigned = assignment.exec(trimmed);

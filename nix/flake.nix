@@ -23,6 +23,15 @@
       url = "github:performancecopilot/pcp/014d78fbeb026d5d8f78c4af9407367490549c2e";
       flake = false;
     };
+
+    # The grafana-pcp app (performancecopilot-pcp-app) for the grafana VM:
+    # upstream's signed release zip; nixpkgs has no package of it. Nix unpacks
+    # it (the plugin directory) and flake.lock records its hash. Its version
+    # is also in nix/grafana/catalog.json; change both together.
+    grafana-pcp = {
+      url = "https://github.com/performancecopilot/grafana-pcp/releases/download/v6.1.0/performancecopilot-pcp-app-6.1.0.zip";
+      flake = false;
+    };
   };
 
   outputs =
@@ -31,6 +40,7 @@
       nixpkgs,
       microvm,
       pcp-src,
+      grafana-pcp,
     }:
     let
       inherit (nixpkgs) lib;
@@ -48,6 +58,7 @@
       vms = import ./lib/mk-microvm.nix {
         inherit nixpkgs microvm;
         pcpSrc = pcp-src;
+        grafanaPcpApp = grafana-pcp;
       };
 
       mkPcp =
@@ -129,7 +140,17 @@
           pcp = withPcp ./modules/pcp.nix;
           pmie-test = withPcp ./modules/pmie-test.nix;
           node-exporter = ./modules/node-exporter.nix;
-          grafana = withPcp ./modules/grafana.nix;
+          grafana = {
+            imports = [
+              (withPcp ./modules/grafana.nix)
+              (
+                { lib, ... }:
+                {
+                  pcpEval.grafana.pcpApp = lib.mkDefault grafana-pcp;
+                }
+              )
+            ];
+          };
           bpf = withPcp ./modules/bpf.nix;
           # The guest without the MicroVM (PCP, features, logins) for any NixOS.
           guest = withPcp ./modules/guest.nix;
@@ -169,6 +190,7 @@
             value = import ./checks/vm-test.nix {
               pkgs = nixpkgs.legacyPackages.${system};
               pcpSrc = pcp-src;
+              grafanaPcpApp = grafana-pcp;
               variant = v;
             };
           }) variantNames

@@ -10,13 +10,17 @@
 #   node_exporter answers, below records;
 # - grafana: node_exporter, Prometheus scraping pmproxy and node_exporter,
 #   Grafana healthy with its Prometheus datasource answering and the
-#   dashboard provisioned;
+#   dashboard provisioned; the grafana-pcp app enabled, each catalog
+#   datasource answering, kernel.all.load through PCP Vector, every catalog
+#   dashboard by uid, pmproxy's series API serving the pmlogger archives;
 # - bpf: the BPF PMDA's metrics;
 # - base: a debugMode guest takes root:pcp over SSH; a key-less guest has
 #   SSH closed and root logged in on its console.
 {
   pkgs,
   pcpSrc,
+  # The unpacked grafana-pcp release (flake input grafana-pcp).
+  grafanaPcpApp ? null,
   variant,
 }:
 let
@@ -38,6 +42,7 @@ let
     {
       imports = [ ../modules/guest.nix ];
       pcpEval.pcpSrc = pcpSrc;
+      pcpEval.grafana.pcpApp = grafanaPcpApp;
       pcpEval.vm = (import ../lib/vm-params.nix ({ inherit variant; } // args)).vmConfig // {
         hostname = nodeName;
       };
@@ -52,6 +57,10 @@ let
 
   ssh = "ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null";
   grafanaPassword = "/var/lib/pcp-eval-grafana/admin-password";
+  grafanaCatalog = builtins.fromJSON (builtins.readFile ../grafana/catalog.json);
+  grafanaDatasources = builtins.attrValues grafanaCatalog.datasources;
+  healthApi = builtins.filter (d: d.check == "health-api") grafanaDatasources;
+  pmapiProxy = builtins.filter (d: d.check == "pmapi-proxy") grafanaDatasources;
   newestArchive = "ls -t /var/log/pcp/pmlogger/$(hostname)/*.0 | head -n 1";
   # For inside a double-quoted Python string: the shell sees "...names=$m".
   pmproxyFetch = names: "curl -fsS \\\"http://localhost:${toString ports.pmproxy}/pmapi/fetch?names=${names}\\\"";
@@ -145,6 +154,34 @@ pkgs.testers.runNixOSTest {
               timeout=120,
           )
           machine.succeed(f"curl -fsS -u \"{auth}\" 'http://localhost:${toString ports.grafana}/api/search?type=dash-db' | jq -e 'length > 0'")
+
+      with subtest("grafana-pcp: every provisioned datasource answers, Vector returns kernel.all.load, every dashboard is there"):
+          grafana = "http://localhost:${toString ports.grafana}"
+          machine.wait_for_unit("pcp-eval-grafana-app.service")
+          machine.succeed(f"curl -fsS -u \"{auth}\" {grafana}/api/plugins/${grafanaCatalog.plugin.id}/settings | jq -e '.enabled == true'")
+          # Backend datasources (Prometheus, PCP Valkey) have Grafana's health API.
+          for uid in ${builtins.toJSON (map (d: d.uid) healthApi)}:
+              machine.wait_until_succeeds(
+                  f"curl -fsS -u \"{auth}\" {grafana}/api/datasources/uid/{uid}/health | jq -e '.status == \"OK\"'",
+                  timeout=180,
+              )
+          # PCP Vector runs in the browser: the PMWEBAPI calls it makes, through Grafana's datasource proxy.
+          for uid in ${builtins.toJSON (map (d: d.uid) pmapiProxy)}:
+              proxy = f"{grafana}/api/datasources/proxy/uid/{uid}"
+              ctx = machine.succeed(f"curl -fsS -u \"{auth}\" '{proxy}/pmapi/context?hostspec=127.0.0.1' | jq -e .context").strip()
+              machine.succeed(
+                  f"curl -fsS -u \"{auth}\" '{proxy}/pmapi/fetch?context={ctx}&names=kernel.all.load'"
+                  + " | jq -e '.values[0].instances | length == 3'"
+              )
+          for uid in ${builtins.toJSON (builtins.attrNames grafanaCatalog.dashboards)}:
+              machine.succeed(f"curl -fsS -u \"{auth}\" {grafana}/api/dashboards/uid/{uid} | jq -e '.dashboard.uid == \"{uid}\"'")
+
+      with subtest("pmproxy's series API holds the pmlogger archives (the PCP Valkey history)"):
+          machine.wait_for_unit("redis-pcp.service")
+          machine.wait_until_succeeds(
+              "curl -fsS 'http://localhost:${toString ports.pmproxy}/series/query?expr=kernel.all.load' | jq -e 'length > 0'",
+              timeout=300,
+          )
     ''}
 
     ${lib.optionalString f.bpf ''

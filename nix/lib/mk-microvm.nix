@@ -7,11 +7,14 @@
   nixpkgs,
   microvm,
   pcpSrc,
+  # The unpacked grafana-pcp release (flake input grafana-pcp), for grafana.nix.
+  grafanaPcpApp ? null,
 }:
 let
   # The MicroVM guest as one self-contained module: microvm.nix's guest
   # module, ours (modules/vm.nix imports every other module of this flake),
-  # and the upstream PCP source. The flake's nixosModules.vm is this list.
+  # the upstream PCP source and the grafana-pcp release. The flake's
+  # nixosModules.vm is this list.
   vmModules = [
     microvm.nixosModules.microvm
     ../modules/vm.nix
@@ -19,6 +22,7 @@ let
       { lib, ... }:
       {
         pcpEval.pcpSrc = lib.mkDefault pcpSrc;
+        pcpEval.grafana.pcpApp = lib.mkDefault grafanaPcpApp;
       }
     )
   ];

@@ -44,6 +44,8 @@ let
     )
   );
 
+  pmproxyConf = pkgs.writeText "pmproxy.conf" (lib.generators.toINI { } cfg.pmproxy.settings);
+
   runDir = "/run/pcp";
   logDir = "/var/log/pcp";
   varDir = "/var/lib/pcp";
@@ -68,7 +70,9 @@ let
     gnused
     gnugrep
     findutils
-    hostname
+    # unixtools.hostname: the `hostname` command, under one attribute name from
+    # 2019 to 2026 nixpkgs (nix/SOURCES.md); top-level `hostname` is not confirmed.
+    unixtools.hostname
     procps
     util-linux
     cfg.package
@@ -184,6 +188,19 @@ in
       default = cfg.preset == "standalone";
       defaultText = lib.literalExpression ''config.services.pcp.preset == "standalone"'';
       description = "Run pmproxy (REST API and /metrics).";
+    };
+
+    pmproxy.settings = lib.mkOption {
+      type = lib.types.attrsOf (lib.types.attrsOf lib.types.str);
+      default = { };
+      example = {
+        pmseries.enabled = "true";
+      };
+      description = ''
+        pmproxy.conf as INI sections (pmproxy(1) -c). Empty: the package's
+        own pmproxy.conf. Other modules fill it (the Grafana module turns on
+        the series API and archive discovery).
+      '';
     };
 
     allowedNetworks = lib.mkOption {
@@ -384,7 +401,9 @@ in
       };
       serviceConfig = {
         Type = "forking";
-        ExecStart = "${layout.bin}/pmproxy";
+        ExecStart =
+          "${layout.bin}/pmproxy"
+          + lib.optionalString (cfg.pmproxy.settings != { }) " -c ${pmproxyConf}";
         PIDFile = "${runDir}/pmproxy.pid";
         Restart = "on-failure";
       }

@@ -74,6 +74,7 @@ const flakeWithStubs = `
       nixpkgs = { inherit lib; legacyPackages = { }; };
       microvm = { nixosModules.microvm = "microvm.nixosModules.microvm"; };
       pcp-src = "/pcp-src";
+      grafana-pcp = "/grafana-pcp";
     };
     # The module mk-microvm.nix builds from vm-params.nix: the one setting pcpEval.vm.
     vmOf = args: (builtins.head (builtins.filter (m: builtins.isAttrs m && m ? pcpEval) args.modules)).pcpEval.vm;
@@ -310,7 +311,7 @@ describe("nix/: guest fields, key-less VMs, feature rules, PCP_DIR (offline)", (
         const expected: Record<Variant, RegExp[]> = {
             base: [/pmlogger writes an archive that grows/, /Permission denied \(publickey\)/, /debug\.succeed\("sshpass -p pcp/, /keyless\.fail\("systemctl is-active sshd/],
             eval: [/grep -q cpu_elevated/, /node_exporter answers/, /below\.service/],
-            grafana: [/activeTargets/, /datasources\/uid\/prometheus\/health/, /node_load1/],
+            grafana: [/activeTargets/, /datasources\/uid\/prometheus\/health/, /node_load1/, /pcp-eval-grafana-app\.service/, /pmapi\/fetch\?context=\{ctx\}&names=kernel\.all\.load/, /series\/query\?expr=kernel\.all\.load/],
             bpf: [/bpf\.runq\.latency bpf\.disk\.all\.latency/],
         };
         for (const v of variants) {

@@ -292,7 +292,10 @@ describe("nix/: offline checks", () => {
         const inputs = await nixEvalJson<Record<string, { url: string; flake?: boolean; inputs?: unknown }>>({
             expr: `(import ${flakeNix}).inputs`,
         });
-        assert.deepEqual(Object.keys(inputs).sort(), ["microvm", "nixpkgs", "pcp-src"]);
+        assert.deepEqual(Object.keys(inputs).sort(), ["grafana-pcp", "microvm", "nixpkgs", "pcp-src"]);
+        // A release artefact is pinned by its versioned URL; flake.lock records its hash.
+        assert.match(inputs["grafana-pcp"].url, /^https:\/\/github\.com\/performancecopilot\/grafana-pcp\/releases\/download\/v[0-9.]+\/performancecopilot-pcp-app-[0-9.]+\.zip$/);
+        assert.equal(inputs["grafana-pcp"].flake, false);
         assert.match(inputs.nixpkgs.url, /^github:NixOS\/nixpkgs\/[0-9a-f]{40}$/);
         assert.match(inputs.microvm.url, /^github:microvm-nix\/microvm\.nix\/[0-9a-f]{40}$/);
         assert.deepEqual(inputs.microvm.inputs, { nixpkgs: { follows: "nixpkgs" } });
@@ -311,7 +314,7 @@ describe("nix/: offline checks", () => {
               inherit (builtins) listToAttrs;
               nixosSystem = _: throw "offline: no nixpkgs";
             };
-            out = flake.outputs { self = out; nixpkgs = { inherit lib; legacyPackages = { }; }; microvm = { }; pcp-src = null; };
+            out = flake.outputs { self = out; nixpkgs = { inherit lib; legacyPackages = { }; }; microvm = { }; pcp-src = null; grafana-pcp = null; };
             names = builtins.attrNames;
           in {
             systems = names out.packages;

@@ -364,13 +364,17 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     const gatewayRaw = read.string("bridgeGateway") || constants.network.gateway;
     const subnet = parseCidr(subnetRaw);
     if (bridgeEnabled) {
-        if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridgeName)) {
-            problems.push(`${key("bridgeName")}: "${bridgeName}" is not a valid interface name (1-15 characters of a-z, 0-9, '_', '.', '-')`);
+        // The rules live in nix/constants.json, which host/net.sh (host/lib.sh) reads too.
+        const rules = constants.rules;
+        if (!new RegExp(rules.ifname).test(bridgeName)) {
+            problems.push(`${key("bridgeName")}: "${bridgeName}" is not a valid interface name (1-15 characters of a-z, 0-9, '_', '.', '-'; first a letter or digit)`);
         }
         if (subnet === undefined) {
             problems.push(`${key("bridgeSubnet")}: "${subnetRaw}" is not a valid IPv4 CIDR; write it as a.b.c.d/n, e.g. the default in nix/constants.json`);
-        } else if (subnet.prefix > 29) {
-            problems.push(`${key("bridgeSubnet")}: /${subnet.prefix} leaves no room for VMs; use /29 or larger`);
+        } else if (subnet.prefix > rules.subnetPrefix.max) {
+            problems.push(`${key("bridgeSubnet")}: /${subnet.prefix} leaves no room for VMs; use /${rules.subnetPrefix.max} or larger`);
+        } else if (subnet.prefix < rules.subnetPrefix.min) {
+            problems.push(`${key("bridgeSubnet")}: /${subnet.prefix} is wider than the host may route for VMs; use /${rules.subnetPrefix.min} to /${rules.subnetPrefix.max}`);
         }
         const gw = parseIpv4(gatewayRaw);
         if (gw === undefined) {

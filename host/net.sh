@@ -39,13 +39,10 @@ MARKER_PREFIX=pcp-eval:
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
-DIED=0
-# die EXIT_CODE FIELD PROBLEM FIX
-die() {
-    DIED=1
-    printf '%s: error: %s: %s; fix: %s\n' "$PROG" "$2" "$3" "$4" >&2
-    exit "$1"
-}
+# shellcheck source=host/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+# die EXIT_CODE FIELD PROBLEM FIX: every error of net.sh names the field and the fix.
+die() { die_fix "$@"; }
 
 usage() {
     sed -n '/^# Verbs/,/^# not ours/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -145,20 +142,8 @@ const() {
     jq -er "$1" "$CONSTANTS" || die 3 constants "$CONSTANTS has no $1" "restore nix/constants.json from the repository"
 }
 
-valid_ifname() { [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$ ]]; }
-
 check_ifname() { # FIELD VALUE
     valid_ifname "$2" || die 2 "$1" "'$2' is not a usable interface name (1 to 15 characters: letters, digits, '_', '.', '-'; first a letter or digit)" "pass a name such as $(const .network.tapPrefix)0"
-}
-
-ip_to_int() {
-    local a b c d
-    IFS=. read -r a b c d <<<"$1"
-    echo $(((10#$a << 24) | (10#$b << 16) | (10#$c << 8) | 10#$d))
-}
-
-int_to_ip() {
-    echo "$((($1 >> 24) & 255)).$((($1 >> 16) & 255)).$((($1 >> 8) & 255)).$(($1 & 255))"
 }
 
 # Sets SUBNET from GATEWAY_CIDR after checking it.
@@ -166,26 +151,13 @@ SUBNET=""
 check_gateway_cidr() {
     local fix
     fix="pass the gateway address with its prefix length, e.g. $(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
-    [[ $GATEWAY_CIDR =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$ ]] ||
-        die 2 --gateway-cidr "'$GATEWAY_CIDR' is not an IPv4 address with a prefix length" "$fix"
-    local i
-    for i in 1 2 3 4; do
-        ((10#${BASH_REMATCH[i]} <= 255)) || die 2 --gateway-cidr "'$GATEWAY_CIDR' has an octet above 255" "$fix"
-    done
-    local len=$((10#${BASH_REMATCH[5]}))
-    ((len >= 8 && len <= 30)) || die 2 --gateway-cidr "prefix length /$len is outside 8..30" "$fix"
-    local addr mask net
-    addr=$(ip_to_int "${GATEWAY_CIDR%/*}")
-    mask=$(((0xffffffff << (32 - len)) & 0xffffffff))
-    net=$((addr & mask))
-    ((addr != net)) || die 2 --gateway-cidr "'$GATEWAY_CIDR' is the subnet's network address, not a host address" "$fix"
-    ((addr != (net | (~mask & 0xffffffff)))) || die 2 --gateway-cidr "'$GATEWAY_CIDR' is the subnet's broadcast address" "$fix"
-    GATEWAY_CIDR="$(int_to_ip "$addr")/$len"
-    SUBNET="$(int_to_ip "$net")/$len"
+    host_cidr "$GATEWAY_CIDR" || die 2 --gateway-cidr "$CIDR_ERR" "$fix"
+    GATEWAY_CIDR="$CIDR_ADDR/$CIDR_LEN"
+    SUBNET=$CIDR_NET
 }
 
 check_table() {
-    [[ $NFT_TABLE =~ ^[A-Za-z][A-Za-z0-9_]{0,31}$ ]] ||
+    valid_nft_table "$NFT_TABLE" ||
         die 2 --nft-table "'$NFT_TABLE' is not a usable nftables table name (a letter, then up to 31 letters, digits or '_')" "pass a name such as $(const .network.nftTable)"
 }
 

@@ -480,7 +480,7 @@ function readableCopy(t: TestContext): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-repo-"));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     fs.chmodSync(dir, 0o755);
-    for (const rel of ["host/net.sh", "nix/constants.json"]) {
+    for (const rel of ["host/net.sh", "host/lib.sh", "nix/constants.json"]) {
         fs.mkdirSync(path.join(dir, path.dirname(rel)), { recursive: true, mode: 0o755 });
         fs.copyFileSync(path.join(REPO, rel), path.join(dir, rel));
         fs.chmodSync(path.join(dir, rel), 0o755);

@@ -749,5 +749,5 @@ test("the TapBridge providers: read sees drift, diff reports it, update repairs 
 
     // A failing verb surfaces net.sh's own error (field and fix).
     ns.ip(["link", "add", "name", net.bridge, "type", "bridge"]);
-    await assert.rejects(d.call("bridge", "create", bIn), /net\.sh bridge-up failed \(exit 4\): net\.sh: error: --bridge: a device named .* is not ours.*fix: /);
+    await assert.rejects(d.call("bridge", "create", bIn), /net\.sh bridge-up failed \(exit 4\):\n(.*\n)*net\.sh: error: --bridge: a device named .* is not ours.*fix: /);
 });

@@ -327,8 +327,7 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     if (!(hostCommandBackends as readonly string[]).includes(hostCommands)) {
         problems.push(`${key("hostCommands")}: "${hostCommands}" is not a backend; use ${hostCommandBackends.join(" or ")}`);
     }
-    const stateDirRaw = read.string("stateDir");
-    const stateDir = path.resolve(projectDir, stateDirRaw === "" ? path.join(".pcp-eval-state", stack) : stateDirRaw);
+    const stateDir = stateDirOf(read.string("stateDir"), stack, projectDir);
     const sshPublicKey = read.string("sshPublicKey").trim();
     if (sshPublicKey !== "" && !/^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+/.test(sshPublicKey)) {
         problems.push(`${key("sshPublicKey")}: not an OpenSSH public key; paste the contents of a .pub file, or leave it empty to generate one`);
@@ -502,6 +501,11 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
 }
 
 /** Reads and validates the running stack's configuration. */
+/** The stack's state directory: pcp-eval:stateDir (relative to the project), else .pcp-eval-state/<stack>. The stack exports it as the output stateDir. */
+export function stateDirOf(configured: string, stack: string, projectDir: string): string {
+    return path.resolve(projectDir, configured === "" ? path.join(".pcp-eval-state", stack) : configured);
+}
+
 export function loadConfig(projectDir: string): PcpEvalConfig {
     // Imported lazily so parseConfig stays usable without an engine.
     const pulumi: typeof import("@pulumi/pulumi") = require("@pulumi/pulumi");

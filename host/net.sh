@@ -1022,7 +1022,7 @@ verb_check() {
         *)
             local how="not root"
             ((USE_SUDO)) && how="not root, and 'sudo -n ip' does not work"
-            need privileges missing "$how (user $(id -un))" "run as root, or allow passwordless sudo for ip, nft and sysctl and set the stack's sudo option (--sudo)"
+            need privileges missing "$how (user $(id -un))" "run as root, or allow passwordless sudo for ip, nft and sysctl and pass --sudo (pulumi config set pcp-eval:useSudo true)"
             ;;
     esac
 

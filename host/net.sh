@@ -8,7 +8,7 @@
 # runner opens it with), IPv4 forwarding, and NAT masquerade for the subnet in an
 # nftables table of its own. Everything it makes is recorded in a state file
 # (<state-dir>/net.json) and marked (an ifalias on links, a comment on the
-# table), so `down` removes exactly what `up` made and nothing else; a device or
+# table), so `bridge-down` removes exactly what the up verbs made and nothing else; a device or
 # table of the same name that is not ours is refused, never touched.
 #
 # Verbs (each prints one JSON line on stdout; progress and errors go to stderr):
@@ -16,9 +16,6 @@
 #   bridge-down --state-dir D [--sudo]            (also removes our TAPs: all of it)
 #   tap-up      --state-dir D --tap NAME [--bridge B] [--owner USER] [--multi-queue on|off] [--sudo]
 #   tap-down    --state-dir D --tap NAME [--sudo]
-#   up          bridge-up options [--taps a,b,c [--owner USER] [--multi-queue on|off]]
-#               (with --taps: exactly these TAPs; ours not listed are removed)
-#   down        --state-dir D [--sudo]            (same as bridge-down)
 #   status      --state-dir D [--bridge B] [--nft-table T] [--taps a,b | --tap NAME] [--sudo]
 #   check       [--owner USER] [--sudo]           (what this host needs, what is missing)
 #
@@ -54,12 +51,12 @@ VERB=${1:-}
 if [[ -z $VERB || $VERB == -h || $VERB == --help || $VERB == help ]]; then
     usage
     [[ -n $VERB ]] && exit 0
-    die 2 verb "no verb given" "use one of bridge-up, bridge-down, tap-up, tap-down, up, down, status, check"
+    die 2 verb "no verb given" "use one of bridge-up, bridge-down, tap-up, tap-down, status, check"
 fi
 shift
 case $VERB in
-    bridge-up | bridge-down | tap-up | tap-down | up | down | status | check) ;;
-    *) die 2 verb "unknown verb '$VERB'" "use one of bridge-up, bridge-down, tap-up, tap-down, up, down, status, check" ;;
+    bridge-up | bridge-down | tap-up | tap-down | status | check) ;;
+    *) die 2 verb "unknown verb '$VERB'" "use one of bridge-up, bridge-down, tap-up, tap-down, status, check" ;;
 esac
 
 STATE_DIR=""
@@ -730,19 +727,6 @@ remove_bridge() {
 
 # ---------------------------------------------------------------- verbs
 
-parse_taps() { # -> TAP_LIST
-    TAP_LIST=()
-    [[ -z $TAPS_RAW ]] && return 0
-    local t seen=" "
-    IFS=, read -r -a TAP_LIST <<<"$TAPS_RAW"
-    for t in "${TAP_LIST[@]}"; do
-        check_ifname --taps "$t"
-        [[ $seen != *" $t "* ]] || die 2 --taps "'$t' is listed twice" "list each TAP once"
-        [[ $t != "$BRIDGE" ]] || die 2 --taps "'$t' is also the bridge's name" "give TAPs names other than the bridge's"
-        seen+="$t "
-    done
-}
-
 defaults_for_up() {
     [[ -n $BRIDGE ]] || BRIDGE=$(const .network.bridge)
     [[ -n $GATEWAY_CIDR ]] || GATEWAY_CIDR="$(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
@@ -765,41 +749,14 @@ begin() { # prepare a changing verb: privileges, state dir, lock, state
     load_state
 }
 
-verb_bridge_up() { # also the first half of up
+verb_bridge_up() {
     precheck_bridge
     precheck_table
-    local t
-    for t in "${TAP_LIST[@]}"; do precheck_tap "$t"; done
     TXN=1
     ensure_marker
     ensure_bridge
     ensure_forwarding
     ensure_nat
-}
-
-verb_up() {
-    require_tools ip nft sysctl jq flock
-    check_state_dir
-    defaults_for_up
-    TAP_LIST=()
-    if ((TAPS_GIVEN)); then
-        parse_taps
-        ((${#TAP_LIST[@]} == 0)) || check_owner
-    fi
-    begin
-    verb_bridge_up
-    local t
-    for t in "${TAP_LIST[@]}"; do ensure_tap "$t"; done
-    # Everything asked for now exists: the rest are removals (not undone).
-    TXN=0
-    if ((TAPS_GIVEN)); then
-        local rec
-        while IFS= read -r rec; do
-            [[ -z $rec ]] && continue
-            [[ " ${TAP_LIST[*]} " == *" $rec "* ]] || remove_tap "$rec"
-        done < <(st '.taps | keys[]')
-    fi
-    emit_change "already up: bridge $BRIDGE, nftables table ip $NFT_TABLE, forwarding and $(st '.taps | length') TAP(s) as asked; nothing changed"
 }
 
 verb_tap_up() {
@@ -1028,7 +985,7 @@ verb_check() {
 
     local probe=unknown probe_detail="needs root or --sudo, and unshare"
     if [[ $PRIV_MODE == sudo ]] && ! sudo -n unshare --version >/dev/null 2>&1; then
-        probe_detail="sudo does not allow unshare for $(id -un), so the probe cannot run (up and down do not need it)"
+        probe_detail="sudo does not allow unshare for $(id -un), so the probe cannot run (the up and down verbs do not need it)"
     elif [[ $PRIV_MODE != none ]] && have unshare && have ip && have nft && have sysctl; then
         local out
         if out=$(pq unshare --net -- sh -c "$(probe_script)" 2>&1); then
@@ -1058,7 +1015,7 @@ verb_check() {
 
     local fwd
     fwd=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo unknown)
-    need net.ipv4.ip_forward ok "currently $fwd; up sets 1 and down restores the earlier value" ""
+    need net.ipv4.ip_forward ok "currently $fwd; bridge-up sets 1 and bridge-down restores the earlier value" ""
 
     if [[ -n $OWNER ]]; then
         if id -u -- "$OWNER" >/dev/null 2>&1; then need "owner:$OWNER" ok "uid $(id -u -- "$OWNER")" ""; else need "owner:$OWNER" missing "no such user" "pass the user that runs the MicroVMs"; fi
@@ -1099,20 +1056,17 @@ verb_check() {
 
 case $VERB in
     bridge-up)
-        TAPS_GIVEN=0
         require_tools ip nft sysctl jq flock
         check_state_dir
         defaults_for_up
-        TAP_LIST=()
         begin
         verb_bridge_up
         TXN=0
         emit_change "already up: bridge $BRIDGE, nftables table ip $NFT_TABLE and forwarding as asked; nothing changed"
         ;;
-    up) verb_up ;;
     tap-up) verb_tap_up ;;
     tap-down) verb_tap_down ;;
-    bridge-down | down) verb_down ;;
+    bridge-down) verb_down ;;
     status) verb_status ;;
     check) verb_check ;;
 esac

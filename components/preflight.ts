@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { PcpEvalConfig } from "./config";
+import { parseLastJsonLine } from "./run";
 
 export interface Finding {
     item: string;
@@ -181,7 +182,7 @@ export function netCheckFindings(cfg: PcpEvalConfig, host: HostProbe): Finding[]
     const r = host.run("bash", [script, "check", ...(cfg.useSudo ? ["--sudo"] : [])], 30000);
     let check: NetCheck;
     try {
-        check = JSON.parse(r.stdout.trim().split("\n").pop() ?? "") as NetCheck;
+        check = parseLastJsonLine<NetCheck>(r.stdout, "net.sh check");
     } catch {
         const why = r.stderr.trim().split("\n").pop() || "no output";
         return [{ item: "net.sh check", problem: `could not judge the host's TAP networking (${why})`, fix: `run \`bash ${script} check\` and fix what it reports` }];

@@ -36,7 +36,7 @@ MARKER_PREFIX=pcp-eval:
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
-# shellcheck source=host/lib.sh
+# shellcheck source=lib.sh
 source "$SCRIPT_DIR/lib.sh"
 # die EXIT_CODE FIELD PROBLEM FIX: every error of net.sh names the field and the fix.
 die() { die_fix "$@"; }

@@ -27,7 +27,7 @@ constants="$here/../nix/constants.json"
 nix_bin="${NIX:-nix}"
 
 PROG=$prog
-# shellcheck source=host/lib.sh
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 
 usage() {

@@ -41,7 +41,7 @@ set -euo pipefail
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 constants="$script_dir/../nix/constants.json"
 PROG=oci.sh
-# shellcheck source=host/lib.sh
+# shellcheck source=lib.sh
 source "$script_dir/lib.sh"
 
 usage() {

@@ -50,7 +50,7 @@ readonly tick_ms=25
 readonly progress_every_ms=5000 log_tail_lines=40 kill_wait_ms=5000
 
 prog=vm.sh PROG=vm.sh
-# shellcheck source=host/lib.sh
+# shellcheck source=lib.sh
 source "$script_dir/lib.sh"
 usage_error() { DIE_STATUS=2 die "$*"$'\n'"usage: see the header of $0"; }
 

@@ -329,7 +329,7 @@ if [[ $verb != list ]]; then
     [[ $name =~ ^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$ ]] ||
         usage_error "--name '$name': use letters, digits, '.', '_' and '-' (at most 63, not starting with a symbol)"
 fi
-prog="vm.sh $verb${name:+ $name}"
+prog="vm.sh $verb${name:+ $name}" PROG="vm.sh $verb${name:+ $name}"
 
 # Default timeouts from nix/constants.json; the process phase is processStart.
 phase_timeout_ms() {

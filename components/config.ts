@@ -352,7 +352,7 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
         problems.push(`${key("hostCommands")}: "${hostCommands}" is not a backend; use ${hostCommandBackends.join(" or ")}`);
     }
     const stateDirRaw = read.string("stateDir");
-    const stateDir = path.resolve(projectDir, stateDirRaw === "" ? path.join(".pcp-eval-state", stack) : stateDirRaw);
+    const stateDir = stateDirOf(stateDirRaw, stack, projectDir);
     const stateDirProblem = checkStateDir(stateDir, projectDir, homeDir);
     if (stateDirProblem !== undefined) {
         problems.push(`${key("stateDir")}: "${stateDirRaw}" ${stateDirProblem}; fix: pulumi config set ${key("stateDir")} to a directory of its own (empty: .pcp-eval-state/${stack} in the project)`);
@@ -393,13 +393,17 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     const gatewayRaw = read.string("bridgeGateway") || constants.network.gateway;
     const subnet = parseCidr(subnetRaw);
     if (bridgeEnabled) {
-        if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridgeName)) {
-            problems.push(`${key("bridgeName")}: "${bridgeName}" is not a valid interface name (1-15 characters of a-z, 0-9, '_', '.', '-')`);
+        // The rules live in nix/constants.json, which host/net.sh (host/lib.sh) reads too.
+        const rules = constants.rules;
+        if (!new RegExp(rules.ifname).test(bridgeName)) {
+            problems.push(`${key("bridgeName")}: "${bridgeName}" is not a valid interface name (1-15 characters of a-z, 0-9, '_', '.', '-'; first a letter or digit)`);
         }
         if (subnet === undefined) {
             problems.push(`${key("bridgeSubnet")}: "${subnetRaw}" is not a valid IPv4 CIDR; write it as a.b.c.d/n, e.g. the default in nix/constants.json`);
-        } else if (subnet.prefix > 29) {
-            problems.push(`${key("bridgeSubnet")}: /${subnet.prefix} leaves no room for VMs; use /29 or larger`);
+        } else if (subnet.prefix > rules.subnetPrefix.max) {
+            problems.push(`${key("bridgeSubnet")}: /${subnet.prefix} leaves no room for VMs; use /${rules.subnetPrefix.max} or larger`);
+        } else if (subnet.prefix < rules.subnetPrefix.min) {
+            problems.push(`${key("bridgeSubnet")}: /${subnet.prefix} is wider than the host may route for VMs; use /${rules.subnetPrefix.min} to /${rules.subnetPrefix.max}`);
         }
         const gw = parseIpv4(gatewayRaw);
         if (gw === undefined) {
@@ -527,6 +531,11 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
 }
 
 /** Reads and validates the running stack's configuration. */
+/** The stack's state directory: pcp-eval:stateDir (relative to the project), else .pcp-eval-state/<stack>. The stack exports it as the output stateDir. */
+export function stateDirOf(configured: string, stack: string, projectDir: string): string {
+    return path.resolve(projectDir, configured === "" ? path.join(".pcp-eval-state", stack) : configured);
+}
+
 export function loadConfig(projectDir: string): PcpEvalConfig {
     // Imported lazily so parseConfig stays usable without an engine.
     const pulumi: typeof import("@pulumi/pulumi") = require("@pulumi/pulumi");

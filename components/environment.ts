@@ -45,6 +45,8 @@ export interface EnvironmentOutputs {
     };
     targets: Record<string, Target>;
     summary: pulumi.Output<string>;
+    /** Absolute path of the stack's host state; verify's leftover scan reads it from here. */
+    stateDir: string;
 }
 
 export interface Environment {
@@ -119,6 +121,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
         pmcdEndpoints: Object.fromEntries(Object.entries(targets).map(([n, t]) => [n, `${t.pmcd.host}:${t.pmcd.port}`])),
         targets,
         summary: pulumi.output(summarize(cfg, targets, daemonSet)),
+        stateDir: cfg.stateDir,
     };
     const grafanaVm = vms.find((vm) => vm.target.grafanaUrl !== undefined);
     let grafanaAdmin: GrafanaAdmin | undefined;

@@ -8,7 +8,7 @@
 # runner opens it with), IPv4 forwarding, and NAT masquerade for the subnet in an
 # nftables table of its own. Everything it makes is recorded in a state file
 # (<state-dir>/net.json) and marked (an ifalias on links, a comment on the
-# table), so `down` removes exactly what `up` made and nothing else; a device or
+# table), so `bridge-down` removes exactly what the up verbs made and nothing else; a device or
 # table of the same name that is not ours is refused, never touched.
 #
 # Verbs (each prints one JSON line on stdout; progress and errors go to stderr):
@@ -16,9 +16,6 @@
 #   bridge-down --state-dir D [--sudo]            (also removes our TAPs: all of it)
 #   tap-up      --state-dir D --tap NAME [--bridge B] [--owner USER] [--multi-queue on|off] [--sudo]
 #   tap-down    --state-dir D --tap NAME [--sudo]
-#   up          bridge-up options [--taps a,b,c [--owner USER] [--multi-queue on|off]]
-#               (with --taps: exactly these TAPs; ours not listed are removed)
-#   down        --state-dir D [--sudo]            (same as bridge-down)
 #   status      --state-dir D [--bridge B] [--nft-table T] [--taps a,b | --tap NAME] [--sudo]
 #   check       [--owner USER] [--sudo]           (what this host needs, what is missing)
 #
@@ -39,13 +36,10 @@ MARKER_PREFIX=pcp-eval:
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
-DIED=0
-# die EXIT_CODE FIELD PROBLEM FIX
-die() {
-    DIED=1
-    printf '%s: error: %s: %s; fix: %s\n' "$PROG" "$2" "$3" "$4" >&2
-    exit "$1"
-}
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
+# die EXIT_CODE FIELD PROBLEM FIX: every error of net.sh names the field and the fix.
+die() { die_fix "$@"; }
 
 usage() {
     sed -n '/^# Verbs/,/^# not ours/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -58,12 +52,12 @@ VERB=${1:-}
 if [[ -z $VERB || $VERB == -h || $VERB == --help || $VERB == help ]]; then
     usage
     [[ -n $VERB ]] && exit 0
-    die 2 verb "no verb given" "use one of bridge-up, bridge-down, tap-up, tap-down, up, down, status, check"
+    die 2 verb "no verb given" "use one of bridge-up, bridge-down, tap-up, tap-down, status, check"
 fi
 shift
 case $VERB in
-    bridge-up | bridge-down | tap-up | tap-down | up | down | status | check) ;;
-    *) die 2 verb "unknown verb '$VERB'" "use one of bridge-up, bridge-down, tap-up, tap-down, up, down, status, check" ;;
+    bridge-up | bridge-down | tap-up | tap-down | status | check) ;;
+    *) die 2 verb "unknown verb '$VERB'" "use one of bridge-up, bridge-down, tap-up, tap-down, status, check" ;;
 esac
 
 STATE_DIR=""
@@ -146,20 +140,8 @@ const() {
     jq -er "$1" "$CONSTANTS" || die 3 constants "$CONSTANTS has no $1" "restore nix/constants.json from the repository"
 }
 
-valid_ifname() { [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$ ]]; }
-
 check_ifname() { # FIELD VALUE
     valid_ifname "$2" || die 2 "$1" "'$2' is not a usable interface name (1 to 15 characters: letters, digits, '_', '.', '-'; first a letter or digit)" "pass a name such as $(const .network.tapPrefix)0"
-}
-
-ip_to_int() {
-    local a b c d
-    IFS=. read -r a b c d <<<"$1"
-    echo $(((10#$a << 24) | (10#$b << 16) | (10#$c << 8) | 10#$d))
-}
-
-int_to_ip() {
-    echo "$((($1 >> 24) & 255)).$((($1 >> 16) & 255)).$((($1 >> 8) & 255)).$(($1 & 255))"
 }
 
 # Sets SUBNET from GATEWAY_CIDR after checking it.
@@ -167,26 +149,13 @@ SUBNET=""
 check_gateway_cidr() {
     local fix
     fix="pass the gateway address with its prefix length, e.g. $(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
-    [[ $GATEWAY_CIDR =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$ ]] ||
-        die 2 --gateway-cidr "'$GATEWAY_CIDR' is not an IPv4 address with a prefix length" "$fix"
-    local i
-    for i in 1 2 3 4; do
-        ((10#${BASH_REMATCH[i]} <= 255)) || die 2 --gateway-cidr "'$GATEWAY_CIDR' has an octet above 255" "$fix"
-    done
-    local len=$((10#${BASH_REMATCH[5]}))
-    ((len >= 8 && len <= 30)) || die 2 --gateway-cidr "prefix length /$len is outside 8..30" "$fix"
-    local addr mask net
-    addr=$(ip_to_int "${GATEWAY_CIDR%/*}")
-    mask=$(((0xffffffff << (32 - len)) & 0xffffffff))
-    net=$((addr & mask))
-    ((addr != net)) || die 2 --gateway-cidr "'$GATEWAY_CIDR' is the subnet's network address, not a host address" "$fix"
-    ((addr != (net | (~mask & 0xffffffff)))) || die 2 --gateway-cidr "'$GATEWAY_CIDR' is the subnet's broadcast address" "$fix"
-    GATEWAY_CIDR="$(int_to_ip "$addr")/$len"
-    SUBNET="$(int_to_ip "$net")/$len"
+    host_cidr "$GATEWAY_CIDR" || die 2 --gateway-cidr "$CIDR_ERR" "$fix"
+    GATEWAY_CIDR="$CIDR_ADDR/$CIDR_LEN"
+    SUBNET=$CIDR_NET
 }
 
 check_table() {
-    [[ $NFT_TABLE =~ ^[A-Za-z][A-Za-z0-9_]{0,31}$ ]] ||
+    valid_nft_table "$NFT_TABLE" ||
         die 2 --nft-table "'$NFT_TABLE' is not a usable nftables table name (a letter, then up to 31 letters, digits or '_')" "pass a name such as $(const .network.nftTable)"
 }
 
@@ -578,7 +547,7 @@ precheck_bridge() {
     local rec
     rec=$(st '.bridge.name // empty')
     if [[ -n $rec && $rec != "$BRIDGE" ]]; then
-        die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec, or take the old network down first with 'net.sh down --state-dir $STATE_DIR'"
+        die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec, or take the old network down first with 'net.sh bridge-down --state-dir $STATE_DIR'"
     fi
     read_link "$BRIDGE"
     ((L_EXISTS)) || return 0
@@ -600,7 +569,7 @@ precheck_table() {
     local rec text
     rec=$(st '.nft.table // empty')
     if [[ -n $rec && $rec != "$NFT_TABLE" ]]; then
-        die 2 --nft-table "$STATE_FILE records nftables table $rec, not $NFT_TABLE" "pass --nft-table $rec, or take the old network down first with 'net.sh down --state-dir $STATE_DIR'"
+        die 2 --nft-table "$STATE_FILE records nftables table $rec, not $NFT_TABLE" "pass --nft-table $rec, or take the old network down first with 'net.sh bridge-down --state-dir $STATE_DIR'"
     fi
     text=$(nft_table_text "$NFT_TABLE") || return 0
     local why="" comment
@@ -871,19 +840,6 @@ remove_bridge() {
 
 # ---------------------------------------------------------------- verbs
 
-parse_taps() { # -> TAP_LIST
-    TAP_LIST=()
-    [[ -z $TAPS_RAW ]] && return 0
-    local t seen=" "
-    IFS=, read -r -a TAP_LIST <<<"$TAPS_RAW"
-    for t in "${TAP_LIST[@]}"; do
-        check_ifname --taps "$t"
-        [[ $seen != *" $t "* ]] || die 2 --taps "'$t' is listed twice" "list each TAP once"
-        [[ $t != "$BRIDGE" ]] || die 2 --taps "'$t' is also the bridge's name" "give TAPs names other than the bridge's"
-        seen+="$t "
-    done
-}
-
 defaults_for_up() {
     [[ -n $BRIDGE ]] || BRIDGE=$(const .network.bridge)
     [[ -n $GATEWAY_CIDR ]] || GATEWAY_CIDR="$(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
@@ -907,41 +863,14 @@ begin() { # prepare a changing verb: privileges, state dir, lock, state
     load_state
 }
 
-verb_bridge_up() { # also the first half of up
+verb_bridge_up() {
     precheck_bridge
     precheck_table
-    local t
-    for t in "${TAP_LIST[@]}"; do precheck_tap "$t"; done
     TXN=1
     ensure_marker
     ensure_bridge
     ensure_forwarding
     ensure_nat
-}
-
-verb_up() {
-    require_tools ip nft sysctl jq flock
-    check_state_dir
-    defaults_for_up
-    TAP_LIST=()
-    if ((TAPS_GIVEN)); then
-        parse_taps
-        ((${#TAP_LIST[@]} == 0)) || check_owner
-    fi
-    begin
-    verb_bridge_up
-    local t
-    for t in "${TAP_LIST[@]}"; do ensure_tap "$t"; done
-    # Everything asked for now exists: the rest are removals (not undone).
-    TXN=0
-    if ((TAPS_GIVEN)); then
-        local rec
-        while IFS= read -r rec; do
-            [[ -z $rec ]] && continue
-            [[ " ${TAP_LIST[*]} " == *" $rec "* ]] || remove_tap "$rec"
-        done < <(st '.taps | keys[]')
-    fi
-    emit_change "already up: bridge $BRIDGE, nftables table ip $NFT_TABLE, forwarding and $(st '.taps | length') TAP(s) as asked; nothing changed"
 }
 
 verb_tap_up() {
@@ -1169,14 +1098,14 @@ verb_check() {
         sudo) need privileges ok "passwordless sudo for $(id -un)" "" ;;
         *)
             local how="not root"
-            ((USE_SUDO)) && how="not root, and 'sudo -n ip' does not work"
-            need privileges missing "$how (user $(id -un))" "run as root, or allow passwordless sudo for ip, nft and sysctl and set the stack's sudo option (--sudo)"
+            ((USE_SUDO)) && how="not root, and sudo allows neither the installed helper $HELPER nor 'ip'"
+            need privileges missing "$how (user $(id -un))" "run as root, or pass --sudo (pulumi config set pcp-eval:useSudo true) and $(sudo_fix "$(id -un)")"
             ;;
     esac
 
     local probe=unknown probe_detail="needs root or --sudo, and unshare"
     if [[ $PRIV_MODE == sudo ]] && ! sudo -n unshare --version >/dev/null 2>&1; then
-        probe_detail="sudo does not allow unshare for $(id -un), so the probe cannot run (up and down do not need it)"
+        probe_detail="sudo does not allow unshare for $(id -un), so the probe cannot run (the up and down verbs do not need it)"
     elif [[ $PRIV_MODE != none ]] && have unshare && have ip && have nft && have sysctl; then
         local out
         if out=$(pq unshare --net -- sh -c "$(probe_script)" 2>&1); then
@@ -1206,7 +1135,7 @@ verb_check() {
 
     local fwd
     fwd=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo unknown)
-    need net.ipv4.ip_forward ok "currently $fwd; up sets 1 and down restores the earlier value" ""
+    need net.ipv4.ip_forward ok "currently $fwd; bridge-up sets 1 and bridge-down restores the earlier value" ""
 
     if [[ -n $OWNER ]]; then
         if id -u -- "$OWNER" >/dev/null 2>&1; then need "owner:$OWNER" ok "uid $(id -u -- "$OWNER")" ""; else need "owner:$OWNER" missing "no such user" "pass the user that runs the MicroVMs"; fi
@@ -1247,20 +1176,17 @@ verb_check() {
 
 case $VERB in
     bridge-up)
-        TAPS_GIVEN=0
         require_tools ip nft sysctl jq flock
         check_state_dir
         defaults_for_up
-        TAP_LIST=()
         begin
         verb_bridge_up
         TXN=0
         emit_change "already up: bridge $BRIDGE, nftables table ip $NFT_TABLE and forwarding as asked; nothing changed"
         ;;
-    up) verb_up ;;
     tap-up) verb_tap_up ;;
     tap-down) verb_tap_down ;;
-    bridge-down | down) verb_down ;;
+    bridge-down) verb_down ;;
     status) verb_status ;;
     check) verb_check ;;
 esac

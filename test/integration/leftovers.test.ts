@@ -86,7 +86,9 @@ test("leftovers: the bridge, TAPs and nft table in a net.json written by host/ne
     const inNs: CommandRunner = (file, args) => runCommand("ip", ["netns", "exec", ns.name, file, ...args]);
     const taps = [`${constants.network.tapPrefix}0`, `${constants.network.tapPrefix}1`];
     try {
-        ns.runOk("bash", [NET_SH, "up", "--state-dir", netDir, "--taps", taps.join(","), "--owner", "nobody"]);
+        // What TapBridge runs: the bridge, then one tap-up per TAP.
+        ns.runOk("bash", [NET_SH, "bridge-up", "--state-dir", netDir]);
+        for (const tap of taps) ns.runOk("bash", [NET_SH, "tap-up", "--state-dir", netDir, "--tap", tap, "--owner", "nobody"]);
         const found = await findLeftovers(stateDir, inNs);
         assert.deepEqual(found.problems, []);
         assert.equal(found.scanned.records, 1);
@@ -107,7 +109,7 @@ test("leftovers: the bridge, TAPs and nft table in a net.json written by host/ne
         assert.ok(unknown.problems.some((p) => /nft list tables failed \(exit 1\): Operation not permitted/.test(p)), unknown.problems.join("; "));
         assert.ok(unknown.problems.some((p) => new RegExp(`ip link show dev ${constants.network.bridge} failed`).test(p)));
 
-        ns.runOk("bash", [NET_SH, "down", "--state-dir", netDir]);
+        ns.runOk("bash", [NET_SH, "bridge-down", "--state-dir", netDir]);
         const clean = await findLeftovers(stateDir, inNs);
         assert.deepEqual(clean.leftovers, []);
         assert.deepEqual(clean.problems, []);

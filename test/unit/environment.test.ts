@@ -188,7 +188,7 @@ describe("other configurations", () => {
             assert.ok(!names.some((n) => n.startsWith(absent)), `${absent} must be absent`);
         }
         assert.ok(!recording.resources.some((r) => r.type.startsWith("docker:") || r.type.startsWith("kubernetes:") || r.type.startsWith("pulumi:providers:kubernetes")));
-        assert.deepEqual(Object.keys(outputs).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "summary", "targets"]);
+        assert.deepEqual(Object.keys(outputs).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "stateDir", "summary", "targets"]);
         assert.deepEqual(outputs.pmcdEndpoints, { base: `127.0.0.1:${forwardedPorts("base").pmcd}` });
     });
 
@@ -198,7 +198,7 @@ describe("other configurations", () => {
         assert.deepEqual(names.filter((n) => !n.startsWith("pcp-image")), ["state", "state-dir"]);
         assert.ok(names.includes("pcp-image-container"));
         assert.ok(recording.dependencyNames("pcp-image-container").includes("pcp-image-load"));
-        assert.deepEqual(Object.keys(outputs).sort(), ["pmcdEndpoints", "pmproxyUrls", "summary", "targets"]);
+        assert.deepEqual(Object.keys(outputs).sort(), ["pmcdEndpoints", "pmproxyUrls", "stateDir", "summary", "targets"]);
         assert.deepEqual(outputs.pmcdEndpoints, { container: `127.0.0.1:${constants.hostForwards.pmcd}` });
         const container = recording.byName("pcp-image-container").inputs as { user: string; ports: Array<{ internal: number; external: number; ip: string }> };
         assert.equal(container.user, String(constants.container.uid));

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, loadConfig } from "./components/config";
 import { provisionEnvironment } from "./components/environment";
+import { storePathEvaluator } from "./components/nixEval";
 import { enforcePreflight, preflight, PreflightReport, projectCacheDir, realHost } from "./components/preflight";
 
 function main() {
@@ -28,7 +29,8 @@ function main() {
     } catch (err) {
         throw new pulumi.RunError((err as Error).message);
     }
-    return provisionEnvironment(cfg, { useKvm: report.kvmUsable }).outputs;
+    const projectDir = cfg.projectDir;
+    return provisionEnvironment(cfg, { useKvm: report.kvmUsable, storePaths: (e) => storePathEvaluator.evaluate(e, projectDir) }).outputs;
 }
 
 export = main();

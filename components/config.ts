@@ -65,7 +65,7 @@ export interface PcpEvalConfig {
     stateDir: string;
     /** A flake reference; a local path is made absolute. */
     flake: string;
-    /** True when the flake is a directory on this host, whose files can be fingerprinted. */
+    /** True when the flake is a directory on this host (then `flake` is its absolute path). */
     flakeIsLocal: boolean;
     system: string;
     pcpSource: "nixpkgs" | "upstream";

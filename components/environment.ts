@@ -7,10 +7,11 @@ import * as pulumi from "@pulumi/pulumi";
 import { PcpEvalConfig } from "./config";
 import { GrafanaAdmin } from "./grafanaAdmin";
 import { dashboardUrls } from "./grafanaCatalog";
-import { MicroVm } from "./microVm";
-import { OciImage } from "./ociImage";
+import { MicroVm, MicroVmArgs, runnerExpression } from "./microVm";
+import { flakeOutputExpression, NixExpressions, StorePathEvaluator, StorePaths } from "./nixEval";
+import { imageAttrPath, OciImage } from "./ociImage";
 import { PcpDaemonSet } from "./pcpDaemonSet";
-import { flakeFingerprint, shellQuote } from "./shell";
+import { shellQuote } from "./shell";
 import { SshKey } from "./sshKey";
 import { afterStateDir, StateDir } from "./stateDir";
 import { TapBridge } from "./tapBridge";
@@ -21,6 +22,12 @@ export interface EnvironmentOptions {
     useKvm: boolean;
     /** The user who runs the VMs and owns the TAP devices. */
     vmUser?: string;
+    /**
+     * The store paths Nix would build for the image and each runner
+     * (components/nixEval.ts evaluateStorePaths in the project directory);
+     * they decide what is rebuilt and replaced.
+     */
+    storePaths: StorePathEvaluator;
 }
 
 /** Stack outputs; a part that is off has no key at all. */
@@ -59,7 +66,6 @@ export interface Environment {
 }
 
 export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOptions): Environment {
-    const fingerprint = cfg.flakeIsLocal ? flakeFingerprint(cfg.flake) : cfg.flake;
     const common = { stateDir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands };
 
     const anything = cfg.vms.length > 0 || cfg.container !== undefined || cfg.bridge !== undefined || cfg.kubernetes !== undefined;
@@ -77,27 +83,41 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
           }, after)
         : undefined;
 
-    const image =
-        cfg.container || cfg.kubernetes
-            ? new OciImage("pcp-image", { ...common, stack: cfg.stack, flake: cfg.flake, system: cfg.system, fingerprint, container: cfg.container }, after)
-            : undefined;
-
+    const wantImage = cfg.container !== undefined || cfg.kubernetes !== undefined;
     const key = cfg.vms.length > 0 && cfg.sshPublicKey === undefined ? new SshKey("ssh-key", { ...common, stack: cfg.stack }, after) : undefined;
-    const vms = cfg.vms.map(
-        (spec) =>
-            new MicroVm(`vm-${spec.name}`, {
+    const sshPublicKey = pulumi.output(key ? key.publicKey : (cfg.sshPublicKey ?? ""));
+    const vmArgs = cfg.vms.map((spec) => ({
+        spec,
+        flake: cfg.flake,
+        system: cfg.system,
+        pcpSource: cfg.pcpSource,
+        debugMode: cfg.debugMode,
+        useKvm: options.useKvm,
+    }));
+
+    // What Nix would build, from one evaluation for the image and every runner.
+    const storePaths = sshPublicKey.apply((publicKey): Promise<StorePaths> => {
+        const expressions: NixExpressions = {};
+        if (wantImage) expressions["pcp-image"] = flakeOutputExpression(cfg.flake, imageAttrPath(cfg.system));
+        for (const vm of vmArgs) expressions[`vm-${vm.spec.name}`] = runnerExpression(vm, publicKey);
+        return Object.keys(expressions).length > 0 ? options.storePaths(expressions) : Promise.resolve({});
+    });
+    const storePathOf = (name: string): pulumi.Output<string> => storePaths.apply((paths) => paths[name]!);
+
+    const image = wantImage
+        ? new OciImage("pcp-image", { ...common, stack: cfg.stack, flake: cfg.flake, system: cfg.system, storePath: storePathOf("pcp-image"), container: cfg.container }, after)
+        : undefined;
+
+    const vms = vmArgs.map(
+        (vm) =>
+            new MicroVm(`vm-${vm.spec.name}`, {
                 ...common,
-                spec,
-                flake: cfg.flake,
-                system: cfg.system,
-                pcpSource: cfg.pcpSource,
-                debugMode: cfg.debugMode,
-                useKvm: options.useKvm,
-                sshPublicKey: key ? key.publicKey : cfg.sshPublicKey!,
+                ...vm,
+                sshPublicKey,
                 sshPrivateKeyPath: key?.privateKeyPath,
-                fingerprint,
-                networkDependencies: spec.tap && bridge ? [bridge.tapResources[spec.name]!] : [],
-            }, after),
+                storePath: storePathOf(`vm-${vm.spec.name}`),
+                networkDependencies: vm.spec.tap && bridge ? [bridge.tapResources[vm.spec.name]!] : [],
+            } satisfies MicroVmArgs, after),
     );
 
     const daemonSet =

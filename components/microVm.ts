@@ -5,6 +5,7 @@ import { constants, consolePorts, ConsolePorts, forwardedPorts, servicesTimeoutS
 import { MicroVmProcess } from "./microVmProcess";
 import { HostCommandBackend } from "./hostCommand";
 import { NixBuild } from "./nixBuild";
+import { flakeRef, nixString } from "./nixEval";
 import { Target } from "./targets";
 
 export interface MicroVmArgs {
@@ -20,7 +21,8 @@ export interface MicroVmArgs {
     sshPrivateKeyPath?: string;
     stateDir: string;
     projectDir: string;
-    fingerprint: string;
+    /** The runner's store path as evaluated before building (components/nixEval.ts): it decides the rebuild, and the VM runs it. */
+    storePath: pulumi.Input<string>;
     hostCommands: HostCommandBackend;
     /** Resources the VM's network needs first (its TAP device). */
     networkDependencies?: pulumi.Resource[];
@@ -29,8 +31,6 @@ export interface MicroVmArgs {
 /** The Nix expression that builds one VM's runner through the flake's parametric function. */
 export function runnerExpression(args: Pick<MicroVmArgs, "spec" | "flake" | "system" | "pcpSource" | "debugMode" | "useKvm">, sshPublicKey: string): string {
     const { spec } = args;
-    const flakeRef = args.flake.startsWith("/") ? `path:${args.flake}` : args.flake;
-    const nixString = (s: string): string => JSON.stringify(s).replace(/\$\{/g, "\\${");
     const fields = [
         `variant = ${nixString(spec.variant)};`,
         `name = ${nixString(spec.name)};`,
@@ -45,7 +45,7 @@ export function runnerExpression(args: Pick<MicroVmArgs, "spec" | "flake" | "sys
         `pcpSource = ${nixString(args.pcpSource)};`,
         `useKvm = ${args.useKvm};`,
     ].filter((f) => f !== "");
-    return `(builtins.getFlake ${nixString(flakeRef)}).lib.${args.system}.mkMicrovmRunner { ${fields.join(" ")} }`;
+    return `(builtins.getFlake ${nixString(flakeRef(args.flake))}).lib.${args.system}.mkMicrovmRunner { ${fields.join(" ")} }`;
 }
 
 /** Where a VM's services answer from the host: forwarded loopback ports, or its own TAP address. */
@@ -124,20 +124,25 @@ export class MicroVm extends pulumi.ComponentResource {
             {
                 expr: pulumi.output(args.sshPublicKey).apply((key) => runnerExpression(args, key)),
                 outLink: path.join(vmDir, "runner"),
-                fingerprint: args.fingerprint,
+                fingerprint: args.storePath,
                 projectDir: args.projectDir,
                 hostCommands: args.hostCommands,
             },
             { parent: this },
         );
-        this.runnerPath = runner.storePath;
+        // The VM runs the path evaluated before the build, so that a plan already
+        // names the store path that replaces a VM; the build must give that path.
+        this.runnerPath = pulumi.all([runner.storePath, args.storePath]).apply(([built, planned]) => {
+            if (built !== planned) throw new Error(`${name}: nix built ${built}, but evaluation gave ${planned}; the flake is not deterministic`);
+            return built;
+        });
         this.target = vmTarget(args.spec, args.sshPrivateKeyPath);
         const t = constants.timeoutsSeconds;
         const process = new MicroVmProcess(
             `${name}-process`,
             {
                 name: args.spec.name,
-                runner: runner.storePath,
+                runner: args.storePath,
                 stateDir: path.join(args.stateDir, "vms"),
                 scriptPath: path.join(args.projectDir, "host", "vm.sh"),
                 ports: hostPorts(args.spec),

@@ -12,7 +12,12 @@ export interface NixBuildArgs {
     expr?: pulumi.Input<string>;
     /** GC root kept while the resource exists; its removal is the delete. */
     outLink: string;
-    /** Rebuild when this changes (the flake's content hash), not on every `up`. */
+    /**
+     * Rebuild when, and only when, this changes: the store path Nix will build,
+     * evaluated beforehand (components/nixEval.ts). An edit that gives the same
+     * path replaces nothing (a changed command only reruns the build as an
+     * update, which Nix finds done).
+     */
     fingerprint: pulumi.Input<string>;
     projectDir: string;
 }
@@ -48,7 +53,7 @@ export class NixBuild extends pulumi.ComponentResource {
                 update: buildCommand,
                 delete: scriptCommandOutput("nix-build.sh", "remove", { "out-link": args.outLink }),
                 dir: args.projectDir,
-                triggers: [args.fingerprint, args.installable ?? "", args.expr ?? ""],
+                triggers: [args.fingerprint],
             },
             { parent: this, customTimeouts: { create: `${constants.timeoutsSeconds.build + 30}s`, update: `${constants.timeoutsSeconds.build + 30}s` } },
         );

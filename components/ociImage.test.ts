@@ -25,7 +25,7 @@ function build(container?: ContainerConfig) {
                 stateDir: "/srv/pcp-eval/.pcp-eval-state/unit",
                 hostCommands: "command",
                 projectDir,
-                fingerprint: "f".repeat(32),
+                storePath: `/nix/store/${"f".repeat(32)}-pcp-container.tar.gz`,
                 container,
             }),
         { stack: "unit" },
@@ -95,8 +95,15 @@ describe("OciImage", () => {
     it("loads by the store path and removes, on destroy, only the tag it loaded", async () => {
         const { recording } = await build(container);
         const load = recording.byName("pcp-image-load").inputs as { create: string; delete: string };
-        assert.match(load.create, /^bash host\/oci\.sh load --tarball \/nix\/store\/0{32}-pcp-container\.tar\.gz --repo pcp-eval$/);
-        assert.match(load.delete, /^bash host\/oci\.sh remove --tarball \/nix\/store\/0{32}-pcp-container\.tar\.gz --repo pcp-eval$/);
+        assert.match(load.create, /^bash host\/oci\.sh load --tarball \/nix\/store\/f{32}-pcp-container\.tar\.gz --repo pcp-eval$/);
+        assert.match(load.delete, /^bash host\/oci\.sh remove --tarball \/nix\/store\/f{32}-pcp-container\.tar\.gz --repo pcp-eval$/);
+    });
+
+    it("rebuilds and reloads exactly when the evaluated store path changes", async () => {
+        const { recording } = await build(container);
+        const planned = `/nix/store/${"f".repeat(32)}-pcp-container.tar.gz`;
+        assert.deepEqual((recording.byName("pcp-image-image-build").inputs as { triggers: unknown[] }).triggers, [planned]);
+        assert.deepEqual((recording.byName("pcp-image-load").inputs as { triggers: unknown[] }).triggers, [planned]);
     });
 
     it("runs no container, port check or wait when only the cluster needs the image", async () => {

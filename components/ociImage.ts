@@ -5,6 +5,7 @@ import { hostCommand, HostCommandBackend } from "./hostCommand";
 import { ContainerConfig } from "./config";
 import { constants } from "./constants";
 import { NixBuild } from "./nixBuild";
+import { flakeRef } from "./nixEval";
 import { containerSpec, reachableAddress } from "./ociContainerSpec";
 import { parseScriptJson, scriptCommand, scriptCommandOutput } from "./shell";
 import { Target } from "./targets";
@@ -18,9 +19,15 @@ export interface OciImageArgs {
     system: string;
     stateDir: string;
     projectDir: string;
-    fingerprint: string;
+    /** The image tarball's store path as evaluated before building (components/nixEval.ts): it decides the rebuild. */
+    storePath: pulumi.Input<string>;
     /** Run the image in Docker; absent when only the cluster needs the image. */
     container?: ContainerConfig;
+}
+
+/** The flake output that builds the image tarball. */
+export function imageAttrPath(system: string): string {
+    return `packages.${system}.pcp-container`;
 }
 
 /** Where the container's pmcd and pmproxy answer on the host. */
@@ -53,9 +60,9 @@ export class OciImage extends pulumi.ComponentResource {
         const image = new NixBuild(
             `${name}-image`,
             {
-                installable: `${args.flake.startsWith("/") ? `path:${args.flake}` : args.flake}#packages.${args.system}.pcp-container`,
+                installable: `${flakeRef(args.flake)}#${imageAttrPath(args.system)}`,
                 outLink: path.join(args.stateDir, "image", "pcp-container.tar.gz"),
-                fingerprint: args.fingerprint,
+                fingerprint: args.storePath,
                 projectDir: args.projectDir,
                 hostCommands: args.hostCommands,
             },
@@ -68,7 +75,8 @@ export class OciImage extends pulumi.ComponentResource {
                 create: scriptCommandOutput("oci.sh", "load", { tarball: image.storePath, repo: constants.container.imageName }),
                 delete: scriptCommandOutput("oci.sh", "remove", { tarball: image.storePath, repo: constants.container.imageName }),
                 dir: args.projectDir,
-                triggers: [image.storePath],
+                // Known at preview: a new image replaces the load (and so the container) with the old and new path in the plan.
+                triggers: [args.storePath],
             },
             { parent: this },
         );

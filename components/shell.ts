@@ -3,9 +3,6 @@
  * lives in host/ so it can be tested without Pulumi; these helpers only
  * quote arguments so that no config value can change a command's meaning.
  */
-import * as crypto from "node:crypto";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 
 export function shellQuote(value: string): string {
@@ -38,30 +35,3 @@ export function scriptCommandOutput(script: string, verb: string, flags: Record<
 
 /** Parses the one JSON line a script prints on stdout (the one parser, components/run.ts). */
 export { parseLastJsonLine as parseScriptJson } from "./run";
-
-/**
- * A content hash of a local flake's sources (the .nix files, flake.lock and
- * constants.json), so builds rerun when and only when the flake changes.
- */
-export function flakeFingerprint(flakeDir: string): string {
-    const hash = crypto.createHash("sha256");
-    const walk = (dir: string): string[] =>
-        fs
-            .readdirSync(dir, { withFileTypes: true })
-            .filter((e) => !e.name.startsWith(".") && e.name !== "result")
-            .flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]))
-            .filter((f) => /\.(nix|json|lock)$/.test(f) || path.basename(f) === "flake.lock");
-    let files: string[] = [];
-    try {
-        files = walk(flakeDir).sort();
-    } catch {
-        return "unreadable";
-    }
-    for (const file of files) {
-        hash.update(path.relative(flakeDir, file));
-        hash.update("\0");
-        hash.update(fs.readFileSync(file));
-        hash.update("\0");
-    }
-    return hash.digest("hex").slice(0, 32);
-}

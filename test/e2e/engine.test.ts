@@ -5,12 +5,15 @@
  * Debian's nix from the offline fixture flake. Everything runs inside a
  * network namespace of the test's own (see test/helpers/engine.ts).
  *
- * The steps build on each other, in order: preview, up, a no-op up, drift
+ * The steps build on each other, in order: preview, up, a no-op up, an edit
+ * Nix ignores (no change), an edit of a file the runners read (rebuild and
+ * VM replacement) and its revert (the earlier store paths), drift
  * after `kill -9` of a VM (refresh, then up), removing a VM from the config,
  * destroy, stack rm; then an `up` killed midway, cancel, up, destroy.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { constants } from "../../components/constants";
 import { EngineProject, engineTools, stackName, type EngineJson, type ToolsBuild } from "../helpers/engine";
@@ -52,15 +55,30 @@ function assertNothingOnHost(q: EngineProject): void {
     assert.deepEqual(q.outLinks(), []);
 }
 
+/** The store path each VM runs (its process's runner), from the state. */
+async function runners(q: EngineProject): Promise<Record<string, string>> {
+    const state = await q.exportState();
+    const out: Record<string, string> = {};
+    for (const r of (state.deployment?.resources ?? []) as Array<{ urn: string; outputs?: { runner?: string } }>) {
+        const m = /::vm-([a-z0-9-]+)-process$/.exec(r.urn);
+        if (m && r.outputs?.runner) out[m[1]!] = r.outputs.runner;
+    }
+    return out;
+}
+
+/** Steps that change something, as op and name (the URN's last part). */
+function changed(json: EngineJson): Array<{ op: string; name: string }> {
+    return json.steps.filter((s) => s.op !== "same" && s.op !== "refresh").map((s) => ({ op: s.op, name: s.urn.split("::").pop()! }));
+}
+
 function summary(json: EngineJson): Record<string, number> {
     return json.changeSummary;
 }
 
 /** Steps that change something, as "op name" (the URN's last part). */
 function changes(json: EngineJson): string[] {
-    return json.steps
-        .filter((s) => s.op !== "same" && s.op !== "refresh")
-        .map((s) => `${s.op} ${s.urn.split("::").pop()}`)
+    return changed(json)
+        .map((s) => `${s.op} ${s.name}`)
         .sort();
 }
 
@@ -138,6 +156,76 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         const { json } = await q.pulumiJson(["up", "--yes", "--expect-no-changes", "--stack", stackName]);
         assert.deepEqual(summary(json), { same: ciResourceCount });
         assert.deepEqual(vmNames.map((n) => q.vmStatus(n).pid), pids);
+    });
+
+    // The runners read test/fixtures/vm/microvm-run.tail.sh (a shell file,
+    // outside the ci flake, through an impure path); the store paths before it is edited.
+    let originalRunners: Record<string, string> = {};
+    const tail = (q: EngineProject): string => path.join(q.projectDir, "test", "fixtures", "vm", "microvm-run.tail.sh");
+    let tailBefore: Buffer | undefined;
+
+    it("an edit Nix ignores (a README in the flake, one beside the files the runners read) changes nothing", async (t) => {
+        if (!requireTools(t, needs)) return;
+        const q = project();
+        originalRunners = await runners(q);
+        assert.deepEqual(Object.keys(originalRunners).sort(), vmNames);
+        fs.writeFileSync(path.join(q.projectDir, "test", "fixtures", "ci-flake", "README.md"), "The ci stack's flake.\n");
+        fs.appendFileSync(path.join(q.projectDir, "test", "fixtures", "vm", "README.md"), "\nEdited by the engine test.\n");
+        const { json } = await q.pulumiJson(["preview", "--expect-no-changes", "--stack", stackName]);
+        assert.deepEqual(summary(json), { same: ciResourceCount });
+    });
+
+    it("an edit of a non-.nix file the runners read rebuilds both runners and replaces only their VMs, the plan naming the store paths", async (t) => {
+        if (!requireTools(t, needs)) return;
+        const q = project();
+        const pids = Object.fromEntries(vmNames.map((n) => [n, q.vmStatus(n).pid]));
+        tailBefore = fs.readFileSync(tail(q));
+        fs.appendFileSync(tail(q), "# edited by the engine test\n");
+
+        const preview = await q.pulumiJson(["preview", "--stack", stackName]);
+        const rebuilt = vmNames.flatMap((n) => [`vm-${n}-process`, `vm-${n}-runner-build`]).sort();
+        assert.deepEqual([...new Set(changed(preview.json).map((s) => s.name))].sort(), rebuilt);
+        assert.ok(changed(preview.json).every((s) => s.op.includes("replace")), JSON.stringify(changed(preview.json).map((s) => s.op)));
+        const planned: Record<string, string> = {};
+        for (const n of vmNames) {
+            const step = preview.json.steps.find((s) => s.op === "replace" && s.urn.endsWith(`::vm-${n}-process`));
+            assert.ok(step, `a replace step for vm-${n}-process`);
+            assert.ok(step.replaceReasons?.includes("runner"), `replaced because of its runner: ${JSON.stringify(step.replaceReasons)}`);
+            assert.equal(step.oldInputs?.runner, originalRunners[n]);
+            const next = String(step.newInputs?.runner);
+            assert.match(next, /^\/nix\/store\/[a-z0-9]{32}-pcp-eval-ci-runner-/);
+            assert.notEqual(next, originalRunners[n]);
+            planned[n] = next;
+        }
+
+        const { json } = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
+        assert.deepEqual([...new Set(changed(json).map((s) => s.name))].sort(), rebuilt);
+        assert.deepEqual(await runners(q), planned, "the VMs run the store paths the preview named");
+        const urls = (await q.outputs()).pmproxyUrls as Record<string, string>;
+        for (const n of vmNames) {
+            const status = q.vmStatus(n);
+            assert.equal(status.running, true);
+            assert.notEqual(status.pid, pids[n], `${n} was restarted on its new runner`);
+            assert.equal(q.httpStatus(`${urls[n]}/pmapi/context`), 200, `pmproxy of ${n}`);
+        }
+        assert.equal(q.outLinks().length, 2);
+    });
+
+    it("reverting the edit gives the earlier store paths again", async (t) => {
+        if (!requireTools(t, needs)) return;
+        const q = project();
+        assert.ok(tailBefore, "the edit step ran");
+        fs.writeFileSync(tail(q), tailBefore);
+        const preview = await q.pulumiJson(["preview", "--stack", stackName]);
+        for (const n of vmNames) {
+            const step = preview.json.steps.find((s) => s.op === "replace" && s.urn.endsWith(`::vm-${n}-process`));
+            assert.equal(step?.newInputs?.runner, originalRunners[n]);
+        }
+        await q.pulumiJson(["up", "--yes", "--stack", stackName]);
+        assert.deepEqual(await runners(q), originalRunners);
+        const urls = (await q.outputs()).pmproxyUrls as Record<string, string>;
+        for (const n of vmNames) assert.equal(q.httpStatus(`${urls[n]}/pmapi/context`), 200, `pmproxy of ${n}`);
+        await q.pulumiOk(["up", "--yes", "--expect-no-changes", "--stack", stackName]);
     });
 
     it("after kill -9 of a VM, pulumi refresh shows the drift and pulumi up brings it back", async (t) => {

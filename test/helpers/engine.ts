@@ -74,9 +74,19 @@ export interface PulumiResult {
 }
 
 /** `pulumi <op> --json`, as far as the tests read it. */
+export interface EngineStep {
+    op: string;
+    urn: string;
+    /** A preview's reasons for a replace (the inputs that force it). */
+    replaceReasons?: string[];
+    /** A preview's inputs before and after the step. */
+    oldInputs?: Record<string, unknown>;
+    newInputs?: Record<string, unknown>;
+}
+
 export interface EngineJson {
     /** The operation's steps: "create", "same", "delete", "refresh", ... per URN. */
-    steps: Array<{ op: string; urn: string }>;
+    steps: EngineStep[];
     /** Step counts by op. */
     changeSummary: Record<string, number>;
 }
@@ -96,12 +106,22 @@ export function parseEngineJson(stdout: string): EngineJson {
     const text = stdout.trim();
     const end = text.indexOf("\n}\n");
     const first = end < 0 ? text : text.slice(0, end + 2);
-    const doc = JSON.parse(first) as { steps?: Array<{ op: string; urn: string }>; changeSummary?: Record<string, number> };
+    type PreviewStep = { op: string; urn: string; replaceReasons?: string[]; oldState?: { inputs?: Record<string, unknown> }; newState?: { inputs?: Record<string, unknown> } };
+    const doc = JSON.parse(first) as { steps?: PreviewStep[]; changeSummary?: Record<string, number> };
     const events = (end < 0 ? "" : text.slice(end + 3))
         .split("\n")
         .filter((l) => l.trim() !== "")
         .map((l) => JSON.parse(l) as EngineEvent);
-    if (events.length === 0) return { steps: doc.steps ?? [], changeSummary: doc.changeSummary ?? {} };
+    if (events.length === 0) {
+        const steps = (doc.steps ?? []).map((s) => ({
+            op: s.op,
+            urn: s.urn,
+            ...(s.replaceReasons ? { replaceReasons: s.replaceReasons } : {}),
+            ...(s.oldState?.inputs ? { oldInputs: s.oldState.inputs } : {}),
+            ...(s.newState?.inputs ? { newInputs: s.newState.inputs } : {}),
+        }));
+        return { steps, changeSummary: doc.changeSummary ?? {} };
+    }
     const summary = events.find((e) => e.summaryEvent)?.summaryEvent;
     if (!summary) throw new Error("the engine's events have no summary event");
     return {

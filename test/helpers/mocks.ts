@@ -4,7 +4,9 @@
  * resource (read from the real RegisterResource requests, so dependsOn edges
  * are checked as the engine would see them).
  */
+import * as crypto from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import type { NixExpressions, StorePaths } from "../../components/nixEval";
 
 export interface RecordedResource {
     type: string;
@@ -30,10 +32,12 @@ interface MockMonitorLike {
 }
 
 /** Fake outputs for the scripts' JSON lines, keyed on the command they run. */
-function fakeStdout(create: string): string {
+function fakeStdout(create: string, triggers: unknown): string {
     if (create.includes("nix-build.sh build")) {
         const outLink = /--out-link (\S+)/.exec(create)?.[1] ?? "out";
-        return JSON.stringify({ storePath: `/nix/store/00000000000000000000000000000000-${outLink.split("/").pop()}`, outLink });
+        // A NixBuild's trigger is the store path evaluated before the build: nix builds that path.
+        const planned = Array.isArray(triggers) && typeof triggers[0] === "string" && triggers[0].startsWith("/nix/store/") ? triggers[0] : undefined;
+        return JSON.stringify({ storePath: planned ?? `/nix/store/00000000000000000000000000000000-${outLink.split("/").pop()}`, outLink });
     }
     if (create.includes("oci.sh load")) return JSON.stringify({ image: "pcp-eval:00000000000000000000000000000000", loaded: true });
     if (create.includes("grafana-password.sh read")) return JSON.stringify({ password: "mock-grafana-password" });
@@ -63,7 +67,7 @@ export async function recordProgram<T>(build: () => T, options: { preview?: bool
                 inputsByTypeName.set(`${args.type}::${args.name}`, args.inputs as Record<string, unknown>);
                 const state: Record<string, unknown> = { ...args.inputs };
                 if (args.type === "command:local:Command" || args.type === "pulumi-nodejs:dynamic/pcp-eval:HostCommand") {
-                    state.stdout = fakeStdout(String(args.inputs.create ?? ""));
+                    state.stdout = fakeStdout(String(args.inputs.create ?? ""), args.inputs.triggers);
                     state.stderr = "";
                 }
                 if (args.type === "pulumi-nodejs:dynamic:Resource") {
@@ -134,4 +138,18 @@ export async function recordProgram<T>(build: () => T, options: { preview?: bool
 /** Resolves an Output (or plain value) under mocks. */
 export function resolve<T>(value: pulumi.Input<T>): Promise<T> {
     return new Promise((res) => pulumi.output(value).apply((v) => { res(v as T); return v; }));
+}
+
+/**
+ * Stands in for components/nixEval.ts evaluateStorePaths where the flake
+ * cannot be evaluated (the dev stack's needs nixpkgs): a store path per name
+ * whose hash is that of the expression, so a changed expression is a new path.
+ */
+export function fakeStorePaths(expressions: NixExpressions): Promise<StorePaths> {
+    const paths: StorePaths = {};
+    for (const [name, expr] of Object.entries(expressions)) {
+        const hash = crypto.createHash("sha256").update(expr).digest("hex").slice(0, 32).replace(/[eotu]/g, "0");
+        paths[name] = `/nix/store/${hash}-${name}`;
+    }
+    return Promise.resolve(paths);
 }

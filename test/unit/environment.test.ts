@@ -13,7 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { consolePorts, constants, forwardedPorts } from "../../components/constants";
 import { grafanaCatalog } from "../../components/grafanaCatalog";
 import { Environment, provisionEnvironment } from "../../components/environment";
-import { recordProgram, Recording, resolve } from "../helpers/mocks";
+import { fakeStorePaths, recordProgram, Recording, resolve } from "../helpers/mocks";
 
 const projectDir = path.resolve(__dirname, "../..");
 
@@ -28,7 +28,7 @@ function configOf(raw: Record<string, unknown>, stack = "test"): PcpEvalConfig {
 }
 
 async function record(cfg: PcpEvalConfig): Promise<{ recording: Recording; env: Environment; outputs: Record<string, unknown> }> {
-    const { recording, result } = await recordProgram(() => provisionEnvironment(cfg, { useKvm: false, vmUser: "pcp-tester" }), { stack: cfg.stack });
+    const { recording, result } = await recordProgram(() => provisionEnvironment(cfg, { useKvm: false, vmUser: "pcp-tester", storePaths: fakeStorePaths }), { stack: cfg.stack });
     const outputs: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(result.outputs)) outputs[k] = await resolve(v as never);
     return { recording, env: result, outputs };

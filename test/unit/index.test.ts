@@ -8,7 +8,8 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import YAML from "yaml";
-import { recordProgram } from "../helpers/mocks";
+import { storePathEvaluator } from "../../components/nixEval";
+import { fakeStorePaths, recordProgram } from "../helpers/mocks";
 
 const root = path.resolve(__dirname, "../..");
 const indexPath = require.resolve("../../index");
@@ -17,6 +18,9 @@ function stackConfig(stack: string): Record<string, string> {
     const doc = YAML.parse(fs.readFileSync(path.join(root, `Pulumi.${stack}.yaml`), "utf8")) as { config: Record<string, unknown> };
     return Object.fromEntries(Object.entries(doc.config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
 }
+
+// The dev stack's flake needs nixpkgs, which cannot be evaluated here.
+storePathEvaluator.evaluate = fakeStorePaths;
 
 function loadProgram(config: Record<string, string>): Record<string, unknown> {
     pulumi.runtime.setAllConfig({ ...config, "pcp-eval:skipPreflight": "true" });

@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
+import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { ConfigError, parseConfig, PcpEvalConfig } from "./config";
 import { constants, forwardedPorts } from "./constants";
 
 const projectDir = "/srv/pcp-eval";
+/** Real public keys (made with ssh-keygen for these tests; the private halves were discarded). */
+const ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILfdHAHA7oe9RermUdVrA1FkQ423EEErXW9A2dQwRkfI";
+const RSA_BLOB = "AAAAB3NzaC1yc2EAAAADAQABAAAAgQCuEjTLnpodTzXH/7cEa/sGJ7uUWW42pa6Yzzm9uOb6tKHecjxnsfOHjveBhPXyAbH3weiQHkJOv5/VzCilcCsgwf5GRf0nr14EzKp67D+yWuLUE6auwROcx86vZ3wUO4MDa0PRdvxSbypT/UeCWdaQYLKqccX6U1VtuATerB155Q==";
 
 function parse(raw: Record<string, unknown>): PcpEvalConfig {
     const strings = Object.fromEntries(Object.entries(raw).map(([k, v]) => [`pcp-eval:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));
@@ -39,6 +43,16 @@ describe("config defaults", () => {
         assert.equal(cfg.flake, path.join(projectDir, "nix"));
         assert.equal(cfg.stateDir, path.join(projectDir, ".pcp-eval-state", "unit"));
         assert.equal(cfg.debugMode, false);
+    });
+
+    it("a real one-line OpenSSH key is accepted and kept as given", () => {
+        assert.equal(parse({ sshPublicKey: `${ED25519} me@host` }).sshPublicKey, `${ED25519} me@host`);
+        assert.equal(parse({ sshPublicKey: ED25519 }).sshPublicKey, ED25519);
+    });
+
+    it("a stateDir of its own, absolute or relative, is accepted", () => {
+        assert.equal(parse({ stateDir: "/var/tmp/pcp-eval-unit" }).stateDir, "/var/tmp/pcp-eval-unit");
+        assert.equal(parse({ stateDir: "state" }).stateDir, path.join(projectDir, "state"));
     });
 
     it("VM entries take variant, networking and options; TAP VMs get their own device, address and MAC", () => {
@@ -103,6 +117,27 @@ describe("config errors name the key and the fix", () => {
     it("an unknown host command backend", () => rejects({ hostCommands: "ssh" }, "pcp-eval:hostCommands", /use command or dynamic/));
     it("an unknown key (a typo)", () => rejects({ vm: ["eval"] }, "pcp-eval:vm", /unknown key/));
     it("an invalid SSH key", () => rejects({ sshPublicKey: "not a key" }, "pcp-eval:sshPublicKey", /not an OpenSSH public key/));
+    // stateDir: destroy removes what is below it, and host scripts see it in their arguments.
+    it("stateDir at the root", () => rejects({ stateDir: "/" }, "pcp-eval:stateDir", /is the root directory.*pulumi config set pcp-eval:stateDir/));
+    it("stateDir is the project", () => rejects({ stateDir: "." }, "pcp-eval:stateDir", /is the project directory.*\.pcp-eval-state/));
+    it("stateDir holds the project", () => rejects({ stateDir: "/srv" }, "pcp-eval:stateDir", /holds the project directory/));
+    it("stateDir is the home directory", () => rejects({ stateDir: os.homedir() }, "pcp-eval:stateDir", /is the home directory/));
+    it("stateDir holds the home directory", () => rejects({ stateDir: path.dirname(os.homedir()) }, "pcp-eval:stateDir", /holds the home directory|is the root directory/));
+    it("stateDir with a double quote (JSON injection)", () =>
+        rejects({ stateDir: '/tmp/x","publicKey":"ssh-ed25519 AAAA' }, "pcp-eval:stateDir", /quote, backslash or control character/));
+    it("stateDir with a single quote", () => rejects({ stateDir: "/tmp/it's" }, "pcp-eval:stateDir", /quote, backslash or control character/));
+    it("stateDir with a newline", () => rejects({ stateDir: "/tmp/a\nb" }, "pcp-eval:stateDir", /quote, backslash or control character/));
+    // sshPublicKey: parsed, not matched by prefix.
+    it("an SSH key followed by a second line", () =>
+        rejects({ sshPublicKey: `${ED25519} c\nssh-rsa ${RSA_BLOB} evil` }, "pcp-eval:sshPublicKey", /one line/));
+    it("an SSH key with a carriage return", () => rejects({ sshPublicKey: `${ED25519} c\rx` }, "pcp-eval:sshPublicKey", /one line/));
+    it("an SSH key of an unknown type", () => rejects({ sshPublicKey: `ssh-foo ${ED25519.split(" ")[1]}` }, "pcp-eval:sshPublicKey", /unknown key type "ssh-foo"/));
+    it("an SSH key whose blob is not base64", () => rejects({ sshPublicKey: "ssh-ed25519 AAAA*AAA" }, "pcp-eval:sshPublicKey", /not base64/));
+    it("an SSH key whose blob names another type", () =>
+        rejects({ sshPublicKey: `ssh-ed25519 ${RSA_BLOB}` }, "pcp-eval:sshPublicKey", /blob is a "ssh-rsa" key, not "ssh-ed25519"/));
+    it("an SSH key with a truncated blob", () => rejects({ sshPublicKey: "ssh-ed25519 AAAA" }, "pcp-eval:sshPublicKey", /blob/));
+    it("an SSH key with options before the type", () =>
+        rejects({ sshPublicKey: `command="sh" ${ED25519}` }, "pcp-eval:sshPublicKey", /unknown key type/));
 
     it("lists every error at once", () => {
         const found = problems({ flake: "", vms: ["nope", "grafana:tap", "eval,memory=64"], kubernetesEnabled: true });

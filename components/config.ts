@@ -6,10 +6,12 @@
  * running stack. Every error is collected before any is thrown, so a user fixes
  * a config in one round instead of one error per `pulumi up`.
  */
+import * as os from "node:os";
 import * as path from "node:path";
 import { constants, consolePorts, forwardedPorts, isVariant, Variant, variants } from "./constants";
 import { HostCommandBackend, hostCommandBackends } from "./hostCommand";
 import { Cidr, parseCidr, parseIpv4, formatIpv4 } from "./net";
+import { sshPublicKeyProblem } from "./sshPublicKey";
 
 export const projectName = "pcp-eval";
 
@@ -292,7 +294,29 @@ function isLocalFlake(flake: string): boolean {
  * hands them over) and returns the typed config, or throws a ConfigError
  * listing every problem.
  */
-export function parseConfig(raw: Record<string, string>, stack: string, projectDir: string): PcpEvalConfig {
+/**
+ * Why `dir` (absolute, resolved) cannot be the state directory, or undefined.
+ * Destroy cleans below it and host scripts take it as an argument, so it must
+ * be a directory of its own: not the root, the project or the home directory
+ * (nor hold them), and free of quotes, backslashes and control characters.
+ */
+export function checkStateDir(dir: string, projectDir: string, homeDir: string): string | undefined {
+    // eslint-disable-next-line no-control-regex
+    if (/["'`\\\x00-\x1f\x7f]/.test(dir)) return "holds a quote, backslash or control character";
+    const inside = (outer: string, inner: string) => inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
+    if (dir === "/") return "is the root directory";
+    const project = path.resolve(projectDir);
+    if (dir === project) return "is the project directory";
+    if (inside(dir, project)) return `holds the project directory ${project}`;
+    if (homeDir !== "") {
+        const home = path.resolve(homeDir);
+        if (dir === home) return "is the home directory";
+        if (inside(dir, home)) return `holds the home directory ${home}`;
+    }
+    return undefined;
+}
+
+export function parseConfig(raw: Record<string, string>, stack: string, projectDir: string, homeDir: string = os.homedir()): PcpEvalConfig {
     const problems: string[] = [];
     const read = new RawReader(raw, problems);
 
@@ -328,10 +352,15 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
         problems.push(`${key("hostCommands")}: "${hostCommands}" is not a backend; use ${hostCommandBackends.join(" or ")}`);
     }
     const stateDirRaw = read.string("stateDir");
-    const stateDir = path.resolve(projectDir, stateDirRaw === "" ? path.join(".pcp-eval-state", stack) : stateDirRaw);
-    const sshPublicKey = read.string("sshPublicKey").trim();
-    if (sshPublicKey !== "" && !/^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+/.test(sshPublicKey)) {
-        problems.push(`${key("sshPublicKey")}: not an OpenSSH public key; paste the contents of a .pub file, or leave it empty to generate one`);
+    const stateDir = stateDirOf(stateDirRaw, stack, projectDir);
+    const stateDirProblem = checkStateDir(stateDir, projectDir, homeDir);
+    if (stateDirProblem !== undefined) {
+        problems.push(`${key("stateDir")}: "${stateDirRaw}" ${stateDirProblem}; fix: pulumi config set ${key("stateDir")} to a directory of its own (empty: .pcp-eval-state/${stack} in the project)`);
+    }
+    const sshPublicKey = read.string("sshPublicKey").replace(/^[ \t]+|[ \t]+$/g, "");
+    const keyProblem = sshPublicKey === "" ? undefined : sshPublicKeyProblem(sshPublicKey);
+    if (keyProblem !== undefined) {
+        problems.push(`${key("sshPublicKey")}: not an OpenSSH public key: ${keyProblem}; paste the contents of a .pub file, or leave it empty to generate one`);
     }
 
     // Container.
@@ -364,13 +393,17 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     const gatewayRaw = read.string("bridgeGateway") || constants.network.gateway;
     const subnet = parseCidr(subnetRaw);
     if (bridgeEnabled) {
-        if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridgeName)) {
-            problems.push(`${key("bridgeName")}: "${bridgeName}" is not a valid interface name (1-15 characters of a-z, 0-9, '_', '.', '-')`);
+        // The rules live in nix/constants.json, which host/net.sh (host/lib.sh) reads too.
+        const rules = constants.rules;
+        if (!new RegExp(rules.ifname).test(bridgeName)) {
+            problems.push(`${key("bridgeName")}: "${bridgeName}" is not a valid interface name (1-15 characters of a-z, 0-9, '_', '.', '-'; first a letter or digit)`);
         }
         if (subnet === undefined) {
             problems.push(`${key("bridgeSubnet")}: "${subnetRaw}" is not a valid IPv4 CIDR; write it as a.b.c.d/n, e.g. the default in nix/constants.json`);
-        } else if (subnet.prefix > 29) {
-            problems.push(`${key("bridgeSubnet")}: /${subnet.prefix} leaves no room for VMs; use /29 or larger`);
+        } else if (subnet.prefix > rules.subnetPrefix.max) {
+            problems.push(`${key("bridgeSubnet")}: /${subnet.prefix} leaves no room for VMs; use /${rules.subnetPrefix.max} or larger`);
+        } else if (subnet.prefix < rules.subnetPrefix.min) {
+            problems.push(`${key("bridgeSubnet")}: /${subnet.prefix} is wider than the host may route for VMs; use /${rules.subnetPrefix.min} to /${rules.subnetPrefix.max}`);
         }
         const gw = parseIpv4(gatewayRaw);
         if (gw === undefined) {
@@ -498,6 +531,11 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
 }
 
 /** Reads and validates the running stack's configuration. */
+/** The stack's state directory: pcp-eval:stateDir (relative to the project), else .pcp-eval-state/<stack>. The stack exports it as the output stateDir. */
+export function stateDirOf(configured: string, stack: string, projectDir: string): string {
+    return path.resolve(projectDir, configured === "" ? path.join(".pcp-eval-state", stack) : configured);
+}
+
 export function loadConfig(projectDir: string): PcpEvalConfig {
     // Imported lazily so parseConfig stays usable without an engine.
     const pulumi: typeof import("@pulumi/pulumi") = require("@pulumi/pulumi");

@@ -10,7 +10,7 @@ import { dashboardUrls } from "./grafanaCatalog";
 import { MicroVm } from "./microVm";
 import { OciImage } from "./ociImage";
 import { PcpDaemonSet } from "./pcpDaemonSet";
-import { flakeFingerprint } from "./shell";
+import { flakeFingerprint, shellQuote } from "./shell";
 import { SshKey } from "./sshKey";
 import { afterStateDir, StateDir } from "./stateDir";
 import { TapBridge } from "./tapBridge";
@@ -45,6 +45,8 @@ export interface EnvironmentOutputs {
     };
     targets: Record<string, Target>;
     summary: pulumi.Output<string>;
+    /** Absolute path of the stack's host state; verify's leftover scan reads it from here. */
+    stateDir: string;
 }
 
 export interface Environment {
@@ -119,6 +121,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
         pmcdEndpoints: Object.fromEntries(Object.entries(targets).map(([n, t]) => [n, `${t.pmcd.host}:${t.pmcd.port}`])),
         targets,
         summary: pulumi.output(summarize(cfg, targets, daemonSet)),
+        stateDir: cfg.stateDir,
     };
     const grafanaVm = vms.find((vm) => vm.target.grafanaUrl !== undefined);
     let grafanaAdmin: GrafanaAdmin | undefined;
@@ -133,7 +136,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
         outputs.sshCommands = Object.fromEntries(
             vms.map((vm) => {
                 const ssh = vm.target.ssh!;
-                const identity = ssh.identityFile ? `-i ${ssh.identityFile} ` : "";
+                const identity = ssh.identityFile ? `-i ${shellQuote(ssh.identityFile)} ` : "";
                 // The guest's root filesystem is rebuilt at every boot, and so are its host keys.
                 const hostKeys = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null ";
                 return [nameOf(vm), `ssh ${hostKeys}${identity}-p ${ssh.port} ${ssh.user}@${ssh.host}`];

@@ -22,6 +22,7 @@
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { run, RunResult } from "./run";
 
 export type HostCommandBackend = "command" | "dynamic";
 export const hostCommandBackends: readonly HostCommandBackend[] = ["command", "dynamic"];
@@ -49,32 +50,13 @@ export interface HostCommandArgs {
     triggers?: pulumi.Input<unknown[]>;
 }
 
-/** Runs `/bin/sh -c command` in dir; resolves with its output, rejects naming the exit status and stderr. */
-function runShell(command: string, dir: string): Promise<{ stdout: string; stderr: string }> {
-    // Required inside: the provider is serialized by closure capture.
-    const childProcess: typeof import("node:child_process") = require("node:child_process");
-    return new Promise((resolve, reject) => {
-        const child = childProcess.spawn("/bin/sh", ["-c", command], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
-        const out: Buffer[] = [];
-        const err: Buffer[] = [];
-        child.stdout.on("data", (b: Buffer) => out.push(b));
-        child.stderr.on("data", (b: Buffer) => err.push(b));
-        child.on("error", reject);
-        child.on("close", (code, signal) => {
-            const stdout = Buffer.concat(out).toString("utf8").replace(/\n$/, "");
-            const stderr = Buffer.concat(err).toString("utf8").replace(/\n$/, "");
-            if (code === 0) {
-                resolve({ stdout, stderr });
-                return;
-            }
-            const status = signal ? `signal ${signal}` : `exit status ${code}`;
-            const tail = stderr.split("\n").slice(-40).join("\n");
-            reject(new Error(`command failed (${status}): ${command}\n${tail}`));
-        });
-    });
+/** Runs `/bin/sh -c command` in dir (components/run.ts: stderr streamed, errors name the command and its stderr's tail). */
+function runShell(command: string, dir: string): Promise<RunResult> {
+    return run("/bin/sh", ["-c", command], { cwd: dir, label: command });
 }
 
-const provider: pulumi.dynamic.ResourceProvider<HostCommandInputs, HostCommandOutputs> = {
+/** Exported for the unit test, which runs it as the engine would (serialized). */
+export const hostCommandProvider: pulumi.dynamic.ResourceProvider<HostCommandInputs, HostCommandOutputs> = {
     async create(inputs) {
         const { stdout, stderr } = await runShell(inputs.create, inputs.dir);
         const crypto: typeof import("node:crypto") = require("node:crypto");
@@ -100,7 +82,7 @@ export class HostCommand extends pulumi.dynamic.Resource {
     public declare readonly stderr: pulumi.Output<string>;
 
     constructor(name: string, args: HostCommandArgs, opts?: pulumi.CustomResourceOptions) {
-        super(provider, name, { ...args, stdout: undefined, stderr: undefined }, opts, "pcp-eval", "HostCommand");
+        super(hostCommandProvider, name, { ...args, stdout: undefined, stderr: undefined }, opts, "pcp-eval", "HostCommand");
     }
 }
 

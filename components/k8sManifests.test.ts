@@ -295,12 +295,41 @@ describe("security checks", () => {
         assert.deepEqual([...hostPaths].sort(), [...allowedHostPaths].sort());
 
         const writable = clone(m.daemonSet);
-        podSpec(writable).containers[0].volumeMounts![0].readOnly = false;
+        podSpec(writable).containers[0].volumeMounts!.find((vm) => vm.name === "host-proc")!.readOnly = false;
         assert.equal(hostMountViolations(writable).length, 1);
         const extra = clone(m.daemonSet);
         podSpec(extra).volumes!.push({ name: "root", hostPath: { path: "/" } });
         podSpec(extra).containers[1].volumeMounts = [{ name: "root", mountPath: "/host", readOnly: true }];
         assert.deepEqual(hostMountViolations(extra), ["volume root: host path / not allowed"]);
+    });
+
+    it("read-only root filesystems; the daemons write only to emptyDirs at PCP's run, log and tmp directories", () => {
+        const spec = podSpec(m.daemonSet);
+        const emptyDirs = new Set((spec.volumes ?? []).filter((v) => v.emptyDir !== undefined).map((v) => v.name));
+        for (const c of spec.containers) {
+            assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${c.name}: readOnlyRootFilesystem`);
+            const writable = (c.volumeMounts ?? []).filter((vm) => vm.readOnly !== true);
+            for (const vm of writable) assert.ok(emptyDirs.has(vm.name), `${c.name}: writable mount ${vm.mountPath} is not an emptyDir`);
+            const paths = writable.map((vm) => vm.mountPath).sort();
+            assert.deepEqual(paths, ["/run/pcp", "/tmp", "/var/lib/pcp/tmp", `/var/log/pcp/${c.name}`].sort(), `${c.name}: writable paths`);
+            // Its log goes to its emptyDir (the default, pmcd.log in the working directory, is read-only now).
+            const args = c.args ?? [];
+            assert.equal(args[args.indexOf("-l") + 1], `/var/log/pcp/${c.name}/${c.name}.log`, `${c.name}: -l LOG`);
+        }
+    });
+
+    it("hostPath volumes must exist on the node (type Directory): nothing is created on the host", () => {
+        for (const v of podSpec(m.daemonSet).volumes ?? []) {
+            if (v.hostPath) assert.equal(v.hostPath.type, "Directory", `volume ${v.name}`);
+        }
+    });
+
+    it("the namespace says it is dedicated to this DaemonSet, since it enforces the privileged Pod Security level", () => {
+        const md = m.namespace.metadata!;
+        assert.equal(md.labels?.["pod-security.kubernetes.io/enforce"], "privileged");
+        assert.equal(md.labels?.["pcp-eval.io/dedicated"], "true");
+        assert.match(md.annotations?.["pcp-eval.io/purpose"] ?? "", /only the pcp-eval PCP DaemonSet.*privileged/);
+        assert.match(md.annotations?.["pcp-eval.io/exposure"] ?? "", /pmcd and pmproxy listen on every address of each node/);
     });
 
     it("resources: every container has cpu and memory requests and limits, requests within limits", () => {
@@ -390,8 +419,8 @@ describe("renderManifests", () => {
         assert.equal(pmproxy.name, "pmproxy");
         assert.deepEqual(pmcd.ports, [{ name: "pmcd", containerPort: constants.ports.pmcd, hostPort: constants.ports.pmcd, protocol: "TCP" }]);
         assert.deepEqual(pmproxy.ports, [{ name: "pmproxy", containerPort: constants.ports.pmproxy, hostPort: constants.ports.pmproxy, protocol: "TCP" }]);
-        assert.deepEqual([pmcd.command, pmcd.args], [["pmcd"], ["-f", "-p", String(constants.ports.pmcd)]]);
-        assert.deepEqual([pmproxy.command, pmproxy.args], [["pmproxy"], ["-f", "-p", String(constants.ports.pmproxy)]]);
+        assert.deepEqual([pmcd.command, pmcd.args], [["pmcd"], ["-f", "-l", "/var/log/pcp/pmcd/pmcd.log", "-p", String(constants.ports.pmcd)]]);
+        assert.deepEqual([pmproxy.command, pmproxy.args], [["pmproxy"], ["-f", "-l", "/var/log/pcp/pmproxy/pmproxy.log", "-p", String(constants.ports.pmproxy)]]);
         assert.deepEqual(pmproxy.env, [{ name: "PMCD_PORT", value: String(constants.ports.pmcd) }]);
     });
 

@@ -174,6 +174,16 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         assert.deepEqual(await diff(props.vmDir, props, { ...props }), { changes: true, replaces: ["pid"], deleteBeforeReplace: true });
     });
 
+    it("diff and read fail with vm.sh's message when the host cannot answer (not a silent 'no change')", async () => {
+        write("fail", "vm.sh: --state-dir: cannot read the VM's record\n");
+        try {
+            await assert.rejects((provider.diff as DiffFn)(props.vmDir, props, { ...props }), /vm\.sh status eval failed \(exit 1\):\n[\s\S]*cannot read the VM's record/);
+            await assert.rejects((provider.read as ReadFn)(props.vmDir, props), /vm\.sh status eval failed \(exit 1\):\n[\s\S]*cannot read the VM's record/);
+        } finally {
+            fs.rmSync(path.join(dir, "fail"));
+        }
+    });
+
     it("delete runs vm.sh stop with the shutdown and exit timeouts, purging the VM dir", async () => {
         write("stop.json", JSON.stringify({ name: "eval", stopped: true, how: "graceful" }));
         await (provider.delete as DeleteFn)(props.vmDir, props);

@@ -16,6 +16,7 @@
  * required inside the functions.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { runJson } from "./run";
 
 /** Inputs of one VM process; every field is plain data so the provider can be serialized. */
 export interface MicroVmProcessInputs {
@@ -111,42 +112,22 @@ export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | 
 }
 
 /**
- * Runs vm.sh and resolves with its one JSON line. stderr lines are passed on
- * to this process's stderr as they come (Pulumi shows a dynamic provider's
- * stderr); a failure rejects with vm.sh's error report.
+ * Runs vm.sh (components/run.ts) and resolves with its one JSON line. stderr
+ * lines are passed on to this process's stderr as they come (Pulumi shows a
+ * dynamic provider's stderr); a failure rejects with vm.sh's error report.
  */
 export function runVmSh<T>(inputs: MicroVmProcessInputs, verb: "start" | "stop" | "status", echo = true, options: VmShOptions = {}): Promise<T> {
-    const childProcess: typeof import("node:child_process") = require("node:child_process");
-    const args = vmShArgs(inputs, verb, options);
-    return new Promise<T>((resolve, reject) => {
-        const child = childProcess.spawn("bash", [inputs.scriptPath, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on("data", (d: Buffer) => {
-            stderr += d.toString();
-            if (echo) process.stderr.write(d);
-        });
-        child.on("error", (e) => reject(new Error(`vm.sh ${verb} ${inputs.name}: cannot run ${inputs.scriptPath}: ${e.message}`)));
-        child.on("close", (code, signal) => {
-            if (code !== 0) {
-                const report = stderr.split("\n").slice(-160).join("\n").trim();
-                reject(new Error(`vm.sh ${verb} ${inputs.name} failed (${signal ?? `exit ${code}`}):\n${report}`));
-                return;
-            }
-            const line = stdout.trim().split("\n").pop() ?? "";
-            try {
-                resolve(JSON.parse(line) as T);
-            } catch {
-                reject(new Error(`vm.sh ${verb} ${inputs.name}: expected one JSON line on stdout, got: ${stdout.slice(0, 400)}`));
-            }
-        });
+    return runJson<T>("bash", [inputs.scriptPath, ...vmShArgs(inputs, verb, options)], {
+        label: `vm.sh ${verb} ${inputs.name}`,
+        echo,
+        // vm.sh's failure report: the phase, the probe error and the VM's log tails.
+        tailLines: 160,
     });
 }
 
 /** Input problems, as Pulumi check failures; values still unknown (preview) are not judged. */
 export function checkInputs(news: MicroVmProcessInputs): Array<{ property: string; reason: string }> {
-    const unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"; // @pulumi/pulumi runtime's unknownValue
+    const unknown = pulumi.runtime.unknownValue;
     const known = (v: unknown): boolean => v !== unknown && v !== undefined;
     const failures: Array<{ property: string; reason: string }> = [];
     const fail = (property: string, reason: string): void => {
@@ -193,19 +174,6 @@ export function checkInputs(news: MicroVmProcessInputs): Array<{ property: strin
     return failures;
 }
 
-function liveStatus(props: MicroVmProcessInputs): VmStatus | undefined {
-    const childProcess: typeof import("node:child_process") = require("node:child_process");
-    try {
-        const out = childProcess.execFileSync("bash", [props.scriptPath, ...vmShArgs(props, "status")], {
-            encoding: "utf8",
-            stdio: ["ignore", "pipe", "pipe"],
-        });
-        return JSON.parse(out.trim().split("\n").pop() ?? "") as VmStatus;
-    } catch {
-        return undefined;
-    }
-}
-
 const replaceKeys = ["name", "runner", "stateDir", "ports"] as const;
 const updateKeys = ["scriptPath", "probes", "timeouts"] as const;
 
@@ -218,6 +186,7 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
         // A VM of this name in our state dir that runs although the state has no
         // resource for it was started by an interrupted `pulumi up`: stop it, so
         // the next `up` converges instead of failing on "already running".
+        // (A status that fails is left to start, which reports the cause.)
         const leftover = await runVmSh<VmStatus>(inputs, "status", false).catch(() => undefined);
         if (leftover?.running) await runVmSh<VmStopResult>(inputs, "stop");
         const started = await runVmSh<VmStartResult>(inputs, "start");
@@ -242,10 +211,12 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
     async diff(_id, olds, news) {
         const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
         const replaces: string[] = replaceKeys.filter((k) => !same(olds[k], news[k]));
-        // Without a refresh, `up` still notices a VM whose process died.
+        // Without a refresh, `up` still notices a VM whose process died. A
+        // host error (vm.sh missing, a broken state dir) fails the diff with
+        // its message rather than planning nothing.
         if (replaces.length === 0 && olds.pid !== undefined) {
-            const status = liveStatus(olds);
-            if (status !== undefined && (!status.running || status.pid !== olds.pid)) replaces.push("pid");
+            const status = await runVmSh<VmStatus>(olds, "status", false);
+            if (!status.running || status.pid !== olds.pid) replaces.push("pid");
         }
         const changes = replaces.length > 0 || updateKeys.some((k) => !same(olds[k], news[k]));
         return { changes, replaces, deleteBeforeReplace: true };

@@ -204,7 +204,7 @@ describe("the endpoint reader as the engine runs it", () => {
 
         // kubectl failing: an error that names the command and kubectl's message.
         fs.writeFileSync(path.join(dir, "kubectl"), "#!/bin/sh\necho 'error: context \"pe7-ctx\" does not exist' >&2\nexit 1\n", { mode: 0o755 });
-        await assert.rejects(provider.create!(inputs), /kubectl --context pe7-ctx .* failed: error: context "pe7-ctx" does not exist/);
+        await assert.rejects(provider.create!(inputs), /kubectl --context pe7-ctx .* failed \(exit 1\):\nerror: context "pe7-ctx" does not exist/);
     });
 });
 

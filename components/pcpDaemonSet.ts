@@ -4,6 +4,7 @@ import { hostCommand, HostCommandBackend } from "./hostCommand";
 import { KubernetesConfig } from "./config";
 import { constants } from "./constants";
 import { checkImage, renderManifests } from "./k8sManifests";
+import { runJson } from "./run";
 import { scriptCommandOutput } from "./shell";
 
 export interface PcpDaemonSetArgs {
@@ -75,45 +76,33 @@ export interface DaemonSetEndpointsInputs {
 
 export interface DaemonSetEndpointsState extends DaemonSetEndpointsInputs, NodeEndpoints {}
 
-function readEndpoints(inputs: DaemonSetEndpointsInputs): NodeEndpoints {
-    // Required inside the function: the provider is serialized by closure capture.
-    const childProcess: typeof import("node:child_process") = require("node:child_process");
+/** `kubectl get pods` of the DaemonSet (components/run.ts: async, so the provider never blocks). */
+async function readEndpoints(inputs: DaemonSetEndpointsInputs): Promise<NodeEndpoints> {
     const args = [
         "--context", inputs.context,
         ...(inputs.kubeconfig ? ["--kubeconfig", inputs.kubeconfig] : []),
         "--namespace", inputs.namespace,
         "get", "pods", "--selector", inputs.selector, "--output", "json",
     ];
-    let stdout: string;
-    try {
-        stdout = childProcess.execFileSync("kubectl", args, {
-            encoding: "utf8",
-            stdio: ["ignore", "pipe", "pipe"],
-            timeout: inputs.timeoutSeconds * 1000,
-            maxBuffer: 64 * 1024 * 1024,
-        });
-    } catch (err) {
-        const e = err as { stderr?: string; message: string };
-        throw new Error(`kubectl ${args.join(" ")} failed: ${(e.stderr ?? "").trim() || e.message}`);
-    }
-    return nodeEndpoints(JSON.parse(stdout) as PodListJson, inputs.pmcdPort, inputs.pmproxyPort);
+    const pods = await runJson<PodListJson>("kubectl", args, { timeoutMs: inputs.timeoutSeconds * 1000, echo: false });
+    return nodeEndpoints(pods, inputs.pmcdPort, inputs.pmproxyPort);
 }
 
 const endpointsProvider: pulumi.dynamic.ResourceProvider<DaemonSetEndpointsInputs, DaemonSetEndpointsState> = {
     async create(inputs) {
-        return { id: `${inputs.context}/${inputs.namespace}/${inputs.selector}`, outs: { ...inputs, ...readEndpoints(inputs) } };
+        return { id: `${inputs.context}/${inputs.namespace}/${inputs.selector}`, outs: { ...inputs, ...(await readEndpoints(inputs)) } };
     },
     async read(id, props) {
         if (props === undefined) return { id };
         // `pulumi refresh` sees nodes that joined or left, and pods that are not ready.
-        return { id, props: { ...props, ...readEndpoints(props) } };
+        return { id, props: { ...props, ...(await readEndpoints(props)) } };
     },
     async diff(_id, olds, news) {
         const keys = Object.keys(news) as Array<keyof DaemonSetEndpointsInputs>;
         return { changes: keys.some((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k])) };
     },
     async update(_id, _olds, news) {
-        return { outs: { ...news, ...readEndpoints(news) } };
+        return { outs: { ...news, ...(await readEndpoints(news)) } };
     },
     async delete() {
         // Reads only; the pods go with the DaemonSet and its namespace.

@@ -3,14 +3,22 @@ import { describe, it } from "node:test";
 import { parseConfig, PcpEvalConfig } from "./config";
 import * as os from "node:os";
 import * as path from "node:path";
-import { enforcePreflight, HostProbe, kvmProbeScript, preflight, projectCacheDir } from "./preflight";
+import { requireTools } from "../test/helpers/tools";
+import { enforcePreflight, HostProbe, kvmProbeScript, preflight, projectCacheDir, realHost } from "./preflight";
 
 function cfgOf(raw: Record<string, unknown>): PcpEvalConfig {
     return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [`pcp-eval:${k}`, typeof v === "string" ? v : JSON.stringify(v)])), "unit", "/srv/p");
 }
 
 /** A host where the named commands fail and everything else succeeds. */
-function fakeHost(opts: { failing?: string[]; root?: boolean; missingPaths?: string[]; contexts?: string[]; kvmHangs?: boolean }): HostProbe & { calls: string[] } {
+/** `net.sh check` output with the named needs missing (each with a fix). */
+function netCheck(missing: string[] = []): string {
+    const needs = ["ip", "nft", "privileges", "/dev/net/tun"].map((name) =>
+        missing.includes(name) ? { name, status: "missing", detail: `${name} is missing`, fix: `get ${name}` } : { name, status: "ok", detail: "" });
+    return JSON.stringify({ verb: "check", ok: missing.length === 0, needs }) + "\n";
+}
+
+function fakeHost(opts: { failing?: string[]; root?: boolean; missingPaths?: string[]; contexts?: string[]; netMissing?: string[]; kvmHangs?: boolean }): HostProbe & { calls: string[] } {
     const calls: string[] = [];
     return {
         calls,
@@ -19,6 +27,7 @@ function fakeHost(opts: { failing?: string[]; root?: boolean; missingPaths?: str
             calls.push(line);
             const failing = (opts.failing ?? []).some((f) => line.startsWith(f) || (command === "sh" && args[1] === `command -v ${f}`));
             if (failing) return { ok: false, stdout: "", stderr: `${command}: not found` };
+            if (command === "bash" && args[1] === "check") return { ok: (opts.netMissing ?? []).length === 0, stdout: netCheck(opts.netMissing), stderr: "" };
             if (command === "kubectl") return { ok: true, stdout: (opts.contexts ?? ["minikube"]).join("\n") + "\n", stderr: "" };
             if (command === "bash" && args[0] === kvmProbeScript) {
                 // What host/kvm-probe.sh prints (its own behaviour is tested in test/integration/kvm-probe.test.ts).
@@ -43,18 +52,36 @@ describe("preflight", () => {
     });
 
     it("lists every missing item with how to get it, in one report", () => {
-        const host = fakeHost({ failing: ["nix", "docker", "ip", "nft", "sudo"], root: false, missingPaths: ["/dev/net/tun"], contexts: ["kind-x"] });
+        const host = fakeHost({ failing: ["nix", "docker"], netMissing: ["ip", "nft", "privileges", "/dev/net/tun"], contexts: ["kind-x"] });
         const report = preflight(cfgOf({ ...full, useSudo: true }), host);
         const items = report.missing.map((f) => f.item);
-        assert.deepEqual(items, ["nix", "docker daemon", "passwordless sudo", "ip", "nft", "/dev/net/tun", "kube context minikube"]);
+        assert.deepEqual(items, ["nix", "docker daemon", "ip", "nft", "privileges", "/dev/net/tun", "kube context minikube"]);
+        assert.ok(host.calls.includes("bash /srv/p/host/net.sh check --sudo"), host.calls.join("\n"));
         for (const f of report.missing) assert.ok(f.fix.length > 0, `${f.item} needs a fix`);
         assert.match(report.missing.at(-1)!.fix, /minikube start/);
     });
 
-    it("not root and useSudo off: asks for root or useSudo", () => {
-        const report = preflight(cfgOf({ bridgeEnabled: true }), fakeHost({ root: false }));
-        assert.deepEqual(report.missing.map((f) => f.item), ["privileges for the bridge"]);
-        assert.match(report.missing[0]!.fix, /pcp-eval:useSudo true/);
+    it("the bridge's needs are net.sh check's: its missing items with their fixes; output it cannot read is a finding too", () => {
+        const report = preflight(cfgOf({ bridgeEnabled: true }), fakeHost({ netMissing: ["privileges"] }));
+        assert.deepEqual(report.missing, [{ item: "privileges", problem: "privileges is missing", fix: "get privileges" }]);
+        const broken: HostProbe = { ...fakeHost({}), run: () => ({ ok: false, stdout: "", stderr: "bash: host/net.sh: No such file or directory" }) };
+        const [finding] = preflight(cfgOf({ bridgeEnabled: true }), broken).missing;
+        assert.equal(finding?.item, "net.sh check");
+        assert.match(finding?.problem ?? "", /No such file or directory/);
+    });
+
+    it("net.sh check on this host, as a user who is not root, asks for root or pcp-eval:useSudo", (t) => {
+        requireTools(t, ["jq", "setpriv"]);
+        if (!realHost.isRoot()) return t.skip("skipped: needs root to run net.sh check as another user");
+        const projectDir = path.resolve(__dirname, "..");
+        const asNobody: HostProbe = { ...realHost, run: (c, a, ms) => realHost.run("setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", c, ...a], ms) };
+        const cfg = { ...cfgOf({ bridgeEnabled: true }), projectDir };
+        const privileges = preflight(cfg, asNobody).missing.find((f) => f.item === "privileges");
+        assert.ok(privileges, "privileges reported missing");
+        assert.match(privileges.fix, /pcp-eval:useSudo true/);
+        // The sudo rule offered is the narrow one (the installed helper), never ip, nft or sysctl.
+        assert.match(privileges.fix, /ALL=\(root\) NOPASSWD: \S*net\.sh/);
+        assert.doesNotMatch(privileges.fix, /for ip, nft and sysctl/);
     });
 
     it("checks only what the config needs", () => {

@@ -9,6 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { PcpEvalConfig } from "./config";
 import { constants } from "./constants";
+import { parseLastJsonLine } from "./run";
 
 export interface Finding {
     item: string;
@@ -122,24 +123,7 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string =
             missing.push({ item: "ssh", problem: `needed to read the Grafana admin password of VM ${grafanaVm.name} (host/grafana-password.sh)`, fix: "`apt-get install openssh-client`" });
         }
     }
-    if (needsPrivilege) {
-        if (!host.isRoot()) {
-            if (!cfg.useSudo) {
-                missing.push({ item: "privileges for the bridge", problem: `creating bridge ${cfg.bridge?.name ?? ""} and TAP devices needs root`, fix: "run as root, or `pulumi config set pcp-eval:useSudo true` with passwordless sudo" });
-            } else if (!host.run("sudo", ["-n", "ip", "-V"], 5000).ok || !host.run("sudo", ["-n", "nft", "--version"], 5000).ok) {
-                // A sudoers rule may allow just ip, nft and sysctl: ask for exactly those.
-                missing.push({ item: "passwordless sudo", problem: "`sudo -n ip` or `sudo -n nft` failed", fix: "allow the user passwordless sudo for ip, nft and sysctl, or run as root" });
-            }
-        }
-        for (const tool of ["ip", "nft"]) {
-            if (!host.run("sh", ["-c", `command -v ${tool}`], 5000).ok) {
-                missing.push({ item: tool, problem: `${tool} is not on PATH`, fix: `\`apt-get install ${tool === "ip" ? "iproute2" : "nftables"}\`` });
-            }
-        }
-        if (!host.exists("/dev/net/tun")) {
-            missing.push({ item: "/dev/net/tun", problem: "TAP devices need the tun driver", fix: "`modprobe tun`" });
-        }
-    }
+    if (needsPrivilege) missing.push(...netCheckFindings(cfg, host));
     if (cfg.kubernetes !== undefined) {
         const ctxArgs = ["config", "get-contexts", "-o", "name", ...(cfg.kubernetes.kubeconfig ? ["--kubeconfig", cfg.kubernetes.kubeconfig] : [])];
         const contexts = host.run("kubectl", ctxArgs, 10000);
@@ -154,6 +138,32 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string =
         }
     }
     return { missing, notes, kvmUsable };
+}
+
+/** `net.sh check` stdout, as far as preflight reads it. */
+interface NetCheck {
+    needs?: Array<{ name: string; status: string; detail?: string; fix?: string }>;
+}
+
+/**
+ * What TAP networking lacks, by host/net.sh check: the one list of what the
+ * bridge needs (tools, privileges with --sudo as configured, /dev/net/tun,
+ * kernel features, a trial bridge and TAP in a scratch network namespace),
+ * which a user also runs by hand.
+ */
+export function netCheckFindings(cfg: PcpEvalConfig, host: HostProbe): Finding[] {
+    const script = path.join(cfg.projectDir, "host", "net.sh");
+    const r = host.run("bash", [script, "check", ...(cfg.useSudo ? ["--sudo"] : [])], 30000);
+    let check: NetCheck;
+    try {
+        check = parseLastJsonLine<NetCheck>(r.stdout, "net.sh check");
+    } catch {
+        const why = r.stderr.trim().split("\n").pop() || "no output";
+        return [{ item: "net.sh check", problem: `could not judge the host's TAP networking (${why})`, fix: `run \`bash ${script} check\` and fix what it reports` }];
+    }
+    return (check.needs ?? [])
+        .filter((n) => n.status === "missing")
+        .map((n) => ({ item: n.name, problem: n.detail ?? "missing", fix: n.fix ?? `see \`bash ${script} check\`` }));
 }
 
 export function formatFindings(missing: Finding[]): string {

@@ -36,15 +36,8 @@ export function scriptCommandOutput(script: string, verb: string, flags: Record<
     return pulumi.all(flags as Record<string, pulumi.Input<FlagValue>>).apply((resolved) => scriptCommand(script, verb, resolved as Record<string, FlagValue>));
 }
 
-/** Parses the one JSON line a script prints on stdout. */
-export function parseScriptJson<T>(stdout: string, what: string): T {
-    const line = stdout.trim().split("\n").pop() ?? "";
-    try {
-        return JSON.parse(line) as T;
-    } catch {
-        throw new Error(`${what}: expected one JSON line on stdout, got: ${stdout.slice(0, 400)}`);
-    }
-}
+/** Parses the one JSON line a script prints on stdout (the one parser, components/run.ts). */
+export { parseLastJsonLine as parseScriptJson } from "./run";
 
 /**
  * A content hash of a local flake's sources (the .nix files, flake.lock and

@@ -2,6 +2,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { BridgeConfig, TapAttachment } from "./config";
 import { constants } from "./constants";
+import { runJson } from "./run";
 
 /** A TAP VM's device; `vcpus` decides the TAP's multi_queue flag (the VM's QEMU opens it with queues=<vcpus> when vcpus > 1). */
 export type TapDevice = TapAttachment & { vcpus?: number };
@@ -60,48 +61,35 @@ interface NetStatus {
 }
 
 /**
- * Runs `bash net.sh VERB ARGS...` and returns its JSON line. A failure throws
- * net.sh's own error lines (they name the setting and the fix).
+ * Runs `bash net.sh VERB ARGS...` (components/run.ts: async, stderr streamed)
+ * and returns its JSON line. A failure throws net.sh's own error lines (they
+ * name the setting and the fix). Status reads are quiet.
  */
-function netScript(scriptPath: string, verb: string, args: string[], sudo: boolean): Record<string, unknown> {
-    // Required inside the function: dynamic providers are serialized by closure capture.
-    const childProcess: typeof import("node:child_process") = require("node:child_process");
-    const r = childProcess.spawnSync("bash", [scriptPath, verb, ...args, ...(sudo ? ["--sudo"] : [])], {
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "pipe"],
-        maxBuffer: 16 * 1024 * 1024,
+function netScript(scriptPath: string, verb: string, args: string[], sudo: boolean): Promise<Record<string, unknown>> {
+    return runJson<Record<string, unknown>>("bash", [scriptPath, verb, ...args, ...(sudo ? ["--sudo"] : [])], {
+        label: `net.sh ${verb}`,
+        echo: verb !== "status",
     });
-    if (r.error) throw r.error;
-    if (r.status !== 0) {
-        const errors = r.stderr.split("\n").filter((l) => /error/.test(l));
-        throw new Error(`net.sh ${verb} failed (exit ${r.status}): ${(errors.length > 0 ? errors : r.stderr.trim().split("\n").slice(-5)).join("\n")}`);
-    }
-    const line = r.stdout.trim().split("\n").pop() ?? "";
-    try {
-        return JSON.parse(line) as Record<string, unknown>;
-    } catch {
-        throw new Error(`net.sh ${verb}: expected one JSON line on stdout, got: ${r.stdout.slice(0, 400)}`);
-    }
 }
 
-function bridgeUp(i: NetBridgeInputs): void {
-    netScript(i.scriptPath, "bridge-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--gateway-cidr", i.gatewayCidr, "--nft-table", i.nftTable], i.sudo);
+async function bridgeUp(i: NetBridgeInputs): Promise<void> {
+    await netScript(i.scriptPath, "bridge-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--gateway-cidr", i.gatewayCidr, "--nft-table", i.nftTable], i.sudo);
 }
 
-function tapUp(i: NetTapInputs): void {
-    netScript(i.scriptPath, "tap-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--tap", i.tap, "--owner", i.owner,
+async function tapUp(i: NetTapInputs): Promise<void> {
+    await netScript(i.scriptPath, "tap-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--tap", i.tap, "--owner", i.owner,
         "--multi-queue", i.multiQueue ? "on" : "off"], i.sudo);
 }
 
 /** Exported for the integration test, which drives it inside a test network namespace. */
 export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, NetBridgeState> = {
     async create(inputs) {
-        bridgeUp(inputs);
+        await bridgeUp(inputs);
         return { id: `${inputs.stateDir}#${inputs.bridge}`, outs: { ...inputs, live: "ok" } };
     },
     async read(id, props) {
         if (props === undefined) return { id };
-        const s = netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--bridge", props.bridge, "--nft-table", props.nftTable], props.sudo) as unknown as NetStatus;
+        const s = (await netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--bridge", props.bridge, "--nft-table", props.nftTable], props.sudo)) as unknown as NetStatus;
         // Nothing of ours left and nothing recorded (taken down by hand): gone.
         // A same-named device that is not ours: gone too; the next up refuses it with a clear error.
         if ((!s.recorded && !s.bridge.exists) || (s.bridge.exists && !s.bridge.ours)) return { id: "", props: undefined };
@@ -116,23 +104,23 @@ export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, Ne
         return { changes, replaces, deleteBeforeReplace: true };
     },
     async update(_id, _olds, news) {
-        bridgeUp(news);
+        await bridgeUp(news);
         return { outs: { ...news, live: "ok" } };
     },
     async delete(_id, props) {
-        netScript(props.scriptPath, "bridge-down", ["--state-dir", props.stateDir], props.sudo);
+        await netScript(props.scriptPath, "bridge-down", ["--state-dir", props.stateDir], props.sudo);
     },
 };
 
 /** Exported for the integration test, which drives it inside a test network namespace. */
 export const tapProvider: pulumi.dynamic.ResourceProvider<NetTapInputs, NetTapState> = {
     async create(inputs) {
-        tapUp(inputs);
+        await tapUp(inputs);
         return { id: `${inputs.stateDir}#${inputs.tap}`, outs: { ...inputs, live: "ok" } };
     },
     async read(id, props) {
         if (props === undefined) return { id };
-        const s = netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo) as unknown as NetStatus;
+        const s = (await netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo)) as unknown as NetStatus;
         const t = s.taps.find((x) => x.name === props.tap);
         if (t === undefined || (!t.recorded && !t.exists) || (t.exists && !t.ours)) return { id: "", props: undefined };
         const healthy = t.ours && t.master === props.bridge && t.up === true;
@@ -146,11 +134,11 @@ export const tapProvider: pulumi.dynamic.ResourceProvider<NetTapInputs, NetTapSt
     },
     async update(_id, _olds, news) {
         // tap-up makes the TAP again when its owner or multi-queue flag changed.
-        tapUp(news);
+        await tapUp(news);
         return { outs: { ...news, live: "ok" } };
     },
     async delete(_id, props) {
-        netScript(props.scriptPath, "tap-down", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo);
+        await netScript(props.scriptPath, "tap-down", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo);
     },
 };
 

@@ -8,7 +8,7 @@
 # runner opens it with), IPv4 forwarding, and NAT masquerade for the subnet in an
 # nftables table of its own. Everything it makes is recorded in a state file
 # (<state-dir>/net.json) and marked (an ifalias on links, a comment on the
-# table), so `down` removes exactly what `up` made and nothing else; a device or
+# table), so `bridge-down` removes exactly what the up verbs made and nothing else; a device or
 # table of the same name that is not ours is refused, never touched.
 #
 # Verbs (each prints one JSON line on stdout; progress and errors go to stderr):
@@ -16,9 +16,6 @@
 #   bridge-down --state-dir D [--sudo]            (also removes our TAPs: all of it)
 #   tap-up      --state-dir D --tap NAME [--bridge B] [--owner USER] [--multi-queue on|off] [--sudo]
 #   tap-down    --state-dir D --tap NAME [--sudo]
-#   up          bridge-up options [--taps a,b,c [--owner USER] [--multi-queue on|off]]
-#               (with --taps: exactly these TAPs; ours not listed are removed)
-#   down        --state-dir D [--sudo]            (same as bridge-down)
 #   status      --state-dir D [--bridge B] [--nft-table T] [--taps a,b | --tap NAME] [--sudo]
 #   check       [--owner USER] [--sudo]           (what this host needs, what is missing)
 #
@@ -39,13 +36,10 @@ MARKER_PREFIX=pcp-eval:
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
-DIED=0
-# die EXIT_CODE FIELD PROBLEM FIX
-die() {
-    DIED=1
-    printf '%s: error: %s: %s; fix: %s\n' "$PROG" "$2" "$3" "$4" >&2
-    exit "$1"
-}
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
+# die EXIT_CODE FIELD PROBLEM FIX: every error of net.sh names the field and the fix.
+die() { die_fix "$@"; }
 
 usage() {
     sed -n '/^# Verbs/,/^# not ours/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -53,16 +47,17 @@ usage() {
 
 # ---------------------------------------------------------------- arguments
 
+ORIG_ARGS=("$@")
 VERB=${1:-}
 if [[ -z $VERB || $VERB == -h || $VERB == --help || $VERB == help ]]; then
     usage
     [[ -n $VERB ]] && exit 0
-    die 2 verb "no verb given" "use one of bridge-up, bridge-down, tap-up, tap-down, up, down, status, check"
+    die 2 verb "no verb given" "use one of bridge-up, bridge-down, tap-up, tap-down, status, check"
 fi
 shift
 case $VERB in
-    bridge-up | bridge-down | tap-up | tap-down | up | down | status | check) ;;
-    *) die 2 verb "unknown verb '$VERB'" "use one of bridge-up, bridge-down, tap-up, tap-down, up, down, status, check" ;;
+    bridge-up | bridge-down | tap-up | tap-down | status | check) ;;
+    *) die 2 verb "unknown verb '$VERB'" "use one of bridge-up, bridge-down, tap-up, tap-down, status, check" ;;
 esac
 
 STATE_DIR=""
@@ -145,20 +140,8 @@ const() {
     jq -er "$1" "$CONSTANTS" || die 3 constants "$CONSTANTS has no $1" "restore nix/constants.json from the repository"
 }
 
-valid_ifname() { [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$ ]]; }
-
 check_ifname() { # FIELD VALUE
     valid_ifname "$2" || die 2 "$1" "'$2' is not a usable interface name (1 to 15 characters: letters, digits, '_', '.', '-'; first a letter or digit)" "pass a name such as $(const .network.tapPrefix)0"
-}
-
-ip_to_int() {
-    local a b c d
-    IFS=. read -r a b c d <<<"$1"
-    echo $(((10#$a << 24) | (10#$b << 16) | (10#$c << 8) | 10#$d))
-}
-
-int_to_ip() {
-    echo "$((($1 >> 24) & 255)).$((($1 >> 16) & 255)).$((($1 >> 8) & 255)).$(($1 & 255))"
 }
 
 # Sets SUBNET from GATEWAY_CIDR after checking it.
@@ -166,26 +149,13 @@ SUBNET=""
 check_gateway_cidr() {
     local fix
     fix="pass the gateway address with its prefix length, e.g. $(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
-    [[ $GATEWAY_CIDR =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$ ]] ||
-        die 2 --gateway-cidr "'$GATEWAY_CIDR' is not an IPv4 address with a prefix length" "$fix"
-    local i
-    for i in 1 2 3 4; do
-        ((10#${BASH_REMATCH[i]} <= 255)) || die 2 --gateway-cidr "'$GATEWAY_CIDR' has an octet above 255" "$fix"
-    done
-    local len=$((10#${BASH_REMATCH[5]}))
-    ((len >= 8 && len <= 30)) || die 2 --gateway-cidr "prefix length /$len is outside 8..30" "$fix"
-    local addr mask net
-    addr=$(ip_to_int "${GATEWAY_CIDR%/*}")
-    mask=$(((0xffffffff << (32 - len)) & 0xffffffff))
-    net=$((addr & mask))
-    ((addr != net)) || die 2 --gateway-cidr "'$GATEWAY_CIDR' is the subnet's network address, not a host address" "$fix"
-    ((addr != (net | (~mask & 0xffffffff)))) || die 2 --gateway-cidr "'$GATEWAY_CIDR' is the subnet's broadcast address" "$fix"
-    GATEWAY_CIDR="$(int_to_ip "$addr")/$len"
-    SUBNET="$(int_to_ip "$net")/$len"
+    host_cidr "$GATEWAY_CIDR" || die 2 --gateway-cidr "$CIDR_ERR" "$fix"
+    GATEWAY_CIDR="$CIDR_ADDR/$CIDR_LEN"
+    SUBNET=$CIDR_NET
 }
 
 check_table() {
-    [[ $NFT_TABLE =~ ^[A-Za-z][A-Za-z0-9_]{0,31}$ ]] ||
+    valid_nft_table "$NFT_TABLE" ||
         die 2 --nft-table "'$NFT_TABLE' is not a usable nftables table name (a letter, then up to 31 letters, digits or '_')" "pass a name such as $(const .network.nftTable)"
 }
 
@@ -207,6 +177,53 @@ check_state_dir() {
 
 # ---------------------------------------------------------------- privileges
 
+# The narrow privilege: an administrator installs a root-owned copy of this
+# script (with nix/constants.json beside it, as in the repository) and allows
+# the user to sudo that one file. It validates every argument and every value
+# it reads back from state, so the rule grants exactly what net.sh does, where
+# a rule for ip, nft, sysctl or unshare is root-equivalent (`ip netns exec …
+# sh`, `sysctl kernel.core_pattern=|…`).
+HELPER_DEFAULT=/usr/local/libexec/pcp-eval/host/net.sh
+HELPER=${PCP_EVAL_NET_HELPER:-$HELPER_DEFAULT}
+narrow_rule() { printf '%s ALL=(root) NOPASSWD: %s' "$1" "$HELPER"; }
+sudo_fix() {
+    printf 'install the helper (sudo install -D -o root -m 0755 host/net.sh %s; sudo install -D -o root -m 0644 nix/constants.json %s) and allow only it: echo '"'"'%s'"'"' | sudo tee /etc/sudoers.d/pcp-eval-net; or run as root' \
+        "$HELPER" "$(dirname "$(dirname "$HELPER")")/nix/constants.json" "$(narrow_rule "$1")"
+}
+
+# Whether FILE is root's and no one else may change it.
+root_owned() {
+    local owner mode
+    read -r owner mode < <(stat -L -c '%u %a' -- "$1" 2>/dev/null) || return 1
+    [[ $owner == 0 ]] && (((8#$mode & 8#022) == 0))
+}
+
+# The user the TAPs belong to by default: the caller (through sudo, the user who ran sudo).
+default_owner() { if ((HELPER_MODE)); then printf '%s\n' "${SUDO_USER:-$SUDO_UID}"; else id -un; fi; }
+
+# Run as the helper under sudo: the caller is SUDO_UID, and every path it
+# names must be the caller's own, never a place only root may write.
+HELPER_MODE=0
+if ((EUID == 0)) && [[ -n ${SUDO_UID:-} && ${SUDO_UID} != 0 ]]; then
+    HELPER_MODE=1
+fi
+
+# Re-runs this verb as the installed helper through sudo, the caller's own
+# state directory made first (as the caller).
+exec_helper() {
+    local args=() a
+    for a in "${ORIG_ARGS[@]}"; do [[ $a == --sudo ]] || args+=("$a"); done
+    case $VERB in
+        up | tap-up | check) args+=(--owner "${OWNER:-$(id -un)}") ;;
+    esac
+    case $VERB in
+        up | bridge-up | tap-up)
+            mkdir -p -- "$STATE_DIR" || die 3 --state-dir "cannot create $STATE_DIR" "pass a directory this user can write"
+            ;;
+    esac
+    exec sudo -n -- "$HELPER" "${args[@]}"
+}
+
 PRIV=()
 PRIV_MODE=none
 # Decides how privileged commands run. With MUST=1, no privilege is an error
@@ -222,18 +239,35 @@ setup_priv() {
     if ((USE_SUDO)); then
         if ! have sudo; then
             ((must)) || return 0
-            die 3 --sudo "sudo is not installed" "install sudo and allow $me passwordless sudo for ip, nft and sysctl, or run net.sh as root"
+            die 3 --sudo "sudo is not installed" "install sudo, then $(sudo_fix "$me")"
         fi
+        if [[ -f $HELPER ]] && root_owned "$HELPER" && sudo -n -l -- "$HELPER" >/dev/null 2>&1; then
+            exec_helper
+        fi
+        # An older, broad rule (ip, nft, sysctl) still works; it is not what we suggest.
         if ! sudo -n ip -V >/dev/null 2>&1; then
             ((must)) || return 0
-            die 3 --sudo "'sudo -n ip' failed for $me (sudo asks for a password or does not allow ip)" "allow $me passwordless sudo (NOPASSWD in /etc/sudoers.d) for ip, nft and sysctl, or run net.sh as root"
+            die 3 --sudo "'sudo -n $HELPER' is not allowed for $me (or the helper is missing or not root's), and neither is 'sudo -n ip'" "$(sudo_fix "$me")"
         fi
         PRIV=(sudo -n --)
         PRIV_MODE=sudo
         return 0
     fi
     ((must)) || return 0
-    die 3 privileges "'$VERB' changes host networking and needs root, but runs as $me without --sudo" "run as root, or pass --sudo (the stack's sudo setting) with passwordless sudo for ip, nft and sysctl"
+    die 3 privileges "'$VERB' changes host networking and needs root, but runs as $me without --sudo" "run as root, or pass --sudo (the stack's sudo setting): $(sudo_fix "$me")"
+}
+
+# As the helper: the state directory must exist, be a real directory and be
+# the caller's (root never creates or writes a place the caller could not).
+check_helper_state_dir() {
+    ((HELPER_MODE)) || return 0
+    local who=${SUDO_USER:-uid $SUDO_UID}
+    [[ $STATE_DIR == /* ]] || die 2 --state-dir "'$STATE_DIR' is not absolute" "pass the state directory's absolute path"
+    [[ -d $STATE_DIR && ! -L $STATE_DIR ]] || die 2 --state-dir "$STATE_DIR does not exist or is a symbolic link" "create it as $who first (net.sh --sudo does), then run again"
+    [[ $(stat -c %u -- "$STATE_DIR") == "$SUDO_UID" ]] ||
+        die 2 --state-dir "$STATE_DIR is not owned by $who" "pass a state directory of $who's own"
+    local f=$STATE_DIR/$STATE_BASENAME
+    [[ ! -L $f ]] || die 2 state "$f is a symbolic link" "remove it; net.sh writes a plain file"
 }
 
 # p: a privileged command that changes something (its stdout goes to stderr).
@@ -259,8 +293,46 @@ load_state() {
     else
         STATE=$(empty_state)
     fi
+    validate_state
     STATE_ORIG=$STATE
     MARKER=$(st '.marker // ""')
+}
+
+# The state file sits in a directory the user writes, and what is read back
+# from it reaches privileged ip, nft and sysctl calls: every value is checked
+# as strictly as the flag it came from. A marker is required whenever anything
+# is recorded, so a missing or empty one can never match unmarked devices.
+validate_state() {
+    local why
+    why=$(jq -r --arg ifre '^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$' --arg tre '^[A-Za-z][A-Za-z0-9_]{0,31}$' \
+        --arg mre "^${MARKER_PREFIX}[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\$" \
+        --arg cidre '^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$' '
+        def str(re): type == "string" and test(re);
+        def recorded: .bridge != null or .nft != null or ((.taps // {}) | length) > 0;
+        [ (if type != "object" then "it is not a JSON object" else empty end),
+          (if .marker == null then (if recorded then "marker is missing while devices are recorded" else empty end)
+           elif (.marker | str($mre)) | not then "marker is not pcp-eval:<uuid>" else empty end),
+          (if .bridge == null then empty
+           elif (.bridge | type) != "object" then "bridge is not an object"
+           elif (.bridge.name | str($ifre)) | not then "bridge.name is not an interface name"
+           elif (.bridge.gatewayCidr | str($cidre)) | not then "bridge.gatewayCidr is not an address/prefix"
+           else empty end),
+          (if .nft == null then empty
+           elif (.nft | type) != "object" then "nft is not an object"
+           elif (.nft.table | str($tre)) | not then "nft.table is not an nftables table name"
+           else empty end),
+          (if (.taps | type) != "object" then "taps is not an object"
+           elif ([.taps | keys[] | str($ifre) | not] | any) then "taps holds a name that is not an interface name"
+           else empty end),
+          (if .ipForward == null then empty
+           elif (.ipForward | type) != "object" then "ipForward is not an object"
+           elif (.ipForward.previous | str("^[01]$")) | not then "ipForward.previous is not 0 or 1"
+           elif (.ipForward.acceptRedirects | str("^[012]$")) | not then "ipForward.acceptRedirects is not 0, 1 or 2"
+           elif (.ipForward.devicesForwarding | type) != "array" or ([.ipForward.devicesForwarding[] | str($ifre) | not] | any) then "ipForward.devicesForwarding holds a name that is not an interface name"
+           else empty end)
+        ] | first // ""' <<<"$STATE" 2>/dev/null) || why="it does not have the shape net.sh writes"
+    [[ -z $why ]] ||
+        die 2 state "$STATE_FILE was changed by hand: $why; nothing was touched" "restore the file net.sh wrote, or inspect the host with 'net.sh status' (without this file) and remove what is ours by hand"
 }
 
 st() { jq -r "$1" <<<"$STATE"; }
@@ -278,6 +350,7 @@ save_state() {
     local tmp
     tmp=$(mktemp "$STATE_DIR/.net.json.XXXXXX")
     jq . <<<"$STATE" >"$tmp"
+    if ((HELPER_MODE)); then chown -- "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$tmp"; fi
     mv -f -- "$tmp" "$STATE_FILE"
 }
 
@@ -474,7 +547,7 @@ precheck_bridge() {
     local rec
     rec=$(st '.bridge.name // empty')
     if [[ -n $rec && $rec != "$BRIDGE" ]]; then
-        die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec, or take the old network down first with 'net.sh down --state-dir $STATE_DIR'"
+        die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec, or take the old network down first with 'net.sh bridge-down --state-dir $STATE_DIR'"
     fi
     read_link "$BRIDGE"
     ((L_EXISTS)) || return 0
@@ -496,7 +569,7 @@ precheck_table() {
     local rec text
     rec=$(st '.nft.table // empty')
     if [[ -n $rec && $rec != "$NFT_TABLE" ]]; then
-        die 2 --nft-table "$STATE_FILE records nftables table $rec, not $NFT_TABLE" "pass --nft-table $rec, or take the old network down first with 'net.sh down --state-dir $STATE_DIR'"
+        die 2 --nft-table "$STATE_FILE records nftables table $rec, not $NFT_TABLE" "pass --nft-table $rec, or take the old network down first with 'net.sh bridge-down --state-dir $STATE_DIR'"
     fi
     text=$(nft_table_text "$NFT_TABLE") || return 0
     local why="" comment
@@ -597,6 +670,11 @@ ensure_forwarding() {
     log "set net.ipv4.ip_forward=1 (was $(jq -r .previous <<<"$STATE_PRE_FORWARD"))"
 }
 
+# Forwarding is on host-wide while the network is up; the forward chain keeps
+# it from exposing the VMs: towards the subnet only replies pass (and what the
+# bridge itself carries between VMs), so a host routing the subnet through
+# this one reaches none of their ports. This host's own traffic to the VMs is
+# output, not forward, and is not affected; the VMs reach out through NAT.
 nft_ruleset() { # MARKER: the whole table, as nft -f input
     cat <<EOF
 table ip $NFT_TABLE {
@@ -604,6 +682,10 @@ table ip $NFT_TABLE {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr $SUBNET ip daddr != $SUBNET masquerade
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ip daddr $SUBNET iifname != "$BRIDGE" ct state != { established, related } drop
 	}
 }
 EOF
@@ -758,24 +840,11 @@ remove_bridge() {
 
 # ---------------------------------------------------------------- verbs
 
-parse_taps() { # -> TAP_LIST
-    TAP_LIST=()
-    [[ -z $TAPS_RAW ]] && return 0
-    local t seen=" "
-    IFS=, read -r -a TAP_LIST <<<"$TAPS_RAW"
-    for t in "${TAP_LIST[@]}"; do
-        check_ifname --taps "$t"
-        [[ $seen != *" $t "* ]] || die 2 --taps "'$t' is listed twice" "list each TAP once"
-        [[ $t != "$BRIDGE" ]] || die 2 --taps "'$t' is also the bridge's name" "give TAPs names other than the bridge's"
-        seen+="$t "
-    done
-}
-
 defaults_for_up() {
     [[ -n $BRIDGE ]] || BRIDGE=$(const .network.bridge)
     [[ -n $GATEWAY_CIDR ]] || GATEWAY_CIDR="$(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
     [[ -n $NFT_TABLE ]] || NFT_TABLE=$(const .network.nftTable)
-    [[ -n $OWNER ]] || OWNER=$(id -un)
+    [[ -n $OWNER ]] || OWNER=$(default_owner)
     if [[ -z $MULTI_QUEUE ]]; then
         MULTI_QUEUE=off
         (($(const .vm.vcpus) > 1)) && MULTI_QUEUE=on
@@ -788,16 +857,15 @@ defaults_for_up() {
 
 begin() { # prepare a changing verb: privileges, state dir, lock, state
     setup_priv 1
-    mkdir -p -- "$STATE_DIR" || die 3 --state-dir "cannot create $STATE_DIR" "pass a directory this user can write"
+    check_helper_state_dir
+    ((HELPER_MODE)) || mkdir -p -- "$STATE_DIR" || die 3 --state-dir "cannot create $STATE_DIR" "pass a directory this user can write"
     lock_state_dir
     load_state
 }
 
-verb_bridge_up() { # also the first half of up
+verb_bridge_up() {
     precheck_bridge
     precheck_table
-    local t
-    for t in "${TAP_LIST[@]}"; do precheck_tap "$t"; done
     TXN=1
     ensure_marker
     ensure_bridge
@@ -805,37 +873,12 @@ verb_bridge_up() { # also the first half of up
     ensure_nat
 }
 
-verb_up() {
-    require_tools ip nft sysctl jq flock
-    check_state_dir
-    defaults_for_up
-    TAP_LIST=()
-    if ((TAPS_GIVEN)); then
-        parse_taps
-        ((${#TAP_LIST[@]} == 0)) || check_owner
-    fi
-    begin
-    verb_bridge_up
-    local t
-    for t in "${TAP_LIST[@]}"; do ensure_tap "$t"; done
-    # Everything asked for now exists: the rest are removals (not undone).
-    TXN=0
-    if ((TAPS_GIVEN)); then
-        local rec
-        while IFS= read -r rec; do
-            [[ -z $rec ]] && continue
-            [[ " ${TAP_LIST[*]} " == *" $rec "* ]] || remove_tap "$rec"
-        done < <(st '.taps | keys[]')
-    fi
-    emit_change "already up: bridge $BRIDGE, nftables table ip $NFT_TABLE, forwarding and $(st '.taps | length') TAP(s) as asked; nothing changed"
-}
-
 verb_tap_up() {
     require_tools ip sysctl jq flock
     check_state_dir
     [[ -n $TAP ]] || die 2 --tap "is required for tap-up" "pass --tap NAME (the VM's TAP id)"
     check_ifname --tap "$TAP"
-    [[ -n $OWNER ]] || OWNER=$(id -un)
+    [[ -n $OWNER ]] || OWNER=$(default_owner)
     check_owner
     if [[ -z $MULTI_QUEUE ]]; then
         MULTI_QUEUE=off
@@ -872,6 +915,7 @@ verb_tap_down() {
         return 0
     fi
     setup_priv 1
+    check_helper_state_dir
     lock_state_dir
     load_state
     if ! tap_recorded "$TAP"; then
@@ -894,6 +938,7 @@ verb_down() {
         return 0
     fi
     setup_priv 1
+    check_helper_state_dir
     lock_state_dir
     load_state
     local t
@@ -910,12 +955,16 @@ verb_status() {
     require_tools ip jq
     check_state_dir
     setup_priv 0
+    [[ ! -e $STATE_DIR ]] || check_helper_state_dir
     STATE_FILE=$STATE_DIR/$STATE_BASENAME
     if [[ -e $STATE_FILE ]]; then
         STATE=$(jq -c . "$STATE_FILE") || die 2 state "$STATE_FILE is not valid JSON" "inspect it by hand"
+        validate_state
     else
         STATE=$(empty_state)
     fi
+    [[ -z $NFT_TABLE ]] || check_table
+    [[ -z $BRIDGE ]] || check_ifname --bridge "$BRIDGE"
     local m bridge table
     m=$(st '.marker // ""')
     bridge=${BRIDGE:-$(st '.bridge.name // empty')}
@@ -1049,14 +1098,14 @@ verb_check() {
         sudo) need privileges ok "passwordless sudo for $(id -un)" "" ;;
         *)
             local how="not root"
-            ((USE_SUDO)) && how="not root, and 'sudo -n ip' does not work"
-            need privileges missing "$how (user $(id -un))" "run as root, or allow passwordless sudo for ip, nft and sysctl and set the stack's sudo option (--sudo)"
+            ((USE_SUDO)) && how="not root, and sudo allows neither the installed helper $HELPER nor 'ip'"
+            need privileges missing "$how (user $(id -un))" "run as root, or pass --sudo (pulumi config set pcp-eval:useSudo true) and $(sudo_fix "$(id -un)")"
             ;;
     esac
 
     local probe=unknown probe_detail="needs root or --sudo, and unshare"
     if [[ $PRIV_MODE == sudo ]] && ! sudo -n unshare --version >/dev/null 2>&1; then
-        probe_detail="sudo does not allow unshare for $(id -un), so the probe cannot run (up and down do not need it)"
+        probe_detail="sudo does not allow unshare for $(id -un), so the probe cannot run (the up and down verbs do not need it)"
     elif [[ $PRIV_MODE != none ]] && have unshare && have ip && have nft && have sysctl; then
         local out
         if out=$(pq unshare --net -- sh -c "$(probe_script)" 2>&1); then
@@ -1086,7 +1135,7 @@ verb_check() {
 
     local fwd
     fwd=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo unknown)
-    need net.ipv4.ip_forward ok "currently $fwd; up sets 1 and down restores the earlier value" ""
+    need net.ipv4.ip_forward ok "currently $fwd; bridge-up sets 1 and bridge-down restores the earlier value" ""
 
     if [[ -n $OWNER ]]; then
         if id -u -- "$OWNER" >/dev/null 2>&1; then need "owner:$OWNER" ok "uid $(id -u -- "$OWNER")" ""; else need "owner:$OWNER" missing "no such user" "pass the user that runs the MicroVMs"; fi
@@ -1127,20 +1176,17 @@ verb_check() {
 
 case $VERB in
     bridge-up)
-        TAPS_GIVEN=0
         require_tools ip nft sysctl jq flock
         check_state_dir
         defaults_for_up
-        TAP_LIST=()
         begin
         verb_bridge_up
         TXN=0
         emit_change "already up: bridge $BRIDGE, nftables table ip $NFT_TABLE and forwarding as asked; nothing changed"
         ;;
-    up) verb_up ;;
     tap-up) verb_tap_up ;;
     tap-down) verb_tap_down ;;
-    bridge-down | down) verb_down ;;
+    bridge-down) verb_down ;;
     status) verb_status ;;
     check) verb_check ;;
 esac

@@ -26,10 +26,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 constants="$here/../nix/constants.json"
 nix_bin="${NIX:-nix}"
 
-die() {
-    echo "$prog: $*" >&2
-    exit "${EXIT_CODE:-1}"
-}
+PROG=$prog
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 usage() {
     cat >&2 <<'EOF'
@@ -114,13 +113,13 @@ cmd_build() {
     local json status=0
     json="$(timeout --kill-after=10 "$timeout" "$nix_bin" "${args[@]}" </dev/null)" || status=$?
     if ((status == 124 || status == 137)); then
-        EXIT_CODE=124 die "build of $what timed out after ${timeout}s (raise --timeout or timeoutsSeconds.build)"
+        DIE_STATUS=124 die "build of $what timed out after ${timeout}s (raise --timeout or timeoutsSeconds.build)"
     elif ((status != 0)); then
         local hint=""
         if [[ -n "$expr" && "$expr" == *getFlake* ]] && ((!impure)); then
             hint=" (builtins.getFlake on an unlocked path: flake needs --impure)"
         fi
-        EXIT_CODE=$status die "build of $what failed (nix exit $status)$hint; see nix's error above"
+        DIE_STATUS=$status die "build of $what failed (nix exit $status)$hint; see nix's error above"
     fi
 
     local store_path

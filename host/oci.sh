@@ -40,11 +40,9 @@ set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 constants="$script_dir/../nix/constants.json"
-
-die() {
-    echo "oci.sh $verb: $*" >&2
-    exit 1
-}
+PROG=oci.sh
+# shellcheck source=lib.sh
+source "$script_dir/lib.sh"
 
 usage() {
     cat >&2 <<'EOF'
@@ -65,6 +63,7 @@ constant() {
 verb="${1:-}"
 [[ -n $verb ]] || usage
 shift
+PROG="oci.sh $verb"
 
 tarball="" repo="" image="" context="" address="" timeout=""
 ports=()
@@ -301,49 +300,18 @@ cmd_cluster_remove() {
         '{image: $image, context: $context, removed: $removed, via: $via}'
 }
 
-valid_port() {
-    [[ $1 =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= 65535))
-}
-
-valid_ipv4() {
-    [[ $1 =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] || return 1
-    local i
-    for i in 1 2 3 4; do ((BASH_REMATCH[i] <= 255)) || return 1; done
-}
-
-now_ms() {
-    date +%s%3N
-}
-
 # One probe: connect and read the 12-byte header of pmcd's greeting PDU.
 # Prints "ok" when its type is PDU_ERROR (0x7000), else why not.
 probe_pmcd() {
-    local addr="$1" port="$2" header
-    local rc=0
-    # shellcheck disable=SC2016 # $1 and $2 are the inner shell's arguments
-    header="$(timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit 3; head -c 12 <&3 | od -An -tx1 -v' _ "$addr" "$port" 2>/dev/null)" || rc=$?
-    case "$rc" in
-    0) ;;
-    3)
-        echo "connection refused"
-        return 1
-        ;;
-    124)
-        echo "connected, but nothing answered within 5s"
-        return 1
-        ;;
-    *)
-        echo "probe failed (exit $rc)"
-        return 1
-        ;;
-    esac
-    read -r -a bytes <<<"$header"
-    if ((${#bytes[@]} < 12)); then
-        echo "connected, but no PCP greeting (${#bytes[@]} bytes)"
+    local type
+    if ! tcp_probe "$1" "$2" 5000 "" 12; then
+        echo "$PROBE_ERR"
         return 1
     fi
-    if [[ ${bytes[4]}${bytes[5]}${bytes[6]}${bytes[7]} != 00007000 ]]; then
-        echo "connected, but the first PDU is not pmcd's (type ${bytes[4]}${bytes[5]}${bytes[6]}${bytes[7]})"
+    read -r -a bytes <<<"$PROBE_DATA"
+    type=${bytes[4]}${bytes[5]}${bytes[6]}${bytes[7]}
+    if [[ $type != 00007000 ]]; then
+        echo "connected, but the first PDU is not pmcd's (type $type)"
         return 1
     fi
     echo ok
@@ -378,15 +346,10 @@ cmd_check_ports() {
     [[ -n $address ]] || die "--address A is required"
     valid_ipv4 "$address" || die "--address '$address' is not an IPv4 address"
     ((${#ports[@]} > 0)) || die "at least one --port P is required"
-    command -v ss >/dev/null || die "ss is not installed (apt-get install iproute2)"
     local p listeners busy=()
     for p in "${ports[@]}"; do
         valid_port "$p" || die "--port '$p' is not a port number (1-65535)"
-        # Listening TCP sockets on port p whose address clashes with ours.
-        listeners="$(ss -Hltnp "sport = :$p" 2>/dev/null | awk -v a="$address" '
-            { host = $4; sub(/:[0-9]+$/, "", host) }
-            a == "0.0.0.0" || host == a || host == "0.0.0.0" || host == "*" || host == "[::]" || host == "[::ffff:" a "]" { print $4 " " $6 }')"
-        [[ -z $listeners ]] || busy+=("$p (taken by: ${listeners//$'\n'/; })")
+        if listeners="$(port_holders "$p" "$address")"; then busy+=("$p (taken by: ${listeners//$'\n'/; })"); fi
     done
     if ((${#busy[@]} > 0)); then
         die "host port(s) already bound on $address: ${busy[*]}. Stop what holds them or choose other ports (pcp-eval:containerPortOffset, or containerHostAddress)."

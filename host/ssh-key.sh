@@ -23,6 +23,7 @@ key="$dir/id_ed25519"
 case "$verb" in
     ensure)
         command -v ssh-keygen >/dev/null || die "ssh-keygen not found; install openssh-client"
+        command -v jq >/dev/null || die "jq not found; install jq"
         created=false
         if [[ ! -f "$key" ]]; then
             mkdir -p "$dir"
@@ -30,9 +31,17 @@ case "$verb" in
             ssh-keygen -q -t ed25519 -N '' -C "$comment" -f "$key" </dev/null
             created=true
         fi
+        # A key we did not just make is trusted by the VMs only if it is this
+        # user's own and no one else can read it (ssh itself refuses it otherwise).
+        read -r key_uid key_mode < <(stat -c '%u %a' -- "$key")
+        [[ $key_uid == "$(id -u)" ]] ||
+            die "$key is owned by uid $key_uid, not by $(id -un) (uid $(id -u)); fix: remove $dir to have a new key made, or chown it to $(id -un)"
+        (((8#$key_mode & 8#077) == 0)) ||
+            die "$key has mode $key_mode, readable by others; fix: chmod 600 $key (or remove $dir to have a new key made)"
         [[ -f "$key.pub" ]] || ssh-keygen -y -f "$key" >"$key.pub"
         pub=$(cat "$key.pub")
-        printf '{"publicKey":"%s","privateKeyPath":"%s","created":%s}\n' "$pub" "$key" "$created"
+        jq -nc --arg pub "$pub" --arg key "$key" --argjson created "$created" \
+            '{publicKey: $pub, privateKeyPath: $key, created: $created}'
         ;;
     remove)
         removed=false
@@ -40,7 +49,7 @@ case "$verb" in
             if [[ -e "$f" ]]; then rm -f -- "$f"; removed=true; fi
         done
         rmdir -- "$dir" 2>/dev/null || true
-        printf '{"privateKeyPath":"%s","removed":%s}\n' "$key" "$removed"
+        jq -nc --arg key "$key" --argjson removed "$removed" '{privateKeyPath: $key, removed: $removed}'
         ;;
     *) die "unknown verb '${verb}'; use ensure or remove" ;;
 esac

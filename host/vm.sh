@@ -37,6 +37,9 @@
 # else the only *.sock, as microvm.nix names it after the host),
 # serial.log and virtio.log (console logs) there.
 set -euo pipefail
+# What the VM prints (vm.log, and the console logs QEMU writes with the umask it
+# inherits) can hold a login or a secret: the user's alone, like its directory.
+umask 077
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 constants=${PCP_EVAL_CONSTANTS:-$script_dir/../nix/constants.json}
@@ -49,15 +52,13 @@ readonly attempt_min_ms=250 attempt_max_ms=1000
 readonly tick_ms=25
 readonly progress_every_ms=5000 log_tail_lines=40 kill_wait_ms=5000
 
-prog=vm.sh
-die() { echo "$prog: $*" >&2; exit 1; }
-usage_error() { echo "$prog: $*" >&2; echo "usage: see the header of $0" >&2; exit 2; }
+prog=vm.sh PROG=vm.sh
+# shellcheck source=lib.sh
+source "$script_dir/lib.sh"
+usage_error() { DIE_STATUS=2 die "$*"$'\n'"usage: see the header of $0"; }
 
 # --- time ---------------------------------------------------------------
-now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((10#$t / 1000)); }
 sleep_ms() { sleep "$(secs "$1")"; }
-fmt_s() { printf '%d.%01d' $(($1 / 1000)) $((($1 % 1000) / 100)); }
-secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
 to_ms() { # to_ms FIELD VALUE: seconds (decimals allowed) -> ms
     [[ $2 =~ ^([0-9]+)(\.([0-9]{1,3}))?$ ]] ||
         usage_error "$1: '$2' is not a number of seconds (e.g. 30 or 0.5)"
@@ -147,44 +148,8 @@ orphan_runners() {
     return 0
 }
 
-# --- ports --------------------------------------------------------------
-listening_ports() { ss -Htln 2>/dev/null | awk '{n = split($4, a, ":"); print a[n]}' | sort -un; }
-port_holder() { # port_holder PORT -> "pid N (comm)" or "another process"; 1 when free
-    local line
-    line=$(ss -Htlnp "sport = :$1" 2>/dev/null | head -n 1)
-    [[ -n $line ]] || return 1
-    if [[ $line =~ users:\(\(\"([^\"]*)\",pid=([0-9]+) ]]; then
-        echo "pid ${BASH_REMATCH[2]} (${BASH_REMATCH[1]})"
-    else
-        echo "another process"
-    fi
-}
-
-# --- probes -------------------------------------------------------------
+# --- probes (tcp_probe, port_holders and listening_ports are host/lib.sh's) ---
 PROBE_ERR=""
-probe_socket() { # probe_socket HOST PORT SEND_NEWLINE ATTEMPT_MS
-    local out rc
-    # shellcheck disable=SC2016 # the inner script expands its own arguments
-    out=$(timeout -k 0.2 "$(secs "$4")" bash -c '
-        exec 3<>"/dev/tcp/$1/$2" || exit 10
-        echo "connected" >&2
-        if [[ $3 == 1 ]]; then printf "\r\n" >&3; fi
-        [[ $(head -c 1 <&3 | wc -c) -ge 1 ]] && exit 0
-        echo "connected, but the peer closed the connection without sending anything" >&2
-        exit 11' vm-probe "$1" "$2" "$3" 2>&1) && return 0
-    rc=$?
-    if ((rc == 124 || rc == 137)); then
-        if [[ $out == *connected* ]]; then
-            PROBE_ERR="connected, but nothing received within $(fmt_s "$4") s"
-        else
-            PROBE_ERR="no connection within $(fmt_s "$4") s"
-        fi
-    else
-        PROBE_ERR=$(tail -n 1 <<<"$out")
-        PROBE_ERR=${PROBE_ERR#vm-probe: line *: }
-    fi
-    return 1
-}
 probe_http() { # probe_http URL ATTEMPT_MS
     local out
     out=$(curl -gsS -o /dev/null -w 'HTTP %{http_code}' --max-time "$(secs "$2")" "$1" 2>&1) || true
@@ -201,7 +166,10 @@ run_probe() { # run_probe SPEC ATTEMPT_MS
             rest=${spec#*:}
             host=${rest%:*} port=${rest##*:}
             host=${host#[} host=${host%]}
-            probe_socket "$host" "$port" "$([[ $spec == console:* ]] && echo 1 || echo 0)" "$2"
+            # A console answers a newline; pmcd and sshd speak first.
+            local send=""
+            [[ $spec == tcp:* ]] || send='\r\n'
+            tcp_probe "$host" "$port" "$2" "$send" 1
             ;;
     esac
 }
@@ -211,8 +179,7 @@ validate_spec() { # validate_spec PHASE SPEC
         http://?* | https://?*) return 0 ;;
         tcp:* | console:*)
             local rest=${spec#*:}
-            [[ $rest =~ ^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):([0-9]+)$ ]] &&
-                ((10#${BASH_REMATCH[2]} >= 1 && 10#${BASH_REMATCH[2]} <= 65535)) && return 0
+            [[ $rest =~ ^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):([0-9]+)$ ]] && valid_port "${BASH_REMATCH[2]}" && return 0
             ;;
     esac
     usage_error "--probe $1=$spec: SPEC must be tcp:HOST:PORT, console:HOST:PORT or http://HOST:PORT/PATH"
@@ -222,8 +189,6 @@ validate_spec() { # validate_spec PHASE SPEC
 # Fork-free: a tick is `read -t` on a FIFO nobody writes to, and new console
 # output is found by reading the console logs (serial.log, virtio.log in the
 # VM dir, as QEMU's chardev logfile= writes them) from where we left off.
-NOW=0
-clock() { local t=${EPOCHREALTIME//[!0-9]/}; NOW=$((10#$t / 1000)); }
 tick_fd=""
 declare -A log_fds=()
 open_ticker() { # open_ticker DIR
@@ -340,9 +305,7 @@ while (($# > 0)); do
         --state-dir) state_dir=$val ;;
         --runner) runner=$val ;;
         --port)
-            if ! [[ $val =~ ^[0-9]+$ ]] || ((10#$val < 1 || 10#$val > 65535)); then
-                usage_error "--port: '$val' is not a TCP port (1-65535)"
-            fi
+            valid_port "$val" || usage_error "--port: '$val' is not a TCP port (1-65535)"
             ports+=("$((10#$val))")
             ;;
         --probe)
@@ -369,7 +332,7 @@ if [[ $verb != list ]]; then
     [[ $name =~ ^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$ ]] ||
         usage_error "--name '$name': use letters, digits, '.', '_' and '-' (at most 63, not starting with a symbol)"
 fi
-prog="vm.sh $verb${name:+ $name}"
+prog="vm.sh $verb${name:+ $name}" PROG="vm.sh $verb${name:+ $name}"
 
 # Default timeouts from nix/constants.json; the process phase is processStart.
 phase_timeout_ms() {
@@ -447,6 +410,7 @@ stop_vm() {
 
 lock_vm() { # lock_vm DIR MODE(nowait|wait)
     mkdir -p "$1"
+    chmod 700 -- "$1" # nix-build.sh may have made it first, with the caller's umask
     exec {lock_fd}>"$1/.lock"
     if [[ $2 == nowait ]]; then
         flock -n "$lock_fd" || die "another vm.sh start or stop of '$name' is in progress"
@@ -584,7 +548,8 @@ cmd_start() {
     local -a held=()
     local holder port
     for port in "${ports[@]}"; do
-        if holder=$(port_holder "$port"); then held+=("port $port is held by $holder"); fi
+        # The first listener, without its address: "pid N (COMMAND)".
+        if holder=$(port_holders "$port"); then holder=${holder%%$'\n'*} && held+=("port $port is held by ${holder#* }"); fi
     done
     if ((${#held[@]} > 0)); then
         local joined

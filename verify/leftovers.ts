@@ -3,9 +3,9 @@
  * directory for
  *   - pid files (`*.pid`) whose process still runs,
  *   - out-links (symlinks into /nix/store, the GC roots of the stack's builds),
- *   - network devices and nftables tables recorded there (JSON files whose keys
- *     `bridge`/`bridgeName`, `tap`/`tapName`/`taps`, `nftTable` name them) that
- *     still exist.
+ *   - the bridge, TAP devices and nftables table recorded in a net.json written
+ *     by host/net.sh (`bridge.name`, the keys of `taps`, `nft.family` and
+ *     `nft.table`) that still exist.
  */
 import { execFile } from "node:child_process";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
@@ -52,6 +52,7 @@ interface NetRecord {
     file: string;
     bridges: string[];
     taps: string[];
+    /** "family name" of each recorded table, as `nft list tables` prints it. */
     nftTables: string[];
 }
 
@@ -91,35 +92,21 @@ async function processState(pid: number): Promise<{ alive: boolean; cmdline?: st
     }
 }
 
-function collectNames(value: unknown, keys: readonly string[], out: Set<string>, depth = 0): void {
-    if (depth > 8 || typeof value !== "object" || value === null) return;
-    if (Array.isArray(value)) {
-        for (const v of value) collectNames(v, keys, out, depth + 1);
-        return;
-    }
-    for (const [k, v] of Object.entries(value)) {
-        if (keys.includes(k)) {
-            if (typeof v === "string" && v !== "") out.add(v);
-            if (Array.isArray(v)) {
-                for (const item of v) {
-                    if (typeof item === "string" && item !== "") out.add(item);
-                    else if (typeof item === "object" && item !== null && typeof (item as { name?: unknown }).name === "string") out.add((item as { name: string }).name);
-                }
-            }
-        }
-        collectNames(v, keys, out, depth + 1);
-    }
-}
-
+/**
+ * The devices and table recorded in a net.json as host/net.sh writes it:
+ * `bridge.name`, the keys of `taps` (an object keyed by device name) and
+ * `nft.family` + `nft.table`. Anything else is not a network record.
+ */
 function netRecordOf(file: string, json: unknown): NetRecord | undefined {
-    const bridges = new Set<string>();
-    const taps = new Set<string>();
-    const tables = new Set<string>();
-    collectNames(json, ["bridge", "bridgeName"], bridges);
-    collectNames(json, ["tap", "tapName", "taps"], taps);
-    collectNames(json, ["nftTable"], tables);
-    if (bridges.size + taps.size + tables.size === 0) return undefined;
-    return { file, bridges: [...bridges], taps: [...taps], nftTables: [...tables] };
+    if (path.basename(file) !== "net.json" || typeof json !== "object" || json === null || Array.isArray(json)) return undefined;
+    const st = json as { bridge?: { name?: unknown } | null; taps?: unknown; nft?: { family?: unknown; table?: unknown } | null };
+    const bridges = typeof st.bridge?.name === "string" && st.bridge.name !== "" ? [st.bridge.name] : [];
+    const taps = typeof st.taps === "object" && st.taps !== null && !Array.isArray(st.taps) ? Object.keys(st.taps) : [];
+    const nftTables = typeof st.nft?.table === "string" && st.nft.table !== ""
+        ? [`${typeof st.nft.family === "string" ? st.nft.family : "ip"} ${st.nft.table}`]
+        : [];
+    if (bridges.length + taps.length + nftTables.length === 0) return undefined;
+    return { file, bridges, taps, nftTables };
 }
 
 /** `ip link show dev NAME`: 0 = exists, "does not exist" = gone; anything else cannot be told. */
@@ -203,9 +190,8 @@ export async function findLeftovers(stateDir: string, run: CommandRunner = runCo
                 scan.problems.push(tables);
                 continue;
             }
-            for (const name of rec.nftTables) {
-                const hit = tables.filter((t) => t.split(" ")[1] === name);
-                for (const t of hit) scan.leftovers.push({ kind: "nft-table", what: t, recordedIn: rec.file });
+            for (const table of rec.nftTables) {
+                if (tables.includes(table)) scan.leftovers.push({ kind: "nft-table", what: table, recordedIn: rec.file });
             }
         }
     }

@@ -8,7 +8,7 @@
  * Up and destroy act on the whole stack (a Pulumi stack is the unit the engine
  * updates); `--only` narrows which targets are verified and reported.
  */
-import * as path from "node:path";
+import { stateDirOf } from "../components/config";
 import { describeLeftover, findLeftovers, type LeftoverScan } from "./leftovers";
 import { describeAutomationError, parseStackOutputs, projectDir } from "./outputs";
 import { combineStatus, formatMs, type PhaseSummary, summarisePhase, type TargetReport, totalsOf, type VerifyReport } from "./report";
@@ -198,8 +198,10 @@ export async function runLifecycle(stack: LifecycleStack, opts: LifecycleOptions
 
 /**
  * The real stack: Pulumi's Automation API over the project directory (the
- * Pulumi CLI must be on PATH). The state directory follows the contract:
- * config `pcp-eval:stateDir` (relative to the project) or .pcp-eval-state/<stack>.
+ * Pulumi CLI must be on PATH). The state directory is the stack's stateDir
+ * output, kept from the outputs read after up (destroy empties them); when up
+ * failed before the program exported anything, the program's own rule
+ * (config.ts stateDirOf) over the stack's config gives it.
  */
 export async function pulumiStack(stackName: string, workDir: string = projectDir): Promise<LifecycleStack> {
     const { LocalWorkspace } = await import("@pulumi/pulumi/automation");
@@ -209,25 +211,30 @@ export async function pulumiStack(stackName: string, workDir: string = projectDi
     } catch (err) {
         throw new Error(`cannot select stack "${stackName}" in ${workDir} with the Pulumi Automation API: ${describeAutomationError(err)}`);
     }
+    let stateDirOutput: string | undefined;
     return {
         name: stackName,
         async up(onOutput) {
             await stack.up({ onOutput });
         },
         async outputs() {
-            return stack.outputs();
+            const outputs = await stack.outputs();
+            const exported = outputs.stateDir?.value;
+            if (typeof exported === "string" && exported !== "") stateDirOutput = exported;
+            return outputs;
         },
         async destroy(onOutput) {
             await stack.destroy({ onOutput });
         },
         async stateDir() {
+            if (stateDirOutput !== undefined) return stateDirOutput;
             let configured = "";
             try {
                 configured = (await stack.getConfig("pcp-eval:stateDir")).value;
             } catch {
                 configured = "";
             }
-            return configured ? path.resolve(workDir, configured) : path.join(workDir, ".pcp-eval-state", stackName);
+            return stateDirOf(configured, stackName, workDir);
         },
     };
 }

@@ -5,7 +5,8 @@
  */
 import { readFile } from "node:fs/promises";
 import * as path from "node:path";
-import type { ConsoleEndpoints, HostPort, SshEndpoint, StackOutputs, Target, TargetFeatures } from "./types";
+import { z } from "zod";
+import type { StackOutputs, Target } from "./types";
 
 export class OutputsError extends Error {
     constructor(
@@ -40,149 +41,52 @@ export function unwrapOutputMap(raw: unknown): JsonObject | undefined {
     return out;
 }
 
-class Validator {
-    readonly problems: string[] = [];
+// The contract of one target, with the hand-written validator's words: the
+// field's path, what was expected, what came ("missing" when nothing did).
+const got = (v: unknown): string => JSON.stringify(v);
+const expecting = (what: string) => ({
+    error: (i: { input: unknown }) => (i.input === undefined ? `missing (expected ${what})` : `expected ${what}, got ${got(i.input)}`),
+});
+const always = (text: string) => ({ error: (i: { input: unknown }) => `${text}, got ${got(i.input)}` });
+const str = z.string(expecting("a string")).min(1, always("expected a non-empty string"));
+const portMsg = always("expected a TCP port number (1-65535)");
+const port = z.number(portMsg).int(portMsg).min(1, portMsg).max(65535, portMsg);
+const bool = z.boolean(always("expected true or false"));
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) => z.enum(values, expecting(`one of ${values.join(", ")}`));
+const obj = <S extends z.ZodRawShape>(shape: S) => z.object(shape, expecting("an object"));
+const url = str
+    .refine(
+        (v) => {
+            try {
+                return ["http:", "https:"].includes(new URL(v).protocol);
+            } catch {
+                return false;
+            }
+        },
+        { error: (i) => `${got(i.input)} is not an http(s) URL` },
+    )
+    .transform((v) => v.replace(/\/+$/, ""));
 
-    string(obj: JsonObject, key: string, where: string, required: true): string;
-    string(obj: JsonObject, key: string, where: string, required: false): string | undefined;
-    string(obj: JsonObject, key: string, where: string, required: boolean): string | undefined {
-        const v = obj[key];
-        if (v === undefined) {
-            if (required) this.problems.push(`${where}.${key}: missing (expected a string)`);
-            return undefined;
-        }
-        if (typeof v !== "string" || v === "") {
-            this.problems.push(`${where}.${key}: expected a non-empty string, got ${JSON.stringify(v)}`);
-            return undefined;
-        }
-        return v;
-    }
+const targetSchema = obj({
+    kind: oneOf(["vm", "container", "daemonset"]),
+    variant: oneOf(["base", "eval", "grafana", "bpf"]).optional(),
+    networking: oneOf(["user", "tap"]).optional(),
+    pmcd: obj({ host: str, port }),
+    pmproxyUrl: url,
+    nodeExporterUrl: url.optional(),
+    grafanaUrl: url.optional(),
+    prometheusUrl: url.optional(),
+    consoles: obj({ host: str, serial: port, virtio: port }).optional(),
+    ssh: obj({ host: str, port, user: str, identityFile: str.optional() }).optional(),
+    features: obj({ linuxPmda: bool, bpf: bool, pmieTest: bool, nodeExporter: bool }),
+});
 
-    url(obj: JsonObject, key: string, where: string, required: boolean): string | undefined {
-        const v = required ? this.string(obj, key, where, true) : this.string(obj, key, where, false);
-        if (v === undefined) return undefined;
-        try {
-            const u = new URL(v);
-            if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("scheme");
-        } catch {
-            this.problems.push(`${where}.${key}: "${v}" is not an http(s) URL`);
-            return undefined;
-        }
-        return v.replace(/\/+$/, "");
-    }
-
-    port(obj: JsonObject, key: string, where: string): number | undefined {
-        const v = obj[key];
-        if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 65535) {
-            this.problems.push(`${where}.${key}: expected a TCP port number (1-65535), got ${JSON.stringify(v)}`);
-            return undefined;
-        }
-        return v;
-    }
-
-    boolean(obj: JsonObject, key: string, where: string): boolean {
-        const v = obj[key];
-        if (typeof v !== "boolean") {
-            this.problems.push(`${where}.${key}: expected true or false, got ${JSON.stringify(v)}`);
-            return false;
-        }
-        return v;
-    }
-
-    object(obj: JsonObject, key: string, where: string, required: boolean): JsonObject | undefined {
-        const v = obj[key];
-        if (v === undefined) {
-            if (required) this.problems.push(`${where}.${key}: missing (expected an object)`);
-            return undefined;
-        }
-        if (!isObject(v)) {
-            this.problems.push(`${where}.${key}: expected an object, got ${JSON.stringify(v)}`);
-            return undefined;
-        }
-        return v;
-    }
-
-    oneOf<T extends string>(obj: JsonObject, key: string, where: string, allowed: readonly T[], required: boolean): T | undefined {
-        const v = obj[key];
-        if (v === undefined) {
-            if (required) this.problems.push(`${where}.${key}: missing (expected one of ${allowed.join(", ")})`);
-            return undefined;
-        }
-        if (typeof v !== "string" || !(allowed as readonly string[]).includes(v)) {
-            this.problems.push(`${where}.${key}: expected one of ${allowed.join(", ")}, got ${JSON.stringify(v)}`);
-            return undefined;
-        }
-        return v as T;
-    }
-}
-
-function parseTarget(v: Validator, raw: Json, where: string): Target | undefined {
-    if (!isObject(raw)) {
-        v.problems.push(`${where}: expected an object, got ${JSON.stringify(raw)}`);
-        return undefined;
-    }
-    const before = v.problems.length;
-    const kind = v.oneOf(raw, "kind", where, ["vm", "container", "daemonset"] as const, true);
-    const variant = v.oneOf(raw, "variant", where, ["base", "eval", "grafana", "bpf"] as const, false);
-    const networking = v.oneOf(raw, "networking", where, ["user", "tap"] as const, false);
-
-    let pmcd: HostPort | undefined;
-    const pmcdRaw = v.object(raw, "pmcd", where, true);
-    if (pmcdRaw) {
-        const host = v.string(pmcdRaw, "host", `${where}.pmcd`, true);
-        const port = v.port(pmcdRaw, "port", `${where}.pmcd`);
-        if (host !== undefined && port !== undefined) pmcd = { host, port };
-    }
-    const pmproxyUrl = v.url(raw, "pmproxyUrl", where, true);
-    const nodeExporterUrl = v.url(raw, "nodeExporterUrl", where, false);
-    const grafanaUrl = v.url(raw, "grafanaUrl", where, false);
-    const prometheusUrl = v.url(raw, "prometheusUrl", where, false);
-
-    let consoles: ConsoleEndpoints | undefined;
-    const consolesRaw = v.object(raw, "consoles", where, false);
-    if (consolesRaw) {
-        const host = v.string(consolesRaw, "host", `${where}.consoles`, true);
-        const serial = v.port(consolesRaw, "serial", `${where}.consoles`);
-        const virtio = v.port(consolesRaw, "virtio", `${where}.consoles`);
-        if (host !== undefined && serial !== undefined && virtio !== undefined) consoles = { host, serial, virtio };
-    }
-
-    let ssh: SshEndpoint | undefined;
-    const sshRaw = v.object(raw, "ssh", where, false);
-    if (sshRaw) {
-        const host = v.string(sshRaw, "host", `${where}.ssh`, true);
-        const port = v.port(sshRaw, "port", `${where}.ssh`);
-        const user = v.string(sshRaw, "user", `${where}.ssh`, true);
-        const identityFile = v.string(sshRaw, "identityFile", `${where}.ssh`, false);
-        if (host !== undefined && port !== undefined && user !== undefined) {
-            ssh = { host, port, user };
-            if (identityFile !== undefined) ssh.identityFile = identityFile;
-        }
-    }
-
-    let features: TargetFeatures | undefined;
-    const featuresRaw = v.object(raw, "features", where, true);
-    if (featuresRaw) {
-        features = {
-            linuxPmda: v.boolean(featuresRaw, "linuxPmda", `${where}.features`),
-            bpf: v.boolean(featuresRaw, "bpf", `${where}.features`),
-            pmieTest: v.boolean(featuresRaw, "pmieTest", `${where}.features`),
-            nodeExporter: v.boolean(featuresRaw, "nodeExporter", `${where}.features`),
-        };
-    }
-
-    if (v.problems.length > before || kind === undefined || pmcd === undefined || pmproxyUrl === undefined || features === undefined) {
-        return undefined;
-    }
-    const target: Target = { kind, pmcd, pmproxyUrl, features };
-    if (variant !== undefined) target.variant = variant;
-    if (networking !== undefined) target.networking = networking;
-    if (nodeExporterUrl !== undefined) target.nodeExporterUrl = nodeExporterUrl;
-    if (grafanaUrl !== undefined) target.grafanaUrl = grafanaUrl;
-    if (prometheusUrl !== undefined) target.prometheusUrl = prometheusUrl;
-    if (consoles !== undefined) target.consoles = consoles;
-    if (ssh !== undefined) target.ssh = ssh;
-    return target;
+/** Parses `raw` with `schema`; each problem goes to `problems` as "<where>.<path>: <message>". */
+function check<T>(schema: z.ZodType<T>, raw: unknown, where: string, problems: string[]): T | undefined {
+    const r = schema.safeParse(raw);
+    if (r.success) return r.data;
+    for (const issue of r.error.issues) problems.push(`${[where, ...issue.path.map(String)].join(".")}: ${issue.message}`);
+    return undefined;
 }
 
 /** Prefix of the targets made from the DaemonSet's per-node endpoints. */
@@ -194,22 +98,19 @@ export const daemonSetTargetPrefix = "daemonset-";
  * Each node becomes a target "daemonset-<node>" running the container image
  * (pmcd with the linux PMDA, nothing else verify checks).
  */
-function daemonSetTargets(v: Validator, outputs: JsonObject): Record<string, Target> {
-    const k8s = v.object(outputs, "kubernetes", "outputs", false);
-    if (!k8s) return {};
-    const endpoints = v.object(k8s, "pmcdEndpoints", "outputs.kubernetes", false) ?? {};
-    const urls = v.object(k8s, "pmproxyUrls", "outputs.kubernetes", false) ?? {};
+function daemonSetTargets(problems: string[], outputs: JsonObject): Record<string, Target> {
+    const k8s = check(obj({ pmcdEndpoints: z.record(z.string(), z.unknown()).optional(), pmproxyUrls: z.record(z.string(), z.unknown()).optional() }).optional(),
+        outputs.kubernetes, "outputs.kubernetes", problems);
+    const endpoints = k8s?.pmcdEndpoints ?? {};
     const result: Record<string, Target> = {};
-    for (const node of Object.keys(endpoints)) {
-        const where = `outputs.kubernetes.pmcdEndpoints`;
-        const ep = endpoints[node];
+    for (const [node, ep] of Object.entries(endpoints)) {
         const m = typeof ep === "string" ? /^(.+):(\d+)$/.exec(ep) : null;
         const port = m ? Number(m[2]) : NaN;
         if (!m || !Number.isInteger(port) || port < 1 || port > 65535) {
-            v.problems.push(`${where}.${node}: expected "host:port", got ${JSON.stringify(ep)}`);
+            problems.push(`outputs.kubernetes.pmcdEndpoints.${node}: expected "host:port", got ${got(ep)}`);
             continue;
         }
-        const pmproxyUrl = v.url(urls, node, "outputs.kubernetes.pmproxyUrls", true);
+        const pmproxyUrl = check(url, k8s?.pmproxyUrls?.[node], `outputs.kubernetes.pmproxyUrls.${node}`, problems);
         if (pmproxyUrl === undefined) continue;
         result[`${daemonSetTargetPrefix}${node}`] = {
             kind: "daemonset",
@@ -227,7 +128,7 @@ export function parseStackOutputs(raw: unknown, source: string): StackOutputs {
     if (outputs === undefined) {
         throw new OutputsError(source, [`expected a JSON object of stack outputs, got ${JSON.stringify(raw)?.slice(0, 80)}`]);
     }
-    const v = new Validator();
+    const problems: string[] = [];
     const targetsRaw = outputs.targets;
     if (targetsRaw === undefined) {
         throw new OutputsError(source, [
@@ -239,27 +140,23 @@ export function parseStackOutputs(raw: unknown, source: string): StackOutputs {
     }
     const targets: Record<string, Target> = {};
     for (const [name, t] of Object.entries(targetsRaw)) {
-        const parsed = parseTarget(v, t, `outputs.targets.${name}`);
+        const parsed = check(targetSchema, t, `outputs.targets.${name}`, problems);
         if (parsed) targets[name] = parsed;
     }
-    const grafanaUrl = v.url(outputs, "grafanaUrl", "outputs", false);
-    const prometheusUrl = v.url(outputs, "prometheusUrl", "outputs", false);
-    const grafanaAdminPassword = v.string(outputs, "grafanaAdminPassword", "outputs", false);
-    const dashboardsRaw = v.object(outputs, "grafanaDashboards", "outputs", false);
-    const grafanaDashboards: Record<string, string> = {};
-    for (const uid of Object.keys(dashboardsRaw ?? {})) {
-        const url = v.url(dashboardsRaw!, uid, "outputs.grafanaDashboards", true);
-        if (url !== undefined) grafanaDashboards[uid] = url;
-    }
+    const grafanaUrl = check(url.optional(), outputs.grafanaUrl, "outputs.grafanaUrl", problems);
+    const prometheusUrl = check(url.optional(), outputs.prometheusUrl, "outputs.prometheusUrl", problems);
+    const grafanaAdminPassword = check(str.optional(), outputs.grafanaAdminPassword, "outputs.grafanaAdminPassword", problems);
+    const grafanaDashboards = check(z.record(z.string(), url, expecting("an object of dashboard URLs by uid")).optional(),
+        outputs.grafanaDashboards, "outputs.grafanaDashboards", problems);
     if (!Object.values(targets).some((t) => t.kind === "daemonset")) {
-        Object.assign(targets, daemonSetTargets(v, outputs));
+        Object.assign(targets, daemonSetTargets(problems, outputs));
     }
-    if (v.problems.length > 0) throw new OutputsError(source, v.problems);
+    if (problems.length > 0) throw new OutputsError(source, problems);
     const result: StackOutputs = { targets };
     if (grafanaUrl !== undefined) result.grafanaUrl = grafanaUrl;
     if (prometheusUrl !== undefined) result.prometheusUrl = prometheusUrl;
     if (grafanaAdminPassword !== undefined) result.grafanaAdminPassword = grafanaAdminPassword;
-    if (dashboardsRaw !== undefined) result.grafanaDashboards = grafanaDashboards;
+    if (grafanaDashboards !== undefined) result.grafanaDashboards = grafanaDashboards;
     if (typeof outputs.summary === "string") result.summary = outputs.summary;
     return result;
 }

@@ -140,12 +140,63 @@ let
     "upstream"
   ]) "pcpSource must be \"nixpkgs\" or \"upstream\", got '${toString pcpSource}'" pcpSource;
 
-  resolvedKeys = check (
-    builtins.isList sshAuthorizedKeys
-    && builtins.all (
-      k: builtins.isString k && builtins.match "(ssh-|ecdsa-|sk-)[^ ]+ [A-Za-z0-9+/=]+( .*)?" k != null
-    ) sshAuthorizedKeys
-  ) "sshAuthorizedKeys must be a list of OpenSSH public key lines (\"ssh-ed25519 AAAA... comment\")" sshAuthorizedKeys;
+  # The VMs authorise these keys, so each is parsed, not matched by prefix: one
+  # line "type blob [comment]", a known type, a base64 blob whose embedded type
+  # (a length-prefixed string, RFC 4253 6.6) is the same. Builtins have no
+  # base64 decoder: the blob's first whole base64 groups, which encode exactly
+  # that length and type, are compared instead.
+  keyBlobPrefixes = {
+    "ssh-ed25519" = "AAAAC3NzaC1lZDI1NTE5";
+    "ssh-rsa" = "AAAAB3NzaC1y";
+    "ecdsa-sha2-nistp256" = "AAAAE2VjZHNhLXNoYTItbmlzdHAy";
+    "ecdsa-sha2-nistp384" = "AAAAE2VjZHNhLXNoYTItbmlzdHAz";
+    "ecdsa-sha2-nistp521" = "AAAAE2VjZHNhLXNoYTItbmlzdHA1";
+    "sk-ssh-ed25519@openssh.com" = "AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t";
+    "sk-ecdsa-sha2-nistp256@openssh.com" = "AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5j";
+  };
+  # Why key K is not one OpenSSH public key line, or null.
+  keyProblem =
+    k:
+    let
+      fields = builtins.match "([^ \t]+)[ \t]+([^ \t]+)([ \t].*)?" k;
+      type = builtins.elemAt fields 0;
+      blob = builtins.elemAt fields 1;
+      prefix = keyBlobPrefixes.${type};
+      blobHead = builtins.substring 0 (builtins.stringLength prefix) blob;
+    in
+    if !builtins.isString k then
+      "is not a string"
+    else if builtins.match "[^\r\n]*" k == null then
+      "holds more than one line; give exactly one key per list element"
+    else if fields == null then
+      "is not \"type blob [comment]\""
+    else if !(keyBlobPrefixes ? ${type}) then
+      "has an unknown key type '${type}' (options before the type are not accepted either); use one of ${builtins.concatStringsSep ", " (builtins.attrNames keyBlobPrefixes)}"
+    else if
+      builtins.match "[A-Za-z0-9+/]+={0,2}" blob == null
+      || builtins.stringLength blob - (builtins.stringLength blob / 4) * 4 != 0
+    then
+      "has a key blob that is not base64"
+    else if blobHead != prefix || builtins.stringLength blob <= builtins.stringLength prefix then
+      "has a key whose blob is not an ${type} key"
+    else
+      null;
+  keyProblems = builtins.filter (p: p != null) (
+    builtins.genList (
+      i:
+      let
+        p = keyProblem (builtins.elemAt sshAuthorizedKeys i);
+      in
+      if p == null then null else "sshAuthorizedKeys[${toString i}] ${p}"
+    ) (builtins.length sshAuthorizedKeys)
+  );
+  resolvedKeys =
+    if !builtins.isList sshAuthorizedKeys then
+      fail "sshAuthorizedKeys must be a list of OpenSSH public key lines (\"ssh-ed25519 AAAA... comment\")"
+    else if keyProblems != [ ] then
+      fail "${builtins.head keyProblems}: sshAuthorizedKeys must be a list of OpenSSH public key lines (\"ssh-ed25519 AAAA... comment\"); paste the contents of a .pub file"
+    else
+      sshAuthorizedKeys;
 
   kvmAccel =
     if builtins.isBool useKvm then

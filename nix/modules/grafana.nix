@@ -67,7 +67,7 @@ in
     };
     anonymousViewer = lib.mkOption {
       type = lib.types.bool;
-      default = true;
+      default = false;
       description = "Let anyone who reaches Grafana view dashboards without logging in.";
     };
   };

@@ -242,7 +242,11 @@ in
 
     (lib.mkIf cfg.debugMode {
       warnings = [ "${cfg.name}: debugMode is on: root:pcp may log in over SSH and on the consoles" ];
-      users.users.root.password = "pcp";
+      # The well-known debug password "pcp", as a SHA-512 crypt hash: the
+      # store is world-readable, so no clear-text password goes into it
+      # (users.users.<name>.hashedPassword, nixos/modules/config/users-groups.nix).
+      # Made with: openssl passwd -6 -salt pcpevaldebugonly pcp
+      users.users.root.hashedPassword = "$6$pcpevaldebugonly$qn9/7m1fJsPk7Ug2.iik3.QDhv3PR8GWWDfTr2654eTva9vIylLzTUGX5nlmd6IyERQi51Egde8wwFStM0t161";
     })
 
     # No key and no debug mode: a VM for the person at its consoles. Root is

@@ -110,7 +110,7 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         const { json } = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
         assert.deepEqual(summary(json), { create: ciResourceCount });
         const out = await q.outputs();
-        assert.deepEqual(Object.keys(out).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "summary", "targets"]);
+        assert.deepEqual(Object.keys(out).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "stateDir", "summary", "targets"]);
         const urls = out.pmproxyUrls as Record<string, string>;
         assert.deepEqual(Object.keys(urls).sort(), vmNames);
         assert.equal(urls.eval, `http://${constants.network.firstVmAddress}:${constants.ports.pmproxy}`);

@@ -1,19 +1,22 @@
 /**
  * The lifecycle's leftovers check on real things: a real process named in a
  * pid file, an out-link into /nix/store, and a bridge, a TAP device and an
- * nftables table recorded in the state dir, created with the real `ip` and
- * `nft` inside a network namespace this test owns (never in the machine's own).
+ * nftables table recorded in the state dir by host/net.sh itself, made with
+ * the real `ip` and `nft` inside a network namespace this test owns (never in
+ * the machine's own).
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { type CommandRunner, findLeftovers, pidAlive, runCommand } from "../../verify/leftovers";
+import { constants } from "../../components/constants";
+import { Netns } from "../helpers/netns";
 import { isRoot, requireTools } from "../helpers/tools";
 
-const netns = "pe8-leftovers";
+const NET_SH = path.resolve(__dirname, "..", "..", "host", "net.sh");
 
 function startSleeper(): { pid: number; stop: () => Promise<void> } {
     const child = spawn("sleep", ["300"], { stdio: "ignore" });
@@ -75,47 +78,43 @@ test("leftovers: a live process from a pid file and an out-link are found; a dea
     assert.equal(pidAlive(sleeper.pid), false);
 });
 
-test("leftovers: a recorded bridge, TAP and nft table that still exist are found, inside the test's own netns", async (t) => {
-    if (!requireTools(t, ["ip", "nft", ["root (to create a network namespace)", isRoot]])) return;
+test("leftovers: the bridge, TAPs and nft table in a net.json written by host/net.sh itself are found while they exist, inside the test's own netns", async (t) => {
+    if (!requireTools(t, ["ip", "nft", "jq", "flock", "sysctl", ["root (to create a network namespace)", isRoot]])) return;
+    const ns = Netns.create("pe8");
     const stateDir = mkdtempSync(path.join(os.tmpdir(), "pe8-state-"));
-    const inNs: CommandRunner = (file, args) => runCommand("ip", ["netns", "exec", netns, file, ...args]);
-    const sh = (...args: string[]): void => {
-        execFileSync("ip", ["netns", "exec", netns, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-    };
-    execFileSync("ip", ["netns", "add", netns]);
+    const netDir = path.join(stateDir, "net");
+    const inNs: CommandRunner = (file, args) => runCommand("ip", ["netns", "exec", ns.name, file, ...args]);
+    const taps = [`${constants.network.tapPrefix}0`, `${constants.network.tapPrefix}1`];
     try {
-        sh("ip", "link", "add", "pe8-br0", "type", "bridge");
-        sh("ip", "tuntap", "add", "dev", "pe8-tap0", "mode", "tap");
-        sh("nft", "add", "table", "inet", "pe8_eval");
-        // How a network record may look: nested, with a list of TAPs (as objects or names).
-        writeFileSync(
-            path.join(stateDir, "net.json"),
-            JSON.stringify({ bridge: "pe8-br0", gatewayCidr: "192.0.2.1/24", nftTable: "pe8_eval", taps: [{ name: "pe8-tap0" }, "pe8-tap1"] }),
-        );
-
+        // What TapBridge runs: the bridge, then one tap-up per TAP.
+        ns.runOk("bash", [NET_SH, "bridge-up", "--state-dir", netDir]);
+        for (const tap of taps) ns.runOk("bash", [NET_SH, "tap-up", "--state-dir", netDir, "--tap", tap, "--owner", "nobody"]);
         const found = await findLeftovers(stateDir, inNs);
         assert.deepEqual(found.problems, []);
         assert.equal(found.scanned.records, 1);
         assert.deepEqual(
-            found.leftovers.map((l) => `${l.kind} ${l.what}`),
-            ["bridge pe8-br0", "tap pe8-tap0", "nft-table inet pe8_eval"],
-            "pe8-tap1 was recorded but does not exist: not a leftover",
+            found.leftovers.map((l) => `${l.kind} ${l.what}`).sort(),
+            [`bridge ${constants.network.bridge}`, ...taps.map((n) => `tap ${n}`), `nft-table ip ${constants.network.nftTable}`].sort(),
         );
-        for (const l of found.leftovers) assert.equal(l.recordedIn, path.join(stateDir, "net.json"));
+        for (const l of found.leftovers) assert.equal(l.recordedIn, path.join(netDir, "net.json"));
 
-        sh("ip", "link", "del", "pe8-tap0");
-        sh("ip", "link", "del", "pe8-br0");
-        sh("nft", "delete", "table", "inet", "pe8_eval");
-        const clean = await findLeftovers(stateDir, inNs);
-        assert.deepEqual(clean.leftovers, []);
-        assert.deepEqual(clean.problems, []);
+        // Gone behind net.sh's back while still recorded: a TAP and the table are no longer leftovers.
+        ns.ip(["link", "del", "dev", taps[1]!]);
+        ns.runOk("nft", ["delete", "table", "ip", constants.network.nftTable]);
+        const partly = await findLeftovers(stateDir, inNs);
+        assert.deepEqual(partly.leftovers.map((l) => `${l.kind} ${l.what}`).sort(), [`bridge ${constants.network.bridge}`, `tap ${taps[0]}`].sort());
 
         const broken: CommandRunner = async () => ({ code: 1, stdout: "", stderr: "Operation not permitted" });
         const unknown = await findLeftovers(stateDir, broken);
         assert.ok(unknown.problems.some((p) => /nft list tables failed \(exit 1\): Operation not permitted/.test(p)), unknown.problems.join("; "));
-        assert.ok(unknown.problems.some((p) => /ip link show dev pe8-br0 failed/.test(p)));
+        assert.ok(unknown.problems.some((p) => new RegExp(`ip link show dev ${constants.network.bridge} failed`).test(p)));
+
+        ns.runOk("bash", [NET_SH, "bridge-down", "--state-dir", netDir]);
+        const clean = await findLeftovers(stateDir, inNs);
+        assert.deepEqual(clean.leftovers, []);
+        assert.deepEqual(clean.problems, []);
     } finally {
-        execFileSync("ip", ["netns", "del", netns]);
+        ns.destroy();
         rmSync(stateDir, { recursive: true, force: true });
     }
 });

@@ -99,6 +99,22 @@ function netshOk<T = ChangeResult>(ns: Netns, args: string[], opts: RunOptions &
     return r.json!;
 }
 
+/**
+ * What TapBridge does for a stack with these TAP VMs: bridge-up, then one
+ * tap-up per TAP (each a resource of its own). Returns every change made.
+ */
+function upAll(ns: Netns, stateDir: string, taps: string[], opts: RunOptions = {}): ChangeResult {
+    const runs = [netshOk(ns, ["bridge-up", "--state-dir", stateDir], opts),
+        ...taps.map((tap) => netshOk(ns, ["tap-up", "--state-dir", stateDir, "--tap", tap, "--owner", OWNER], opts))];
+    return {
+        ...runs.at(-1)!,
+        changed: runs.some((r) => r.changed),
+        created: runs.flatMap((r) => r.created),
+        updated: runs.flatMap((r) => r.updated),
+        removed: runs.flatMap((r) => r.removed),
+    };
+}
+
 function reEscape(text: string): string {
     return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
@@ -142,6 +158,34 @@ function world(t: TestContext): World {
     return { ns, stateDir };
 }
 
+/**
+ * A stand-in VM: its own namespace, a veth whose host end (pe4vm0) is a
+ * bridge port, the first VM address, default route via the gateway.
+ */
+function standInVm(t: TestContext, ns: Netns): Netns {
+    const vm = Netns.create("pe4");
+    t.after(() => vm.destroy());
+    vethPair(ns, "pe4vm0", vm, "pe4vm1");
+    ns.ip(["link", "set", "dev", "pe4vm0", "master", net.bridge]);
+    ns.ip(["link", "set", "dev", "pe4vm0", "up"]);
+    vm.ip(["addr", "add", `${net.firstVmAddress}/${PREFIX_LEN}`, "dev", "pe4vm1"]);
+    vm.ip(["link", "set", "dev", "pe4vm1", "up"]);
+    vm.ip(["route", "add", "default", "via", net.gateway]);
+    return vm;
+}
+
+/** The world beyond the host: a namespace on a veth (host end pe4up0, UPSTREAM_HOST; peer UPSTREAM_PEER). */
+function upstreamOf(t: TestContext, ns: Netns): Netns {
+    const upstream = Netns.create("pe4");
+    t.after(() => upstream.destroy());
+    vethPair(ns, "pe4up0", upstream, "pe4up1");
+    ns.ip(["addr", "add", `${UPSTREAM_HOST}/${UPSTREAM_LEN}`, "dev", "pe4up0"]);
+    ns.ip(["link", "set", "dev", "pe4up0", "up"]);
+    upstream.ip(["addr", "add", `${UPSTREAM_PEER}/${UPSTREAM_LEN}`, "dev", "pe4up1"]);
+    upstream.ip(["link", "set", "dev", "pe4up1", "up"]);
+    return upstream;
+}
+
 function linkNames(s: NetnsSnapshot): string[] {
     return s.links.map((l) => l.ifname).sort();
 }
@@ -177,12 +221,12 @@ after(() => {
     assert.deepEqual(gained, [], "links of this test leaked into the machine's own network namespace");
 });
 
-test("up makes the bridge, TAPs, forwarding and NAT; up again changes nothing; down restores the namespace exactly", (t) => {
+test("bridge-up and tap-up make the bridge, TAPs, forwarding and NAT; again they change nothing; bridge-down restores the namespace exactly", (t) => {
     if (!needsNetns(t)) return;
     const { ns, stateDir } = world(t);
     const before = ns.snapshot();
 
-    const up = netshOk(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER]);
+    const up = upAll(ns, stateDir, [TAP0, TAP1]);
     assert.equal(up.changed, true);
     assert.deepEqual(names(up.created), ["bridge:" + net.bridge, "nftables:ip " + net.nftTable,
         "sysctl:net.ipv4.ip_forward", `tap:${TAP0}`, `tap:${TAP1}`].sort());
@@ -230,24 +274,23 @@ test("up makes the bridge, TAPs, forwarding and NAT; up again changes nothing; d
     assert.deepEqual(st.taps.map((x) => [x.name, x.exists, x.ours, x.master]), [[TAP0, true, true, net.bridge], [TAP1, true, true, net.bridge]]);
     assert.deepEqual(st.ipForward, { value: "1", changedByUs: true, previous: "0" });
 
-    // up again: nothing changes, and it says so.
-    const again = netshOk(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER]);
+    // Again: nothing changes, and it says so.
+    const again = upAll(ns, stateDir, [TAP0, TAP1]);
     assert.equal(again.changed, false);
     assert.deepEqual([again.created, again.updated, again.removed], [[], [], []]);
     assert.match(again.message ?? "", /nothing changed/);
     assert.deepEqual(ns.snapshot(), afterUp);
-    assert.equal(netshOk(ns, ["bridge-up", "--state-dir", stateDir]).changed, false);
     assert.equal(netshOk(ns, ["tap-up", "--state-dir", stateDir, "--tap", TAP0, "--owner", OWNER, "--bridge", net.bridge]).changed, false);
 
-    // down: exactly the state before, state file gone; down twice is fine.
-    const down = netshOk(ns, ["down", "--state-dir", stateDir]);
+    // bridge-down: exactly the state before, state file gone; twice is fine.
+    const down = netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
     assert.equal(down.changed, true);
     assert.deepEqual(names(down.removed), ["bridge:" + net.bridge, "nftables:ip " + net.nftTable,
         "sysctl:net.ipv4.ip_forward", `tap:${TAP0}`, `tap:${TAP1}`].sort());
     assert.deepEqual(down.left, []);
     assert.deepEqual(ns.snapshot(), before);
     assert.deepEqual(fs.readdirSync(stateDir), []);
-    const twice = netshOk(ns, ["down", "--state-dir", stateDir]);
+    const twice = netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
     assert.equal(twice.changed, false);
     assert.deepEqual(ns.snapshot(), before);
 });
@@ -256,18 +299,9 @@ test("traffic from a veth peer reaches a listener on the gateway through the bri
     if (!needsNetns(t)) return;
     const { ns, stateDir } = world(t);
     const before = ns.snapshot();
-    netshOk(ns, ["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", OWNER]);
+    upAll(ns, stateDir, [TAP0]);
 
-    // A stand-in VM: its own namespace, a veth whose host end is a bridge port,
-    // the first VM address, default route via the gateway.
-    const vm = Netns.create("pe4");
-    t.after(() => vm.destroy());
-    vethPair(ns, "pe4vm0", vm, "pe4vm1");
-    ns.ip(["link", "set", "dev", "pe4vm0", "master", net.bridge]);
-    ns.ip(["link", "set", "dev", "pe4vm0", "up"]);
-    vm.ip(["addr", "add", `${net.firstVmAddress}/${PREFIX_LEN}`, "dev", "pe4vm1"]);
-    vm.ip(["link", "set", "dev", "pe4vm1", "up"]);
-    vm.ip(["route", "add", "default", "via", net.gateway]);
+    const vm = standInVm(t, ns);
 
     // The gateway address answers, and sees the VM's own address: the bridge carried it.
     const listener = await startListener(ns, net.gateway, PORT);
@@ -278,13 +312,7 @@ test("traffic from a veth peer reaches a listener on the gateway through the bri
 
     // Beyond the host: forwarded and masqueraded. The upstream side has no route
     // back to the VM subnet, so the answer arrives only through NAT.
-    const upstream = Netns.create("pe4");
-    t.after(() => upstream.destroy());
-    vethPair(ns, "pe4up0", upstream, "pe4up1");
-    ns.ip(["addr", "add", `${UPSTREAM_HOST}/${UPSTREAM_LEN}`, "dev", "pe4up0"]);
-    ns.ip(["link", "set", "dev", "pe4up0", "up"]);
-    upstream.ip(["addr", "add", `${UPSTREAM_PEER}/${UPSTREAM_LEN}`, "dev", "pe4up1"]);
-    upstream.ip(["link", "set", "dev", "pe4up1", "up"]);
+    const upstream = upstreamOf(t, ns);
     const far = await startListener(upstream, UPSTREAM_PEER, PORT);
     t.after(() => far.close());
     const beyond = tcpExchange(vm, UPSTREAM_PEER, PORT, "hello world");
@@ -294,18 +322,18 @@ test("traffic from a veth peer reaches a listener on the gateway through the bri
     // Test plumbing away, then down: the namespace is as before.
     ns.ip(["link", "del", "dev", "pe4vm0"]);
     ns.ip(["link", "del", "dev", "pe4up0"]);
-    netshOk(ns, ["down", "--state-dir", stateDir]);
+    netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
     assert.deepEqual(ns.snapshot(), before);
 });
 
-test("a foreign bridge of the same name is refused before anything is made and survives down", (t) => {
+test("a foreign bridge of the same name is refused before anything is made and survives bridge-down", (t) => {
     if (!needsNetns(t)) return;
     const { ns, stateDir } = world(t);
     ns.ip(["link", "add", net.bridge, "type", "bridge"]);
     ns.ip(["addr", "add", "192.0.2.77/32", "dev", net.bridge]);
     const before = ns.snapshot();
 
-    const r = netsh(ns, ["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", OWNER]);
+    const r = netsh(ns, ["bridge-up", "--state-dir", stateDir]);
     assert.equal(r.status, 4);
     assert.equal(r.stdout, "");
     assert.match(r.stderr, new RegExp(`error: --bridge: a device named ${net.bridge} exists and is not ours`));
@@ -316,12 +344,12 @@ test("a foreign bridge of the same name is refused before anything is made and s
     const st = netshOk<StatusResult>(ns, ["status", "--state-dir", stateDir]);
     assert.deepEqual([st.bridge.name, st.bridge.exists, st.bridge.ours, st.bridge.recorded], [net.bridge, true, false, false]);
 
-    const down = netshOk(ns, ["down", "--state-dir", stateDir]);
+    const down = netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
     assert.equal(down.changed, false);
-    assert.deepEqual(ns.snapshot(), before, "the foreign bridge survives down");
+    assert.deepEqual(ns.snapshot(), before, "the foreign bridge survives bridge-down");
 });
 
-test("a foreign nftables table of the same name is refused and survives down", (t) => {
+test("a foreign nftables table of the same name is refused and survives bridge-down", (t) => {
     if (!needsNetns(t)) return;
     const { ns, stateDir } = world(t);
     ns.runOk("nft", ["-f", "-"], { input: `table ip ${net.nftTable} {\n chain c { type filter hook forward priority 0; policy accept; }\n}\n` });
@@ -334,7 +362,7 @@ test("a foreign nftables table of the same name is refused and survives down", (
 
     const st = netshOk<StatusResult>(ns, ["status", "--state-dir", stateDir]);
     assert.deepEqual([st.nft.exists, st.nft.ours], [true, false]);
-    netshOk(ns, ["down", "--state-dir", stateDir]);
+    netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
     assert.deepEqual(ns.snapshot(), before);
 });
 
@@ -344,11 +372,16 @@ test("a TAP name taken by a foreign device is refused before anything is made", 
     ns.ip(["tuntap", "add", "dev", TAP1, "mode", "tap"]);
     const before = ns.snapshot();
 
-    const r = netsh(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER]);
+    upAll(ns, stateDir, [TAP0]);
+    const withTap0 = ns.snapshot();
+    const stateWithTap0 = fs.readFileSync(path.join(stateDir, "net.json"), "utf8");
+    const r = netsh(ns, ["tap-up", "--state-dir", stateDir, "--tap", TAP1, "--owner", OWNER]);
     assert.equal(r.status, 4);
     assert.match(r.stderr, new RegExp(`error: --tap: a device named ${TAP1} exists and is not ours`));
-    assert.deepEqual(ns.snapshot(), before);
-    assert.deepEqual(fs.readdirSync(stateDir), []);
+    assert.deepEqual(ns.snapshot(), withTap0);
+    assert.equal(fs.readFileSync(path.join(stateDir, "net.json"), "utf8"), stateWithTap0);
+    netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
+    assert.deepEqual(ns.snapshot(), before, "the foreign TAP survives bridge-down");
 });
 
 /**
@@ -356,6 +389,15 @@ test("a TAP name taken by a foreign device is refused before anything is made", 
  * makes a foreign TAP of that name: the race a pre-check cannot see, so the
  * real `ip tuntap add` fails half way through the run.
  */
+/** An `nft` in front of the real one that refuses to load a ruleset (`nft -f`): bridge-up's last step fails. */
+function failingNft(dir: string): string {
+    const sub = path.join(dir, "nft-fails");
+    fs.mkdirSync(sub, { recursive: true });
+    const realNft = execFileSync("sh", ["-c", "command -v nft"], { encoding: "utf8" }).trim();
+    fs.writeFileSync(path.join(sub, "nft"), `#!/bin/sh\ncase " $* " in *" -f "*) echo "nft: refused by the test" >&2; exit 1 ;; esac\nexec "${realNft}" "$@"\n`, { mode: 0o755 });
+    return sub;
+}
+
 function racingIp(dir: string, name: string): string {
     const realIp = execFileSync("sh", ["-c", "command -v ip"], { encoding: "utf8" }).trim();
     const shim = path.join(dir, "ip");
@@ -371,28 +413,26 @@ test("a failure half way undoes what that run made, and only that", (t) => {
     const env = { PATH: `${racingIp(shimDir, TAP1)}:${process.env.PATH ?? ""}` };
     const before = ns.snapshot();
 
-    // A fresh run: bridge, forwarding, NAT and TAP0 are made, TAP1 fails.
-    const r = netsh(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER], { env });
+    // A fresh bridge-up whose last step (NAT) fails: bridge and forwarding are undone.
+    const r = netsh(ns, ["bridge-up", "--state-dir", stateDir], { env: { PATH: `${failingNft(shimDir)}:${process.env.PATH ?? ""}` } });
     assert.equal(r.status, 1);
     assert.equal(r.stdout, "");
-    assert.match(r.stderr, new RegExp(`error: --tap ${TAP1}: a command failed`));
+    assert.match(r.stderr, /a command failed/);
     assert.match(r.stderr, /rolling back what this run made/);
-    const afterFail = ns.snapshot();
-    assert.deepEqual(linkNames(afterFail), [...linkNames(before), TAP1].sort(), "only the foreign TAP is new");
-    assert.deepEqual(without(afterFail, [TAP1]), before, "everything the run made is gone; forwarding and accept_redirects restored");
+    assert.deepEqual(ns.snapshot(), before, "everything the run made is gone; forwarding and accept_redirects restored");
     assert.deepEqual(fs.readdirSync(stateDir), [], "no state recorded");
-    ns.ip(["link", "del", "dev", TAP1]);
 
-    // A later run on top of an earlier one: only the later run's TAP0 is undone.
-    netshOk(ns, ["bridge-up", "--state-dir", stateDir]);
+    // A tap-up on top of an earlier bridge-up and tap-up: only its own TAP is undone.
+    upAll(ns, stateDir, [TAP0]);
     const upBefore = ns.snapshot();
     const stateBefore = fs.readFileSync(path.join(stateDir, "net.json"), "utf8");
-    const r2 = netsh(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER], { env });
+    const r2 = netsh(ns, ["tap-up", "--state-dir", stateDir, "--tap", TAP1, "--owner", OWNER], { env });
     assert.equal(r2.status, 1);
-    assert.deepEqual(without(ns.snapshot(), [TAP1]), upBefore, "the earlier bridge, NAT and forwarding stay; TAP0 is gone");
+    assert.match(r2.stderr, new RegExp(`error: --tap ${TAP1}: a command failed`));
+    assert.deepEqual(without(ns.snapshot(), [TAP1]), upBefore, "the earlier bridge, TAP0, NAT and forwarding stay");
     assert.equal(fs.readFileSync(path.join(stateDir, "net.json"), "utf8"), stateBefore);
     ns.ip(["link", "del", "dev", TAP1]);
-    netshOk(ns, ["down", "--state-dir", stateDir]);
+    netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
     assert.deepEqual(ns.snapshot(), before);
 });
 
@@ -400,7 +440,7 @@ test("adding a TAP touches only that TAP; removing one removes only its device",
     if (!needsNetns(t)) return;
     const { ns, stateDir } = world(t);
     const before = ns.snapshot();
-    netshOk(ns, ["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", OWNER]);
+    upAll(ns, stateDir, [TAP0]);
     const one = ns.snapshot();
 
     const add = netshOk(ns, ["tap-up", "--state-dir", stateDir, "--tap", TAP1, "--owner", OWNER, "--bridge", net.bridge, "--multi-queue", "off"]);
@@ -416,16 +456,11 @@ test("adding a TAP touches only that TAP; removing one removes only its device",
     assert.deepEqual(ns.snapshot(), one);
     assert.equal(netshOk(ns, ["tap-down", "--state-dir", stateDir, "--tap", TAP1]).changed, false, "tap-down twice is fine");
 
-    // up with a TAP list converges to it: adds TAP2, removes TAP0, nothing else.
-    const conv = netshOk(ns, ["up", "--state-dir", stateDir, "--taps", TAP2, "--owner", OWNER]);
-    assert.deepEqual(names(conv.created), [`tap:${TAP2}`]);
-    assert.deepEqual(names(conv.removed), [`tap:${TAP0}`]);
-    assert.deepEqual(without(ns.snapshot(), [TAP2]), without(one, [TAP0]));
-    // up without --taps leaves the TAPs alone.
-    assert.equal(netshOk(ns, ["up", "--state-dir", stateDir]).changed, false);
-    assert.ok(ns.link(TAP2));
+    // bridge-up again leaves the TAPs alone.
+    assert.equal(netshOk(ns, ["bridge-up", "--state-dir", stateDir]).changed, false);
+    assert.ok(ns.link(TAP0));
 
-    netshOk(ns, ["down", "--state-dir", stateDir]);
+    netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
     assert.deepEqual(ns.snapshot(), before);
 });
 
@@ -440,15 +475,15 @@ test("parallel tap-up calls are serialised by the state lock and all recorded", 
     for (const r of results) assert.equal(r.status, 0, r.stderr);
     const st = netshOk<StatusResult>(ns, ["status", "--state-dir", stateDir]);
     assert.deepEqual(st.taps.map((x) => [x.name, x.ours]), taps.map((x) => [x, true]));
-    netshOk(ns, ["down", "--state-dir", stateDir]);
+    netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
     assert.deepEqual(ns.snapshot(), before);
 });
 
-test("devices gone behind our back (a reboot) are made again by up; a replaced one is left alone by down", (t) => {
+test("devices gone behind our back (a reboot) are made again by the up verbs; a replaced one is left alone by bridge-down", (t) => {
     if (!needsNetns(t)) return;
     const { ns, stateDir } = world(t);
     const before = ns.snapshot();
-    netshOk(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER]);
+    upAll(ns, stateDir, [TAP0, TAP1]);
 
     // As after a reboot: links and table gone, forwarding back to 0; the state file remains.
     ns.ip(["link", "del", "dev", TAP0]);
@@ -460,15 +495,15 @@ test("devices gone behind our back (a reboot) are made again by up; a replaced o
     const st = netshOk<StatusResult>(ns, ["status", "--state-dir", stateDir]);
     assert.deepEqual([st.bridge.recorded, st.bridge.exists, st.nft.exists], [true, false, false]);
 
-    const again = netshOk(ns, ["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP1}`, "--owner", OWNER]);
+    const again = upAll(ns, stateDir, [TAP0, TAP1]);
     assert.equal(again.changed, true);
     assert.deepEqual(names(again.created), ["bridge:" + net.bridge, "nftables:ip " + net.nftTable,
         "sysctl:net.ipv4.ip_forward", `tap:${TAP0}`, `tap:${TAP1}`].sort());
 
-    // Someone replaces TAP1 with a device of their own: down leaves it.
+    // Someone replaces TAP1 with a device of their own: bridge-down leaves it.
     ns.ip(["link", "del", "dev", TAP1]);
     ns.ip(["tuntap", "add", "dev", TAP1, "mode", "tap"]);
-    const down = netshOk(ns, ["down", "--state-dir", stateDir]);
+    const down = netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
     assert.deepEqual(down.left.map((i) => `${i.kind}:${i.name}`), [`tap:${TAP1}`]);
     assert.ok(ns.link(TAP1), "the replacement survives");
     ns.ip(["link", "del", "dev", TAP1]);
@@ -480,7 +515,7 @@ function readableCopy(t: TestContext): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-repo-"));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     fs.chmodSync(dir, 0o755);
-    for (const rel of ["host/net.sh", "nix/constants.json"]) {
+    for (const rel of ["host/net.sh", "host/lib.sh", "nix/constants.json"]) {
         fs.mkdirSync(path.join(dir, path.dirname(rel)), { recursive: true, mode: 0o755 });
         fs.copyFileSync(path.join(REPO, rel), path.join(dir, rel));
         fs.chmodSync(path.join(dir, rel), 0o755);
@@ -496,18 +531,19 @@ test("without root: no --sudo, or sudo that wants a password, is a clear error b
     const sub = path.join(stateDir, "stack");
     const before = ns.snapshot();
 
-    const plain = netsh(ns, ["up", "--state-dir", sub, "--taps", TAP0], { user: OWNER, script });
+    const plain = netsh(ns, ["bridge-up", "--state-dir", sub], { user: OWNER, script });
     assert.equal(plain.status, 3);
     assert.equal(plain.stdout, "");
-    assert.match(plain.stderr, /error: privileges: 'up' changes host networking and needs root, but runs as nobody without --sudo; fix: run as root, or pass --sudo/);
+    assert.match(plain.stderr, /error: privileges: 'bridge-up' changes host networking and needs root, but runs as nobody without --sudo; fix: run as root, or pass --sudo/);
 
-    const sudo = netsh(ns, ["up", "--state-dir", sub, "--taps", TAP0, "--sudo"], { user: OWNER, script });
+    const sudo = netsh(ns, ["bridge-up", "--state-dir", sub, "--sudo"], { user: OWNER, script });
     assert.equal(sudo.status, 3);
-    assert.match(sudo.stderr, /error: --sudo: 'sudo -n ip' failed for nobody .*; fix: allow nobody passwordless sudo/);
+    assert.match(sudo.stderr, /error: --sudo: 'sudo -n \S+\/host\/net\.sh' is not allowed for nobody .*; fix: install the helper .* and allow only it: echo 'nobody ALL=\(root\) NOPASSWD: \S+\/host\/net\.sh' \| sudo tee /);
+    assert.doesNotMatch(sudo.stderr, /for ip, nft and sysctl/, "the broad rule is no longer suggested");
 
-    for (const verb of [["down"], ["tap-up", "--tap", TAP0], ["bridge-up"]]) {
+    for (const verb of [["bridge-down"], ["tap-up", "--tap", TAP0]]) {
         const r = netsh(ns, [verb[0]!, "--state-dir", sub, ...verb.slice(1)], { user: OWNER, script });
-        if (verb[0] === "down") {
+        if (verb[0] === "bridge-down") {
             assert.equal(r.status, 0, "down with nothing recorded needs no privilege");
         } else {
             assert.equal(r.status, 3, `${verb[0]}: ${r.stderr}`);
@@ -518,23 +554,39 @@ test("without root: no --sudo, or sudo that wants a password, is a clear error b
 });
 
 /**
- * Runs net.sh as OWNER with a passwordless sudo rule for ip, nft, sysctl and
- * unshare. The rule lives in a temporary directory bind-mounted over
- * /etc/sudoers.d inside the mount namespace `ip netns exec` makes for this one
- * command (mounts there do not propagate back): the machine's sudoers are never
- * touched.
+ * Runs ARGV as OWNER with the sudoers RULE. The rule lives in a temporary
+ * directory bind-mounted over /etc/sudoers.d inside the mount namespace `ip
+ * netns exec` makes for this one command (mounts there do not propagate
+ * back): the machine's sudoers are never touched.
  */
-function netshWithSudoRule<T = ChangeResult>(t: TestContext, ns: Netns, script: string, args: string[]): NetRun<T> {
+function asUserWithRule<T = ChangeResult>(ns: Netns, rule: string, argv: string[], env: Record<string, string> = {}): NetRun<T> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-sudoers-"));
-    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    fs.chmodSync(dir, 0o755);
+    try {
+        fs.chmodSync(dir, 0o755);
+        fs.writeFileSync(path.join(dir, "pe4"), rule, { mode: 0o440 });
+        const r = ns.run("sh", ["-c", 'd=$1; u=$2; shift 2; mount --bind "$d" /etc/sudoers.d && exec setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups "$@"',
+            "sh", dir, OWNER, ...argv], { env });
+        let json: T | undefined;
+        if (r.status === 0 && r.stdout.trim() !== "") json = JSON.parse(r.stdout.trim()) as T;
+        return { status: r.status, stdout: r.stdout, stderr: r.stderr, json };
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+/** Runs net.sh as OWNER with the older, broad rule (ip, nft, sysctl, unshare), which still works. */
+function netshWithSudoRule<T = ChangeResult>(ns: Netns, script: string, args: string[]): NetRun<T> {
     const tools = ["ip", "nft", "sysctl", "unshare"].map((c) => execFileSync("sh", ["-c", `command -v ${c}`], { encoding: "utf8" }).trim());
-    fs.writeFileSync(path.join(dir, "pe4"), `${OWNER} ALL=(root) NOPASSWD: ${tools.join(", ")}\n`, { mode: 0o440 });
-    const r = ns.run("sh", ["-c", 'd=$1; s=$2; u=$3; shift 3; mount --bind "$d" /etc/sudoers.d && exec setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups bash "$s" "$@"',
-        "sh", dir, script, OWNER, ...args]);
-    let json: T | undefined;
-    if (r.status === 0) json = JSON.parse(r.stdout.trim()) as T;
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr, json };
+    return asUserWithRule<T>(ns, `${OWNER} ALL=(root) NOPASSWD: ${tools.join(", ")}\n`, ["bash", script, ...args]);
+}
+
+/** A state directory below `stateDir` that OWNER owns (and can reach). */
+function ownersStateDir(stateDir: string): string {
+    const userState = path.join(stateDir, "stack");
+    fs.mkdirSync(userState);
+    execFileSync("chown", [OWNER, userState]);
+    fs.chmodSync(stateDir, 0o755);
+    return userState;
 }
 
 const sudoersIncludesDir = (): boolean => {
@@ -550,22 +602,21 @@ test("with --sudo and passwordless sudo an unprivileged user brings the network 
     if (!requireTools(t, ["sudo", "mount", ["/etc/sudoers reads /etc/sudoers.d", sudoersIncludesDir]])) return;
     const { ns, stateDir } = world(t);
     const script = readableCopy(t);
-    const userState = path.join(stateDir, "stack");
-    fs.mkdirSync(userState);
-    execFileSync("chown", [OWNER, userState]);
-    fs.chmodSync(stateDir, 0o755);
+    const userState = ownersStateDir(stateDir);
     const before = ns.snapshot();
 
-    const up = netshWithSudoRule(t, ns, script, ["up", "--sudo", "--state-dir", userState, "--taps", TAP0]);
+    const up = netshWithSudoRule(ns, script, ["bridge-up", "--sudo", "--state-dir", userState]);
     assert.equal(up.status, 0, up.stderr);
     assert.equal(up.json!.changed, true);
+    const tap = netshWithSudoRule(ns, script, ["tap-up", "--sudo", "--state-dir", userState, "--tap", TAP0]);
+    assert.equal(tap.status, 0, tap.stderr);
     assert.equal(String((ns.link(TAP0)!.linkinfo as { info_data: { user: unknown } }).info_data.user), OWNER, "TAP owned by the invoking user");
     assert.equal(fs.statSync(path.join(userState, "net.json")).uid, Number(execFileSync("id", ["-u", OWNER], { encoding: "utf8" })), "state file written as the user");
-    const st = netshWithSudoRule<StatusResult>(t, ns, script, ["status", "--sudo", "--state-dir", userState]);
+    const st = netshWithSudoRule<StatusResult>(ns, script, ["status", "--sudo", "--state-dir", userState]);
     assert.equal(st.json!.privilege, "sudo");
     assert.deepEqual([st.json!.bridge.ours, st.json!.nft.ours, st.json!.taps[0]!.ours], [true, true, true]);
 
-    const down = netshWithSudoRule(t, ns, script, ["down", "--sudo", "--state-dir", userState]);
+    const down = netshWithSudoRule(ns, script, ["bridge-down", "--sudo", "--state-dir", userState]);
     assert.equal(down.status, 0, down.stderr);
     assert.deepEqual(ns.snapshot(), before);
     assert.deepEqual(fs.readdirSync(userState), []);
@@ -577,17 +628,19 @@ test("bad input is refused with the field and the fix, before anything is made",
     const before = ns.snapshot();
     const cases: Array<[string[], RegExp]> = [
         [["frob"], /error: verb: unknown verb 'frob'; fix: use one of/],
-        [["up"], /error: --state-dir: is required for 'up'; fix: pass --state-dir DIR/],
-        [["up", "--state-dir", stateDir, "--gateway-cidr", net.subnet], new RegExp(`error: --gateway-cidr: '${reEscape(net.subnet)}' is the subnet's network address.*; fix: pass the gateway address with its prefix length, e\\.g\\. ${reEscape(GATEWAY_CIDR)}`)],
-        [["up", "--state-dir", stateDir, "--gateway-cidr", "10.300.0.1/24"], /error: --gateway-cidr: .* octet above 255/],
-        [["up", "--state-dir", stateDir, "--bridge", "a-name-far-too-long"], /error: --bridge: 'a-name-far-too-long' is not a usable interface name .*; fix: /],
-        [["up", "--state-dir", stateDir, "--nft-table", "bad table"], /error: --nft-table: 'bad table' is not a usable nftables table name/],
-        [["up", "--state-dir", stateDir, "--taps", `${TAP0},${TAP0}`], /error: --taps: '.*' is listed twice; fix: list each TAP once/],
-        [["up", "--state-dir", stateDir, "--taps", TAP0, "--owner", "pe4-no-such-user"], /error: --owner: user 'pe4-no-such-user' does not exist on this host; fix: pass the user that runs the MicroVMs/],
-        [["up", "--state-dir", stateDir, "--multi-queue", "maybe"], /error: --multi-queue: 'maybe' is neither on nor off; fix: /],
+        [["up"], /error: verb: unknown verb 'up'; fix: use one of bridge-up, bridge-down, tap-up, tap-down, status, check/],
+        [["bridge-up"], /error: --state-dir: is required for 'bridge-up'; fix: pass --state-dir DIR/],
+        [["bridge-up", "--state-dir", stateDir, "--gateway-cidr", net.subnet], new RegExp(`error: --gateway-cidr: '${reEscape(net.subnet)}' is the subnet's network address.*; fix: pass the gateway address with its prefix length, e\\.g\\. ${reEscape(GATEWAY_CIDR)}`)],
+        [["bridge-up", "--state-dir", stateDir, "--gateway-cidr", "10.300.0.1/24"], /error: --gateway-cidr: .* octet above 255/],
+        [["bridge-up", "--state-dir", stateDir, "--bridge", "a-name-far-too-long"], /error: --bridge: 'a-name-far-too-long' is not a usable interface name .*; fix: /],
+        [["bridge-up", "--state-dir", stateDir, "--nft-table", "bad table"], /error: --nft-table: 'bad table' is not a usable nftables table name/],
+        [["bridge-up", "--state-dir", stateDir, "--gateway-cidr", "10.0.0.1/7"], /error: --gateway-cidr: prefix length \/7 is outside 8\.\.29/],
+        [["bridge-up", "--state-dir", stateDir, "--bridge", "-pcpbr"], /error: --bridge: '-pcpbr' is not a usable interface name/],
+        [["tap-up", "--state-dir", stateDir, "--tap", TAP0, "--owner", "pe4-no-such-user"], /error: --owner: user 'pe4-no-such-user' does not exist on this host; fix: pass the user that runs the MicroVMs/],
+        [["tap-up", "--state-dir", stateDir, "--tap", TAP0, "--multi-queue", "maybe"], /error: --multi-queue: 'maybe' is neither on nor off; fix: /],
         [["tap-up", "--state-dir", stateDir], /error: --tap: is required for tap-up; fix: pass --tap NAME/],
         [["tap-up", "--state-dir", stateDir, "--tap", TAP0, "--owner", OWNER], /error: --bridge: no bridge is recorded in .*; fix: run 'net.sh bridge-up/],
-        [["up", "--state-dir", stateDir, "--frobnicate"], /error: --frobnicate: unknown option for 'up'/],
+        [["bridge-up", "--state-dir", stateDir, "--frobnicate"], /error: --frobnicate: unknown option for 'bridge-up'/],
     ];
     for (const [args, re] of cases) {
         const r = netsh(ns, args);
@@ -749,5 +802,144 @@ test("the TapBridge providers: read sees drift, diff reports it, update repairs 
 
     // A failing verb surfaces net.sh's own error (field and fix).
     ns.ip(["link", "add", "name", net.bridge, "type", "bridge"]);
-    await assert.rejects(d.call("bridge", "create", bIn), /net\.sh bridge-up failed \(exit 4\): net\.sh: error: --bridge: a device named .* is not ours.*fix: /);
+    await assert.rejects(d.call("bridge", "create", bIn), /net\.sh bridge-up failed \(exit 4\):\n(.*\n)*net\.sh: error: --bridge: a device named .* is not ours.*fix: /);
+});
+
+/**
+ * net.json sits in a directory the user writes; down, status and up run with
+ * privilege. A tampered state file must never widen what they touch: each case
+ * below is refused (exit 2, the field named) and the namespace, including the
+ * foreign bridge and tables it points at, is exactly as before.
+ */
+test("a tampered net.json (empty marker, injected table name, marker injection) is refused and touches nothing foreign", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    // Someone else's things, with no alias and no comment: what an empty marker would match.
+    ns.ip(["link", "add", "pe4br9", "type", "bridge"]);
+    ns.ip(["tuntap", "add", "dev", "pe4tap9", "mode", "tap"]);
+    ns.runOk("nft", ["-f", "-"], { input: "table ip keepme {\n chain c { type filter hook forward priority 0; policy accept; }\n}\n" });
+    const before = ns.snapshot();
+    const stateFile = path.join(stateDir, "net.json");
+    const okMarker = "pcp-eval:0b9b7a55-5e44-4c1a-9d0e-2f6a1b2c3d4e";
+    const base = (over: Record<string, unknown>) => ({
+        version: 1, marker: okMarker, ipForward: null,
+        bridge: { name: "pe4br9", gatewayCidr: GATEWAY_CIDR, subnet: net.subnet, address: "02:00:00:00:00:01" },
+        nft: { family: "ip", table: "keepme", subnet: net.subnet, digest: "x" },
+        taps: { pe4tap9: { owner: OWNER, uid: 65534, multiQueue: false, vnetHdr: true, bridge: "pe4br9" } },
+        ...over,
+    });
+    const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+        ["marker null", base({ marker: null }), /error: state: .*marker/],
+        ["marker empty", base({ marker: "" }), /error: state: .*marker/],
+        ["marker injected into nft -f input", base({ marker: 'pcp-eval:x" }\ndelete table ip keepme\ntable ip y { comment "' }), /error: state: .*marker/],
+        ["table name injected into nft's command line", base({ nft: { family: "ip", table: "a; delete table ip keepme", subnet: net.subnet, digest: "x" } }), /error: state: .*nft\.table/],
+        ["bridge name not an interface name", base({ bridge: { name: "-x", gatewayCidr: GATEWAY_CIDR, subnet: net.subnet, address: "" } }), /error: state: .*bridge\.name/],
+        ["TAP name not an interface name", base({ taps: { "a b": { owner: OWNER } } }), /error: state: .*taps/],
+        ["forwarding value not 0 or 1", base({ ipForward: { previous: "0 kernel.core_pattern=|/x", acceptRedirects: "1", devicesForwarding: [] } }), /error: state: .*ipForward/],
+        ["forwarding device not an interface name", base({ ipForward: { previous: "0", acceptRedirects: "1", devicesForwarding: ["../../../kernel"] } }), /error: state: .*ipForward/],
+    ];
+    for (const [what, state, re] of cases) {
+        for (const verb of [["bridge-down"], ["status"], ["bridge-up"], ["tap-down", "--tap", "pe4tap9"]]) {
+            fs.writeFileSync(stateFile, JSON.stringify(state));
+            const r = netsh(ns, [...verb, "--state-dir", stateDir]);
+            assert.equal(r.status, 2, `${what}, ${verb[0]}: exit ${r.status}\n${r.stderr}`);
+            assert.equal(r.stdout, "", `${what}, ${verb[0]}`);
+            assert.match(r.stderr, re, `${what}, ${verb[0]}`);
+            assert.match(r.stderr, /fix: /, `${what}, ${verb[0]}`);
+            assert.deepEqual(ns.snapshot(), before, `${what}, ${verb[0]}: the namespace changed`);
+            assert.equal(fs.readFileSync(stateFile, "utf8"), JSON.stringify(state), `${what}, ${verb[0]}: the state file was rewritten`);
+        }
+    }
+    // status refuses an injected table name given as a flag too.
+    fs.rmSync(stateFile);
+    const r = netsh(ns, ["status", "--state-dir", stateDir, "--nft-table", "a; delete table ip keepme"]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /error: --nft-table: /);
+    assert.deepEqual(ns.snapshot(), before);
+});
+
+/**
+ * net.sh turns IPv4 forwarding on host-wide; its forward rule keeps that from
+ * exposing the VMs: a host that routes the subnet through this one reaches
+ * none of their ports, while the VMs still reach out (NAT, replies admitted)
+ * and this host still reaches them.
+ */
+test("forwarding exposes no VM: traffic from beyond the host to the subnet is dropped; replies and the host's own traffic pass", async (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    upAll(ns, stateDir, [TAP0]);
+    assert.match(ourTable(ns)!, /type filter hook forward/);
+
+    const vm = standInVm(t, ns);
+
+    // A neighbour that routes the VM subnet through this host.
+    const outside = upstreamOf(t, ns);
+    outside.ip(["route", "add", net.subnet, "via", UPSTREAM_HOST]);
+
+    const inVm = await startListener(vm, net.firstVmAddress, PORT);
+    t.after(() => inVm.close());
+    // This host reaches the VM.
+    assert.deepEqual(tcpExchange(ns, net.firstVmAddress, PORT, "from the host"), { remoteAddress: net.gateway, received: "from the host" });
+    // The neighbour does not: its SYN is dropped in forward.
+    assert.throws(() => tcpExchange(outside, net.firstVmAddress, PORT, "from outside", 3_000), /timed out/);
+    inVm.close();
+
+    // The VM still reaches out, and the replies come back.
+    const far = await startListener(outside, UPSTREAM_PEER, PORT);
+    t.after(() => far.close());
+    assert.deepEqual(tcpExchange(vm, UPSTREAM_PEER, PORT, "out"), { remoteAddress: UPSTREAM_HOST, received: "out" });
+    far.close();
+});
+
+/**
+ * The narrow privilege: sudo allows one root-owned copy of net.sh (which
+ * validates every argument and its state) and nothing else, instead of ip,
+ * nft, sysctl and unshare (root-equivalent: `ip netns exec … sh`).
+ */
+test("with --sudo and a sudoers rule for the root-owned net.sh helper alone, a user brings the network up and down", (t) => {
+    if (!needsNetns(t)) return;
+    if (!requireTools(t, ["sudo", "mount", ["/etc/sudoers reads /etc/sudoers.d", sudoersIncludesDir]])) return;
+    const { ns, stateDir } = world(t);
+    // The helper as an administrator installs it: root-owned, nobody else may write it.
+    const helperRoot = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-helper-"));
+    t.after(() => fs.rmSync(helperRoot, { recursive: true, force: true }));
+    fs.chmodSync(helperRoot, 0o755);
+    fs.mkdirSync(path.join(helperRoot, "host"), { mode: 0o755 });
+    fs.mkdirSync(path.join(helperRoot, "nix"), { mode: 0o755 });
+    const helper = path.join(helperRoot, "host", "net.sh");
+    fs.copyFileSync(NET_SH, helper);
+    fs.chmodSync(helper, 0o755);
+    fs.copyFileSync(path.join(REPO, "nix", "constants.json"), path.join(helperRoot, "nix", "constants.json"));
+    fs.chmodSync(path.join(helperRoot, "nix", "constants.json"), 0o644);
+    const rule = `${OWNER} ALL=(root) NOPASSWD: ${helper}\n`;
+    const env = { PCP_EVAL_NET_HELPER: helper };
+    const script = readableCopy(t);
+    const userState = ownersStateDir(stateDir);
+    const before = ns.snapshot();
+
+    // The rule allows the helper only: ip itself is refused.
+    assert.notEqual(asUserWithRule(ns, rule, ["sudo", "-n", "ip", "-V"]).status, 0, "sudo -n ip must not be allowed");
+
+    const up = asUserWithRule(ns, rule, ["bash", script, "bridge-up", "--sudo", "--state-dir", userState], env);
+    assert.equal(up.status, 0, up.stderr);
+    assert.equal(up.json!.changed, true);
+    const tap = asUserWithRule(ns, rule, ["bash", script, "tap-up", "--sudo", "--state-dir", userState, "--tap", TAP0], env);
+    assert.equal(tap.status, 0, tap.stderr);
+    assert.equal(String((ns.link(TAP0)!.linkinfo as { info_data: { user: unknown } }).info_data.user), OWNER, "TAP owned by the invoking user");
+    const uid = Number(execFileSync("id", ["-u", OWNER], { encoding: "utf8" }));
+    assert.equal(fs.statSync(path.join(userState, "net.json")).uid, uid, "state file handed to the user");
+
+    // The helper refuses a state directory that is not the invoking user's.
+    const rootOwned = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-rootdir-"));
+    t.after(() => fs.rmSync(rootOwned, { recursive: true, force: true }));
+    fs.chmodSync(rootOwned, 0o755);
+    const foreign = asUserWithRule(ns, rule, ["sudo", "-n", helper, "bridge-up", "--state-dir", rootOwned]);
+    assert.equal(foreign.status, 2, foreign.stderr);
+    assert.match(foreign.stderr, /error: --state-dir: .* is not owned by nobody/);
+    assert.deepEqual(fs.readdirSync(rootOwned), []);
+
+    const down = asUserWithRule(ns, rule, ["bash", script, "bridge-down", "--sudo", "--state-dir", userState], env);
+    assert.equal(down.status, 0, down.stderr);
+    assert.deepEqual(ns.snapshot(), before);
+    assert.deepEqual(fs.readdirSync(userState), []);
 });

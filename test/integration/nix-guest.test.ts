@@ -105,7 +105,7 @@ const guestFor = (args: string) => `
       allowNoPasswordLogin = keyless.content.users.allowNoPasswordLogin;
       warnings = keyless.content.warnings;
     };
-    debug = { on = debug.condition; password = debug.content.users.users.root.password; };
+    debug = { on = debug.condition; hashedPassword = debug.content.users.users.root.hashedPassword; };
   }`;
 
 interface GuestView {
@@ -115,7 +115,7 @@ interface GuestView {
     mutableUsers: boolean;
     below: boolean;
     keyless: { on: boolean; autologinUser: string; helpLine: string; allowNoPasswordLogin: boolean; warnings: string[] };
-    debug: { on: boolean; password: string };
+    debug: { on: boolean; hashedPassword: string };
 }
 
 describe("nix/: guest fields, key-less VMs, feature rules, PCP_DIR (offline)", () => {
@@ -217,6 +217,7 @@ describe("nix/: guest fields, key-less VMs, feature rules, PCP_DIR (offline)", (
         assert.equal(debug.ssh, true);
         assert.equal(debug.keyless.on, false, "debug mode has a password, so it is not the key-less console VM");
         assert.equal(debug.debug.on, true);
+        assert.match(debug.debug.hashedPassword, /^\$6\$/, "a SHA-512 crypt hash, no clear text in the store");
         assert.equal(debug.sshSettings.PasswordAuthentication, true);
     });
 

@@ -182,7 +182,7 @@ describe("nix/: offline checks", () => {
 
     test("the arguments components/microVm.ts passes are accepted and resolve as the program expects", async (t) => {
         if (!requireTools(t, nixTools)) return;
-        const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEpe3 pcp-eval@pe3";
+        const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEpe3AAA pcp-eval@pe3";
         const first = constants.network.firstVmAddress.split(".").map(Number);
         const specs: Array<{ spec: VmSpec; useKvm: boolean; debugMode: boolean }> = [
             {
@@ -251,6 +251,11 @@ describe("nix/: offline checks", () => {
             [`{ variant = "base"; accel = "hvf"; }`, /accel must be "kvm" or "tcg"/],
             [`{ variant = "base"; useKvm = "no"; }`, /useKvm must be true or false/],
             [`{ variant = "base"; sshAuthorizedKeys = [ "hunter2" ]; }`, /sshAuthorizedKeys must be a list of OpenSSH public key lines/],
+            // Parsed, not matched by prefix: a second line, options, another type's blob, a broken blob.
+            [`{ variant = "base"; sshAuthorizedKeys = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9v c\nssh-rsa AAAAB3NzaC1yc2EAAAADAQAB evil" ]; }`, /sshAuthorizedKeys\[0\] .*one line/],
+            [`{ variant = "base"; sshAuthorizedKeys = [ "command=\\"sh\\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9v" ]; }`, /sshAuthorizedKeys\[0\] .*unknown key type/],
+            [`{ variant = "base"; sshAuthorizedKeys = [ "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQAB" ]; }`, /sshAuthorizedKeys\[0\] .*blob is not an ssh-ed25519 key/],
+            [`{ variant = "base"; sshAuthorizedKeys = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9" ]; }`, /sshAuthorizedKeys\[0\] .*not base64/],
             [`{ variant = "base"; enableBpf = "yes"; }`, /enableBpf must be true, false or null/],
             [`{ variant = "base"; name = "bad name"; }`, /name 'bad name' must be/],
         ];
@@ -259,6 +264,27 @@ describe("nix/: offline checks", () => {
             assert.match(err, /mkMicrovmRunner: /, `error for ${args} names the function`);
             assert.match(err, message, `error for ${args}`);
         }
+    });
+
+    test("no module writes a clear-text password into the world-readable store; debugMode's hash is of the documented one", async (t) => {
+        if (!requireTools(t, ["openssl"])) return;
+        const files = walk(nixDir, (f) => f.endsWith(".nix"));
+        for (const file of files) {
+            const text = fs.readFileSync(file, "utf8");
+            assert.doesNotMatch(text, /^\s*(?:[\w.]*\.)?(password|initialPassword)\s*=/m, `${file}: a clear-text password option (use hashedPassword)`);
+        }
+        const vmNix = fs.readFileSync(path.join(nixDir, "modules", "guest.nix"), "utf8");
+        const m = /users\.users\.root\.hashedPassword = "(\$6\$([^$"]+)\$[^"]+)"/.exec(vmNix);
+        assert.ok(m, "debugMode sets users.users.root.hashedPassword to a SHA-512 crypt hash");
+        const again = await run("openssl", ["passwd", "-6", "-salt", m[2]!, "pcp"]);
+        assert.equal(again.stdout.trim(), m[1], "the hash is of the password the README documents (pcp)");
+    });
+
+    test("Grafana's anonymous viewer is off unless asked for", () => {
+        const text = fs.readFileSync(path.join(nixDir, "modules", "grafana.nix"), "utf8");
+        const m = /anonymousViewer = lib\.mkOption \{[^}]*?default = (true|false);/s.exec(text);
+        assert.ok(m, "pcpEval.grafana.anonymousViewer is declared with a default");
+        assert.equal(m[1], "false");
     });
 
     test("flake inputs are pinned to revisions and outputs carry the contract's attributes", async (t) => {

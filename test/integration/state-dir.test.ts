@@ -22,6 +22,7 @@ describe("state-dir.sh", () => {
         if (!requireTools(t, ["jq", "find"])) return;
         const dir = path.join(root, "stack-a");
         assert.deepEqual(run(["ensure", "--dir", dir]).json, { dir, exists: true });
+        assert.equal((fs.statSync(dir).mode & 0o777).toString(8), "700", "made for the user alone");
         fs.mkdirSync(path.join(dir, "vms", "eval"), { recursive: true });
         fs.mkdirSync(path.join(dir, "net"), { recursive: true });
         const cleaned = run(["clean", "--dir", dir]);
@@ -34,8 +35,9 @@ describe("state-dir.sh", () => {
     it("clean keeps every file, and the directories holding them, and says what is left", (t) => {
         if (!requireTools(t, ["jq", "find"])) return;
         const dir = path.join(root, "stack-b");
+        assert.equal(run(["ensure", "--dir", dir]).code, 0);
         fs.mkdirSync(path.join(dir, "vms", "eval"), { recursive: true });
-        fs.mkdirSync(path.join(dir, "empty"), { recursive: true });
+        fs.mkdirSync(path.join(dir, "net"), { recursive: true });
         const mine = path.join(dir, "vms", "notes.txt");
         fs.writeFileSync(mine, "a user's file\n");
         const cleaned = run(["clean", "--dir", dir]);
@@ -44,7 +46,47 @@ describe("state-dir.sh", () => {
         assert.match(cleaned.stderr, /kept .*stack-b: it holds files pcp-eval did not remove/);
         assert.equal(fs.readFileSync(mine, "utf8"), "a user's file\n");
         assert.equal(fs.existsSync(path.join(dir, "vms", "eval")), false);
-        assert.equal(fs.existsSync(path.join(dir, "empty")), false);
+        assert.equal(fs.existsSync(path.join(dir, "net")), false);
+    });
+
+    it("clean removes only what pcp-eval made: a stateDir pointed at a home-like tree keeps its empty directories", (t) => {
+        if (!requireTools(t, ["jq", "find"])) return;
+        const home = path.join(root, "home-like");
+        const foreign = [".git/refs/tags", "Downloads", "projects/old/empty", "vms-notes"].map((d) => path.join(home, d));
+        for (const d of foreign) fs.mkdirSync(d, { recursive: true });
+        assert.equal(run(["ensure", "--dir", home]).code, 0);
+        // What the stack's parts make below it.
+        for (const d of ["vms/eval", "ssh", "net", "image"]) fs.mkdirSync(path.join(home, d), { recursive: true });
+        const cleaned = run(["clean", "--dir", home]);
+        assert.equal(cleaned.code, 0, cleaned.stderr);
+        for (const d of foreign) assert.ok(fs.existsSync(d), `${d} was removed`);
+        for (const d of ["vms", "ssh", "net", "image"]) assert.equal(fs.existsSync(path.join(home, d)), false, `${d} is ours and was kept`);
+        assert.ok(fs.existsSync(home), "a directory that existed before ensure is not removed");
+        assert.deepEqual(fs.readdirSync(home).sort(), [".git", "Downloads", "projects", "vms-notes"]);
+    });
+
+    it("ensure records the parents it made, and clean removes exactly those", (t) => {
+        if (!requireTools(t, ["jq", "find"])) return;
+        const base = path.join(root, "nest");
+        fs.mkdirSync(path.join(base, "sibling-empty"), { recursive: true });
+        const dir = path.join(base, "a", "b", "c");
+        assert.equal(run(["ensure", "--dir", dir]).code, 0);
+        assert.equal(run(["ensure", "--dir", dir]).code, 0, "ensure twice keeps the first record");
+        const cleaned = run(["clean", "--dir", dir]);
+        assert.equal(cleaned.code, 0, cleaned.stderr);
+        assert.deepEqual(fs.readdirSync(base), ["sibling-empty"]);
+    });
+
+    it("a record edited to name a directory outside the state directory's line is ignored", (t) => {
+        if (!requireTools(t, ["jq", "find"])) return;
+        const victim = path.join(root, "victim-empty");
+        fs.mkdirSync(victim);
+        const dir = path.join(root, "stack-c");
+        assert.equal(run(["ensure", "--dir", dir]).code, 0);
+        fs.writeFileSync(path.join(dir, ".pcp-eval-made"), JSON.stringify({ made: [victim, dir] }));
+        assert.equal(run(["clean", "--dir", dir]).code, 0);
+        assert.ok(fs.existsSync(victim));
+        assert.equal(fs.existsSync(dir), false);
     });
 
     it("refuses a relative or missing --dir", (t) => {

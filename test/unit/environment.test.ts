@@ -128,6 +128,27 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.match(String(outputs.summary), /grafana: grafana VM \(tap\)/);
     });
 
+    it("with useSudo only the network goes through sudo: QEMU, the VM runners and Nix builds run as the user", async () => {
+        const sudoCfg = configOf({ useSudo: true, bridgeEnabled: true, containerEnabled: true, vms: ["eval", "grafana:tap"] });
+        const { recording } = await record(sudoCfg);
+        const withSudo = recording.resources
+            .filter((r) => r.custom && /\bsudo\b/.test(JSON.stringify(r.inputs)))
+            .map((r) => r.name);
+        assert.ok(withSudo.length > 0, "the network resources carry the sudo setting");
+        for (const name of withSudo) assert.match(name, /^network(-|$)/, `${name} runs something through sudo`);
+        for (const r of recording.resources.filter((x) => x.custom)) {
+            const text = JSON.stringify(r.inputs);
+            if (/vm\.sh|nix-build\.sh|microvm-run/.test(text)) assert.doesNotMatch(text, /\bsudo\b/, `${r.name} must not use sudo`);
+        }
+    });
+
+    it("quotes the identity path in sshCommands, so a stateDir with a space still pastes as one argument", async () => {
+        const spaced = configOf({ stateDir: "/var/tmp/pcp eval state", vms: ["eval"] });
+        const { outputs } = await record(spaced);
+        const ssh = (outputs.sshCommands as Record<string, string>).eval!;
+        assert.match(ssh, / -i '\/var\/tmp\/pcp eval state\/ssh\/id_ed25519' /);
+    });
+
     it("exports a direct URL per provisioned dashboard and the Grafana admin password as a secret", async () => {
         const { env, outputs, recording } = await record(cfg);
         const grafanaUrl = `http://${constants.network.firstVmAddress}:${constants.ports.grafana}`;
@@ -167,7 +188,7 @@ describe("other configurations", () => {
             assert.ok(!names.some((n) => n.startsWith(absent)), `${absent} must be absent`);
         }
         assert.ok(!recording.resources.some((r) => r.type.startsWith("docker:") || r.type.startsWith("kubernetes:") || r.type.startsWith("pulumi:providers:kubernetes")));
-        assert.deepEqual(Object.keys(outputs).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "summary", "targets"]);
+        assert.deepEqual(Object.keys(outputs).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "stateDir", "summary", "targets"]);
         assert.deepEqual(outputs.pmcdEndpoints, { base: `127.0.0.1:${forwardedPorts("base").pmcd}` });
     });
 
@@ -177,7 +198,7 @@ describe("other configurations", () => {
         assert.deepEqual(names.filter((n) => !n.startsWith("pcp-image")), ["state", "state-dir"]);
         assert.ok(names.includes("pcp-image-container"));
         assert.ok(recording.dependencyNames("pcp-image-container").includes("pcp-image-load"));
-        assert.deepEqual(Object.keys(outputs).sort(), ["pmcdEndpoints", "pmproxyUrls", "summary", "targets"]);
+        assert.deepEqual(Object.keys(outputs).sort(), ["pmcdEndpoints", "pmproxyUrls", "stateDir", "summary", "targets"]);
         assert.deepEqual(outputs.pmcdEndpoints, { container: `127.0.0.1:${constants.hostForwards.pmcd}` });
         const container = recording.byName("pcp-image-container").inputs as { user: string; ports: Array<{ internal: number; external: number; ip: string }> };
         assert.equal(container.user, String(constants.container.uid));

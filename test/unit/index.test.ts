@@ -28,7 +28,7 @@ describe("index.ts", () => {
     it("exports every output of the dev stack and nothing that is off", async () => {
         const { result, recording } = await recordProgram(() => loadProgram(stackConfig("dev")), { preview: true, stack: "dev" });
         assert.deepEqual(Object.keys(result).sort(), [
-            "consolePorts", "grafanaAdminPassword", "grafanaDashboards", "grafanaUrl", "kubernetes", "pmcdEndpoints", "pmproxyUrls", "prometheusUrl", "sshCommands", "summary", "targets",
+            "consolePorts", "grafanaAdminPassword", "grafanaDashboards", "grafanaUrl", "kubernetes", "pmcdEndpoints", "pmproxyUrls", "prometheusUrl", "sshCommands", "stateDir", "summary", "targets",
         ]);
         assert.ok(recording.has("vm-grafana"));
     });
@@ -46,7 +46,7 @@ describe("index.ts", () => {
 
     it("a container-only stack exports no VM, Grafana or Kubernetes outputs", async () => {
         const { result } = await recordProgram(() => loadProgram({ "pcp-eval:containerEnabled": "true" }), { preview: true });
-        assert.deepEqual(Object.keys(result).sort(), ["pmcdEndpoints", "pmproxyUrls", "summary", "targets"]);
+        assert.deepEqual(Object.keys(result).sort(), ["pmcdEndpoints", "pmproxyUrls", "stateDir", "summary", "targets"]);
     });
 
     it("invalid config fails before any resource is registered, with every problem", async () => {

@@ -50,7 +50,7 @@ function writeFloorProject(p: EngineProject): string {
     fs.writeFileSync(path.join(dir, "Pulumi.yaml"), "name: floor\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n");
     fs.writeFileSync(path.join(dir, "index.ts"), 'export const floor = "floor";\n');
     fs.copyFileSync(path.join(p.projectDir, "package.json"), path.join(dir, "package.json"));
-    fs.writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions: { target: "ES2022", module: "commonjs", strict: true }, include: ["index.ts"] }));
+    fs.writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions: { target: "ES2022", module: "commonjs", moduleResolution: "node", strict: true }, include: ["index.ts"] }));
     fs.symlinkSync(path.join(p.projectDir, "node_modules"), path.join(dir, "node_modules"));
     return dir;
 }

@@ -436,7 +436,7 @@ cmd_stop() {
     local dir how=not-running
     dir=$(vm_dir)
     if [[ ! -d $dir ]]; then
-        jq -nc --arg name "$name" '{name:$name, stopped:true, how:"not-running"}'
+        jq -nc --arg name "$name" '{name:$name, stopped:true, how:"not-running", stopMs:0}'
         return
     fi
     lock_vm "$dir" wait

@@ -9,7 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, loadConfig } from "./components/config";
 import { provisionEnvironment } from "./components/environment";
 import { storePathEvaluator } from "./components/nixEval";
-import { enforcePreflight, preflight, PreflightReport, projectCacheDir, realHost } from "./components/preflight";
+import { cachedPreflight, enforcePreflight, preflight, PreflightReport, projectCacheDir, realHost } from "./components/preflight";
 
 function main() {
     let cfg;
@@ -23,7 +23,8 @@ function main() {
     const report: PreflightReport = cfg.skipPreflight
         ? { missing: [], notes: ["preflight skipped (pcp-eval:skipPreflight)"], kvmUsable: cfg.vmAccel !== "tcg" }
         : // A fact about the host, not the stack: cached outside the stack's state, which destroy empties.
-          preflight(cfg, realHost, os.release(), path.join(projectCacheDir(), "kvm-probe"));
+          // A clean verdict is reused for a few minutes (the preview and update of one `up`, and no-op runs).
+          cachedPreflight(cfg, () => preflight(cfg, realHost, os.release(), path.join(projectCacheDir(), "kvm-probe")));
     try {
         enforcePreflight(report, pulumi.runtime.isDryRun(), (message) => pulumi.log.warn(message));
     } catch (err) {

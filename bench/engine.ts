@@ -1,7 +1,8 @@
 /**
  * Wall time of the real Pulumi engine on the ci stack (the bridge and two
  * fixture VMs, inside a network namespace of its own; see
- * test/helpers/engine.ts), and the engine's own overhead:
+ * test/helpers/engine.ts), beside the floor: the same CLI and language host
+ * running an empty TypeScript program with one output, in the same run.
  *
  *   up          `pulumi up --yes` from an empty stack
  *   noopUp      a second `pulumi up --yes` (nothing to do)
@@ -9,13 +10,24 @@
  *   vmReady     the fixture VMs' boot-to-ready in that same up (vm.sh's
  *               readyMs, read from the state): the longest one, since the
  *               VMs boot in parallel
- *   overhead    up - vmReady: everything that is not a VM booting (program
- *               start, preview, nix builds, bridge, plugin round trips)
+ *   vmStop      the VMs' graceful shutdown in that destroy (vm.sh's stopMs,
+ *               through PCP_EVAL_VM_STOP_LOG): the longest one
+ *   overhead    up - vmReady: everything that is not a VM booting
+ *   floorNoop   the empty program's no-op `pulumi up --yes`
+ *   floorSkip   the same with --skip-preview
  *
- *   node --import tsx bench/engine.ts [--runs N]      (default 3; root, like the e2e test)
+ * Goals (issue 17), printed with their margins:
+ *   no-op up <= floorNoop + 0.5 s
+ *   up - vmReady - floorNoop <= 1.0 s
+ *   destroy <= 1.5 s + vmStop
  *
- * Prints one line per run, then the medians, then one JSON line.
+ *   node --import tsx bench/engine.ts [--runs N]      (default 3; root, like the e2e test;
+ *                                                      under flock /tmp/pcp-eval-heavy.lock)
+ *
+ * Prints one line per run, then the medians and the goals, then one JSON line.
  */
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { EngineProject, engineTools, stackName } from "../test/helpers/engine";
 
 interface Sample {
@@ -23,7 +35,37 @@ interface Sample {
     noopUp: number;
     destroy: number;
     vmReady: number;
+    vmStop: number;
     overhead: number;
+    floorNoop: number;
+    floorSkip: number;
+}
+
+const floorStack = "floor";
+
+/** The floor: an empty TypeScript program with one output, next to the project copy. */
+function writeFloorProject(p: EngineProject): string {
+    const dir = path.join(p.dir, "floor");
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), "name: floor\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n");
+    fs.writeFileSync(path.join(dir, "index.ts"), 'export const floor = "floor";\n');
+    fs.copyFileSync(path.join(p.projectDir, "package.json"), path.join(dir, "package.json"));
+    fs.writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions: { target: "ES2022", module: "commonjs", moduleResolution: "node", strict: true }, include: ["index.ts"] }));
+    fs.symlinkSync(path.join(p.projectDir, "node_modules"), path.join(dir, "node_modules"));
+    return dir;
+}
+
+/** The floor's no-op up, with and without preview (its stack is created and removed here). */
+async function floorRun(p: EngineProject, dir: string): Promise<{ floorNoop: number; floorSkip: number }> {
+    // A later --cwd wins over the helper's own (the project copy).
+    const at = (args: string[]): string[] => [...args, "--cwd", dir, "--stack", floorStack];
+    await p.pulumiOk(at(["stack", "init"]));
+    await p.pulumiOk(at(["up", "--yes"]));
+    const noop = await p.pulumiOk(at(["up", "--yes", "--expect-no-changes"]));
+    const skip = await p.pulumiOk(at(["up", "--yes", "--skip-preview", "--expect-no-changes"]));
+    await p.pulumiOk(at(["destroy", "--yes"]));
+    await p.pulumiOk(at(["stack", "rm", "--yes"]));
+    return { floorNoop: noop.ms, floorSkip: skip.ms };
 }
 
 function median(values: number[]): number {
@@ -43,7 +85,9 @@ function parseRuns(argv: string[]): number {
     return n;
 }
 
-async function oneRun(p: EngineProject): Promise<Sample> {
+async function oneRun(p: EngineProject, floorDir: string, stopLog: string): Promise<Sample> {
+    const floor = await floorRun(p, floorDir);
+    fs.rmSync(stopLog, { force: true });
     p.restoreStackConfig(); // the previous run's `stack rm` deleted it
     await p.pulumiOk(["stack", "init", stackName]);
     const up = await p.pulumiOk(["up", "--yes", "--stack", stackName]);
@@ -55,8 +99,16 @@ async function oneRun(p: EngineProject): Promise<Sample> {
     const noop = await p.pulumiOk(["up", "--yes", "--expect-no-changes", "--stack", stackName]);
     const destroy = await p.pulumiOk(["destroy", "--yes", "--stack", stackName]);
     await p.pulumiOk(["stack", "rm", "--yes", stackName]);
+    const stops = fs.existsSync(stopLog)
+        ? fs
+              .readFileSync(stopLog, "utf8")
+              .split("\n")
+              .filter((l) => l.trim() !== "")
+              .map((l) => (JSON.parse(l) as { stopMs: number }).stopMs)
+        : [];
+    if (stops.length !== ready.length) throw new Error(`expected ${ready.length} VM stops in ${stopLog}, found ${stops.length}`);
     const vmReady = Math.max(...ready);
-    return { up: up.ms, noopUp: noop.ms, destroy: destroy.ms, vmReady, overhead: up.ms - vmReady };
+    return { up: up.ms, noopUp: noop.ms, destroy: destroy.ms, vmReady, vmStop: Math.max(...stops), overhead: up.ms - vmReady, ...floor };
 }
 
 async function main(): Promise<void> {
@@ -64,19 +116,36 @@ async function main(): Promise<void> {
     const tools = engineTools();
     const p = await EngineProject.create(tools);
     const samples: Sample[] = [];
+    const stopLog = path.join(p.dir, "vm-stops.jsonl");
+    // The CLI passes its environment to the language host and the providers, so vm.sh sees it.
+    p.env.PCP_EVAL_VM_STOP_LOG = stopLog;
     try {
+        const floorDir = writeFloorProject(p);
         for (let i = 0; i < runs; i++) {
-            const s = await oneRun(p);
+            const s = await oneRun(p, floorDir, stopLog);
             samples.push(s);
-            console.log(`run ${i + 1}/${runs}: up ${s.up} ms, no-op up ${s.noopUp} ms, destroy ${s.destroy} ms, VM boot-to-ready ${s.vmReady} ms, overhead ${s.overhead} ms`);
+            console.log(
+                `run ${i + 1}/${runs}: up ${s.up} ms, no-op up ${s.noopUp} ms, destroy ${s.destroy} ms, VM boot-to-ready ${s.vmReady} ms, VM shutdown ${s.vmStop} ms, ` +
+                    `overhead ${s.overhead} ms; floor: no-op up ${s.floorNoop} ms, --skip-preview ${s.floorSkip} ms`,
+            );
         }
     } finally {
         await p.dispose();
     }
-    const keys = ["up", "noopUp", "destroy", "vmReady", "overhead"] as const;
-    const medians = Object.fromEntries(keys.map((k) => [k, median(samples.map((s) => s[k]))])) as Record<(typeof keys)[number], number>;
-    console.log(`median of ${runs}: up ${medians.up} ms, no-op up ${medians.noopUp} ms, destroy ${medians.destroy} ms, VM boot-to-ready ${medians.vmReady} ms, engine overhead ${medians.overhead} ms`);
-    console.log(JSON.stringify({ bench: "engine", runs, pulumi: tools.pulumi, medianMs: medians }));
+    const keys = ["up", "noopUp", "destroy", "vmReady", "vmStop", "overhead", "floorNoop", "floorSkip"] as const;
+    const m = Object.fromEntries(keys.map((k) => [k, median(samples.map((s) => s[k]))])) as Record<(typeof keys)[number], number>;
+    console.log(
+        `median of ${runs}: up ${m.up} ms, no-op up ${m.noopUp} ms, destroy ${m.destroy} ms, VM boot-to-ready ${m.vmReady} ms, VM shutdown ${m.vmStop} ms, ` +
+            `engine overhead ${m.overhead} ms; floor: no-op up ${m.floorNoop} ms, --skip-preview ${m.floorSkip} ms`,
+    );
+    // Each goal is computed from the medians; "margin" is the budget left (negative: missed).
+    const goals = [
+        { goal: "no-op up <= floor + 0.5 s", valueMs: m.noopUp - m.floorNoop, budgetMs: 500 },
+        { goal: "up - VM boot-to-ready - floor <= 1.0 s", valueMs: m.up - m.vmReady - m.floorNoop, budgetMs: 1000 },
+        { goal: "destroy - VM shutdown <= 1.5 s", valueMs: m.destroy - m.vmStop, budgetMs: 1500 },
+    ].map((g) => ({ ...g, met: g.valueMs <= g.budgetMs }));
+    for (const g of goals) console.log(`goal ${g.goal}: ${g.valueMs} ms (${g.met ? "met" : "missed"}, margin ${g.budgetMs - g.valueMs} ms)`);
+    console.log(JSON.stringify({ bench: "engine", runs, pulumi: tools.pulumi, medianMs: m, goals }));
 }
 
 main().catch((err: unknown) => {

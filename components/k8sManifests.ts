@@ -20,7 +20,9 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import * as YAML from "yaml";
+// Loaded on first use: the program imports this module on every run, but parses
+// and dumps YAML only for a Kubernetes stack or `npm run render:manifests`.
+const yaml = (): typeof import("yaml") => require("yaml");
 // Types only (erased when compiled): kubernetes-models carries the Kubernetes
 // OpenAPI types; its validators are used by the tests.
 import type { IDaemonSet } from "kubernetes-models/apps/v1/DaemonSet";
@@ -158,7 +160,7 @@ function loadTemplate(dir: string, file: string, apiVersion: string, kind: strin
     } catch (err) {
         throw new ManifestError(`cannot read ${full}: ${(err as Error).message}; pass manifestsDir pointing at the manifests/ directory`);
     }
-    const docs = YAML.parseAllDocuments(text);
+    const docs = yaml().parseAllDocuments(text);
     if (docs.length !== 1) {
         throw new ManifestError(`${full} must hold exactly one YAML document, found ${docs.length}`);
     }
@@ -281,7 +283,7 @@ const header =
     "# Rendered from manifests/ by components/k8sManifests.ts (npm run render:manifests); edit the templates, not this file.\n";
 
 function dumpOne(obj: object): string {
-    return YAML.stringify(obj, { lineWidth: 0 });
+    return yaml().stringify(obj, { lineWidth: 0 });
 }
 
 /** YAML text of the rendered objects: one file each and one combined. */

@@ -66,6 +66,8 @@ export interface VmStopResult {
     name: string;
     stopped: boolean;
     how: "graceful" | "term" | "kill" | "not-running";
+    /** Milliseconds from the stop request until the VM was gone (0 when it was not running). */
+    stopMs: number;
 }
 
 /** `vm.sh status` stdout (and each element of `vm.sh list`). */

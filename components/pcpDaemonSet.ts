@@ -1,4 +1,6 @@
-import * as k8s from "@pulumi/kubernetes";
+// Types only at load: the SDK takes 0.15-0.5 s to load, and most stacks have no
+// Kubernetes; the constructor loads it when a DaemonSet is really declared.
+import type * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { hostCommand, HostCommandBackend } from "./hostCommand";
 import { KubernetesConfig } from "./config";
@@ -169,12 +171,13 @@ export class PcpDaemonSet extends pulumi.ComponentResource {
             },
             { parent: this, dependsOn: [args.imageLoaded] },
         );
-        const provider = new k8s.Provider(
+        const k8sLib: typeof import("@pulumi/kubernetes") = require("@pulumi/kubernetes");
+        const provider = new k8sLib.Provider(
             `${name}-provider`,
             { context: kube.context, kubeconfig: kube.kubeconfig === "" ? undefined : kube.kubeconfig },
             { parent: this },
         );
-        const ns = new k8s.core.v1.Namespace(
+        const ns = new k8sLib.core.v1.Namespace(
             `${name}-namespace`,
             { metadata: rendered.namespace.metadata as k8s.types.input.meta.v1.ObjectMeta },
             { parent: this, provider },
@@ -183,7 +186,7 @@ export class PcpDaemonSet extends pulumi.ComponentResource {
         const dsSpec = rendered.daemonSet.spec!;
         const podSpec = dsSpec.template.spec!;
         const timeouts = { create: `${timeoutSeconds}s`, update: `${timeoutSeconds}s` };
-        const ds = new k8s.apps.v1.DaemonSet(
+        const ds = new k8sLib.apps.v1.DaemonSet(
             `${name}-daemonset`,
             {
                 metadata: {

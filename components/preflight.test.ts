@@ -4,7 +4,8 @@ import { parseConfig, PcpEvalConfig } from "./config";
 import * as os from "node:os";
 import * as path from "node:path";
 import { requireTools } from "../test/helpers/tools";
-import { enforcePreflight, HostProbe, kvmProbeScript, preflight, projectCacheDir, realHost } from "./preflight";
+import * as fs from "node:fs";
+import { cachedPreflight, enforcePreflight, HostProbe, kvmProbeScript, preflight, preflightCacheKey, preflightCacheTtlMs, projectCacheDir, realHost } from "./preflight";
 
 function cfgOf(raw: Record<string, unknown>): PcpEvalConfig {
     return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [`pcp-eval:${k}`, typeof v === "string" ? v : JSON.stringify(v)])), "unit", "/srv/p");
@@ -147,4 +148,54 @@ describe("preflight", () => {
         assert.throws(() => enforcePreflight(report, false, () => undefined), /lacks 2 things[\s\S]*- nix:[\s\S]*- docker daemon:[\s\S]*Nothing was created/);
     });
 
+});
+
+describe("cachedPreflight", () => {
+    const cfg = cfgOf(full);
+    const withCache = (body: (dir: string) => void): void => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe-preflight-"));
+        try {
+            body(dir);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    };
+
+    it("reuses a clean verdict within the TTL and checks again after it", () => {
+        withCache((dir) => {
+            const host = fakeHost({});
+            let clock = 1_000_000;
+            const run = () => cachedPreflight(cfg, () => preflight(cfg, host), dir, () => clock, "k1");
+            const first = run();
+            assert.equal(first.cached, false);
+            const checks = host.calls.length;
+            assert.ok(checks > 0);
+            clock += preflightCacheTtlMs - 1;
+            const second = run();
+            assert.equal(second.cached, true);
+            assert.equal(host.calls.length, checks, "a kept verdict runs no checks");
+            assert.deepEqual(second.notes, first.notes);
+            clock += 2;
+            assert.equal(run().cached, false);
+            assert.equal(host.calls.length, 2 * checks);
+        });
+    });
+
+    it("never keeps a verdict with findings, so a fix shows on the next run", () => {
+        withCache((dir) => {
+            const host = fakeHost({ failing: ["nix"] });
+            const run = () => cachedPreflight(cfg, () => preflight(cfg, host), dir, () => 5, "k2");
+            assert.equal(run().missing.length, 1);
+            const again = run();
+            assert.equal(again.cached, false);
+            assert.equal(again.missing[0]?.item, "nix");
+        });
+    });
+
+    it("the key follows the configuration the checks read", () => {
+        const read = () => "same";
+        assert.equal(preflightCacheKey(cfg, read), preflightCacheKey(cfgOf(full), read));
+        assert.notEqual(preflightCacheKey(cfg, read), preflightCacheKey(cfgOf({ ...full, useSudo: true }), read));
+        assert.notEqual(preflightCacheKey(cfg, read), preflightCacheKey(cfg, (f) => (f.endsWith("net.sh") ? "changed" : "same")));
+    });
 });

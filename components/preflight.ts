@@ -181,3 +181,87 @@ export function enforcePreflight(report: PreflightReport, dryRun: boolean, warn:
     }
     throw new Error(`${message}\nNothing was created.`);
 }
+
+/** How long a clean preflight verdict is reused (see cachedPreflight). */
+export const preflightCacheTtlMs = 10 * 60_000;
+
+/**
+ * The key of a preflight verdict: what the checks depend on. The host boot and
+ * network namespace (a reboot or another namespace can change every answer),
+ * the user and PATH (which tools are found, which privileges apply), the
+ * configuration the checks read, and the check scripts' and this file's text.
+ */
+export function preflightCacheKey(cfg: PcpEvalConfig, readText: (file: string) => string = (f) => fs.readFileSync(f, "utf8")): string {
+    const crypto: typeof import("node:crypto") = require("node:crypto");
+    const tryRead = (f: string): string => {
+        try {
+            return readText(f);
+        } catch {
+            return "";
+        }
+    };
+    let netns = "";
+    try {
+        netns = fs.readlinkSync("/proc/self/ns/net");
+    } catch {
+        // No procfs: the boot id and the rest still separate hosts.
+    }
+    const facts = {
+        boot: tryRead("/proc/sys/kernel/random/boot_id").trim(),
+        netns,
+        uid: typeof process.getuid === "function" ? process.getuid() : -1,
+        path: process.env.PATH ?? "",
+        kubeconfig: process.env.KUBECONFIG ?? "",
+        cfg: {
+            vms: cfg.vms,
+            container: cfg.container,
+            bridge: cfg.bridge,
+            kubernetes: cfg.kubernetes,
+            vmAccel: cfg.vmAccel,
+            useSudo: cfg.useSudo,
+            sshPublicKey: cfg.sshPublicKey === undefined,
+            projectDir: cfg.projectDir,
+        },
+        code: [__filename, kvmProbeScript, path.join(cfg.projectDir, "host", "net.sh")].map(tryRead),
+    };
+    return crypto.createHash("sha256").update(JSON.stringify(facts)).digest("hex").slice(0, 32);
+}
+
+/**
+ * preflight() costs seconds (net.sh check's trial bridge in a scratch
+ * namespace alone takes about 2 s here) and Pulumi runs the program twice per
+ * `up` (preview, then update), and again on every no-op `up`. A clean verdict
+ * (nothing missing) is therefore kept for preflightCacheTtlMs under the
+ * project's cache directory, keyed by preflightCacheKey; a verdict with
+ * findings is never kept, so a fix shows at once. What changes inside the TTL
+ * without changing the key (a tool removed by hand) still fails, later, in
+ * the host script that needs it, with that script's own error.
+ */
+export function cachedPreflight(
+    cfg: PcpEvalConfig,
+    compute: () => PreflightReport,
+    cacheDir: string = projectCacheDir(),
+    now: () => number = Date.now,
+    key: string = preflightCacheKey(cfg),
+): PreflightReport & { cached: boolean } {
+    const file = path.join(cacheDir, "preflight", `${key}.json`);
+    try {
+        const kept = JSON.parse(fs.readFileSync(file, "utf8")) as { at: number; report: PreflightReport };
+        const age = now() - kept.at;
+        if (age >= 0 && age < preflightCacheTtlMs && kept.report.missing.length === 0) return { ...kept.report, cached: true };
+    } catch {
+        // None kept, or unreadable: check afresh.
+    }
+    const report = compute();
+    if (report.missing.length === 0) {
+        try {
+            fs.mkdirSync(path.dirname(file), { recursive: true });
+            const tmp = `${file}.${process.pid}.tmp`;
+            fs.writeFileSync(tmp, JSON.stringify({ at: now(), report }));
+            fs.renameSync(tmp, file);
+        } catch {
+            // A cache that cannot be written costs time, not correctness.
+        }
+    }
+    return { ...report, cached: false };
+}

@@ -99,7 +99,11 @@ cmd_build() {
 
     mkdir -p "$(dirname "$out_link")"
 
-    local args=(--extra-experimental-features 'nix-command flakes' build --json --out-link "$out_link")
+    # -L: each build's log lines, prefixed with the derivation's name, come on
+    # stderr as they happen; the Pulumi UI shows them (local.Command streams
+    # stderr, and the dynamic backend passes the provider's stderr on), so a
+    # long PCP source build is not a silent "creating...".
+    local args=(--extra-experimental-features 'nix-command flakes' build -L --json --out-link "$out_link")
     ((impure)) && args+=(--impure)
     local what
     if [[ -n "$expr" ]]; then
@@ -110,6 +114,8 @@ cmd_build() {
         what="$installable"
     fi
 
+    # Evaluation prints nothing until it has a derivation; say what is under way.
+    echo "$prog: evaluating and building $what" >&2
     local json status=0
     json="$(timeout --kill-after=10 "$timeout" "$nix_bin" "${args[@]}" </dev/null)" || status=$?
     if ((status == 124 || status == 137)); then

@@ -22,7 +22,7 @@
 #   vm.sh stop   --name N --state-dir D [--shutdown-timeout S] [--exit-timeout S] [--purge]
 #       Graceful (STOREPATH/bin/microvm-shutdown, else ACPI powerdown through
 #       the QMP socket), SIGTERM after the shutdown timeout, SIGKILL after the
-#       exit timeout. -> {"name","stopped":true,"how":"graceful|term|kill|not-running"}
+#       exit timeout. -> {"name","stopped":true,"how":"graceful|term|kill|not-running","stopMs"}
 #   vm.sh status --name N --state-dir D
 #       -> {"name","running":bool,"pid"?,"uptimeSeconds"?,"startedAt"?,"ports"?,"stale"?}
 #   vm.sh list   --state-dir D  -> [status...]
@@ -436,20 +436,27 @@ cmd_stop() {
     local dir how=not-running
     dir=$(vm_dir)
     if [[ ! -d $dir ]]; then
-        jq -nc --arg name "$name" '{name:$name, stopped:true, how:"not-running"}'
+        jq -nc --arg name "$name" '{name:$name, stopped:true, how:"not-running", stopMs:0}'
         return
     fi
     lock_vm "$dir" wait
+    local t0 stop_ms=0
+    t0=$(now_ms)
     if vm_alive "$dir"; then
         stop_vm "$dir" true
         how=$STOP_HOW
-        echo "vm $name: stopped ($how)" >&2
+        stop_ms=$(($(now_ms) - t0))
+        echo "vm $name: stopped ($how) in $(fmt_s "$stop_ms") s" >&2
     else
         clear_pid_files "$dir"
         rm -f "$dir/qmp.sock"
     fi
     [[ $purge == false ]] || purge_vm_dir "$dir"
-    jq -nc --arg name "$name" --arg how "$how" '{name:$name, stopped:true, how:$how}'
+    # bench/engine.ts reads the shutdown time from here: a destroy keeps no outputs.
+    if [[ -n ${PCP_EVAL_VM_STOP_LOG:-} ]]; then
+        jq -nc --arg name "$name" --arg how "$how" --argjson ms "$stop_ms" '{name:$name, how:$how, stopMs:$ms}' >>"$PCP_EVAL_VM_STOP_LOG"
+    fi
+    jq -nc --arg name "$name" --arg how "$how" --argjson ms "$stop_ms" '{name:$name, stopped:true, how:$how, stopMs:$ms}'
 }
 
 # --- start --------------------------------------------------------------

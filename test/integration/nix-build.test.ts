@@ -60,6 +60,9 @@ describe("host/nix-build.sh", () => {
         assert.match(out.storePath, /^\/nix\/store\/[a-z0-9]{32}-pcp-eval-fixture-hello$/);
         assert.equal(fs.readlinkSync(link), out.storePath);
         assert.match(fs.readFileSync(link, "utf8"), /hello from the fixture flake/);
+        // Progress on stderr while it happens: what is being built, then the build's own log lines.
+        assert.match(first.stderr, /nix-build\.sh: evaluating and building path:.*#hello/);
+        assert.match(first.stderr, /pcp-eval-fixture-hello> a build log line/);
 
         const second = await build("--out-link", link, "--installable", `path:${flakeDir}#hello`);
         assert.equal(second.code, 0, second.stderr);

@@ -684,7 +684,10 @@ test("check lists what TAP networking needs and what is missing", (t) => {
     assert.equal(user.json!.ok, false);
     assert.ok(user.json!.missing.includes("privileges"));
     const priv = user.json!.needs.find((n) => n.name === "privileges")!;
-    assert.match(priv.fix ?? "", /run as root, or allow passwordless sudo/);
+    assert.match(priv.fix ?? "", /run as root, or pass --sudo \(pulumi config set pcp-eval:useSudo true\) and install the helper/);
+    // The rule offered is the narrow one: the root-owned helper alone, never ip, nft or sysctl.
+    assert.match(priv.fix ?? "", /ALL=\(root\) NOPASSWD: \S+\/host\/net\.sh/);
+    assert.doesNotMatch(priv.fix ?? "", /for ip, nft and sysctl/);
     assert.match(user.stderr, /missing: privileges/);
 });
 

@@ -26,7 +26,7 @@ function build(kube: Partial<KubernetesConfig> = {}) {
         const image = load.stdout.apply((out) => (JSON.parse(out) as { image: string }).image);
         const component = new PcpDaemonSet("pcp-daemonset", {
             stack: "test",
-            kubernetes: { context: "pe7-ctx", kubeconfig: "", namespace: "pe7-pcp", ...kube },
+            kubernetes: { context: "pe7-ctx", kubeconfig: "", namespace: "pe7-pcp", containerd: "", ...kube },
             image,
             imageLoaded: load,
             hostCommands: "command",
@@ -78,7 +78,16 @@ describe("PcpDaemonSet (mocks)", () => {
         const load = recording.byName("pcp-daemonset-cluster-load").inputs;
         assert.equal(load.create, `bash scripts/oci.sh cluster-load --image ${loadedImage} --context pe7-ctx`);
         assert.equal(load.delete, `bash scripts/oci.sh cluster-remove --image ${loadedImage} --context pe7-ctx`);
-        assert.deepEqual(load.triggers, [loadedImage, "pe7-ctx"]);
+        assert.deepEqual(load.triggers, [loadedImage, "pe7-ctx", ""]);
+    });
+
+    it("names the nodes' containerd socket to the cluster load and removal when kubeContainerd is set", async () => {
+        const { recording } = await recorded({ containerd: "/run/k3s/containerd/containerd.sock" });
+        const load = recording.byName("pcp-daemonset-cluster-load").inputs;
+        const flags = `--image ${loadedImage} --context pe7-ctx --containerd /run/k3s/containerd/containerd.sock`;
+        assert.equal(load.create, `bash scripts/oci.sh cluster-load ${flags}`);
+        assert.equal(load.delete, `bash scripts/oci.sh cluster-remove ${flags}`);
+        assert.deepEqual(load.triggers, [loadedImage, "pe7-ctx", "/run/k3s/containerd/containerd.sock"]);
     });
 
     it("every container runs the loaded image and never pulls it", async () => {
@@ -141,7 +150,7 @@ describe("PcpDaemonSet (mocks)", () => {
             () =>
                 new PcpDaemonSet("bad", {
                     stack: "test",
-                    kubernetes: { context: "c", kubeconfig: "", namespace: "Not_Valid" },
+                    kubernetes: { context: "c", kubeconfig: "", namespace: "Not_Valid", containerd: "" },
                     image: pulumi.output(loadedImage),
                     // Never reached: the constructor fails before it registers or uses anything.
                     imageLoaded: {} as pulumi.Resource,

@@ -168,15 +168,16 @@ export class PcpDaemonSet extends pulumi.ComponentResource {
         super("pcp-eval:index:PcpDaemonSet", name, {}, opts);
         const timeoutSeconds = args.rolloutTimeoutSeconds ?? constants.timeoutsSeconds.services;
         const image = pulumi.output(args.image).apply(checkImage);
+        const containerd = kube.containerd === "" ? {} : { containerd: kube.containerd };
 
         const clusterLoad = hostCommand(
             args.hostCommands,
             `${name}-cluster-load`,
             {
-                create: scriptCommandOutput("oci.sh", "cluster-load", { image, context: kube.context }),
-                delete: scriptCommandOutput("oci.sh", "cluster-remove", { image, context: kube.context }),
+                create: scriptCommandOutput("oci.sh", "cluster-load", { image, context: kube.context, ...containerd }),
+                delete: scriptCommandOutput("oci.sh", "cluster-remove", { image, context: kube.context, ...containerd }),
                 dir: args.projectDir,
-                triggers: [image, kube.context],
+                triggers: [image, kube.context, kube.containerd],
             },
             { parent: this, dependsOn: [args.imageLoaded] },
         );

@@ -70,7 +70,16 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
 
     const image =
         cfg.container || cfg.kubernetes
-            ? new OciImage("pcp-image", { ...common, stack: cfg.stack, flake: cfg.flake, system: cfg.system, fingerprint, container: cfg.container }, after)
+            ? new OciImage("pcp-image", {
+                  ...common,
+                  stack: cfg.stack,
+                  flake: cfg.flake,
+                  system: cfg.system,
+                  fingerprint,
+                  container: cfg.container,
+                  // A containerd cluster imports the tarball itself: Docker is needed only for a container.
+                  dockerLoad: cfg.container !== undefined || !cfg.kubernetes?.containerd,
+              }, after)
             : undefined;
 
     const key = cfg.vms.length > 0 && cfg.sshPublicKey === undefined ? new SshKey("ssh-key", { ...common, stack: cfg.stack }, after) : undefined;
@@ -98,6 +107,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
                   kubernetes: cfg.kubernetes,
                   image: image.imageRef,
                   imageLoaded: image.loaded,
+                  imageTarball: image.tarball,
                   projectDir: cfg.projectDir,
                   hostCommands: cfg.hostCommands,
               }, after)

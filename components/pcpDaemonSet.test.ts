@@ -19,7 +19,7 @@ import { nodeEndpoints, PcpDaemonSet, type DaemonSetEndpointsInputs, type Daemon
 
 const loadedImage = "pcp-eval:00000000000000000000000000000000"; // what the mocks' `oci.sh load` prints
 
-function build(kube: Partial<KubernetesConfig> = {}) {
+function build(kube: Partial<KubernetesConfig> = {}, imageTarball?: string) {
     return () => {
         // Stands in for OciImage's `docker load`: the mocks answer it with loadedImage.
         const load = new command.local.Command("image-load", { create: "bash scripts/oci.sh load --tarball /nix/store/x-pcp-container.tar.gz" });
@@ -29,6 +29,7 @@ function build(kube: Partial<KubernetesConfig> = {}) {
             kubernetes: { context: "pe7-ctx", kubeconfig: "", namespace: "pe7-pcp", containerd: "", ...kube },
             image,
             imageLoaded: load,
+            imageTarball,
             hostCommands: "command",
             projectDir: "/work/pcp-eval",
         });
@@ -36,8 +37,8 @@ function build(kube: Partial<KubernetesConfig> = {}) {
     };
 }
 
-async function recorded(kube: Partial<KubernetesConfig> = {}, preview = false) {
-    const { recording, result } = await recordProgram(build(kube), { preview, stack: "test" });
+async function recorded(kube: Partial<KubernetesConfig> = {}, preview = false, imageTarball?: string) {
+    const { recording, result } = await recordProgram(build(kube, imageTarball), { preview, stack: "test" });
     return { recording, component: result.component };
 }
 
@@ -88,6 +89,14 @@ describe("PcpDaemonSet (mocks)", () => {
         assert.equal(load.create, `bash scripts/oci.sh cluster-load ${flags}`);
         assert.equal(load.delete, `bash scripts/oci.sh cluster-remove ${flags}`);
         assert.deepEqual(load.triggers, [loadedImage, "pe7-ctx", "/run/k3s/containerd/containerd.sock"]);
+    });
+
+    it("imports the image's tarball into a containerd cluster (no Docker), and ignores the tarball for other clusters", async () => {
+        const tarball = "/nix/store/x-pcp-container.tar.gz";
+        const withContainerd = (await recorded({ containerd: "/run/containerd/containerd.sock" }, false, tarball)).recording.byName("pcp-daemonset-cluster-load").inputs;
+        assert.equal(withContainerd.create, `bash scripts/oci.sh cluster-load --image ${loadedImage} --context pe7-ctx --containerd /run/containerd/containerd.sock --tarball ${tarball}`);
+        const minikube = (await recorded({}, false, tarball)).recording.byName("pcp-daemonset-cluster-load").inputs;
+        assert.equal(minikube.create, `bash scripts/oci.sh cluster-load --image ${loadedImage} --context pe7-ctx`);
     });
 
     it("every container runs the loaded image and never pulls it", async () => {

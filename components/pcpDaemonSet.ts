@@ -15,6 +15,8 @@ export interface PcpDaemonSetArgs {
     image: pulumi.Input<string>;
     /** The resource that loaded the image; the cluster load waits for it. */
     imageLoaded: pulumi.Resource;
+    /** The image's docker-archive: a containerd cluster (kubernetes.containerd) imports it from there. */
+    imageTarball?: pulumi.Input<string>;
     projectDir: string;
     /** Directory with namespace.yaml and daemonset.yaml; default the repo's manifests/. */
     manifestsDir?: string;
@@ -169,12 +171,13 @@ export class PcpDaemonSet extends pulumi.ComponentResource {
         const timeoutSeconds = args.rolloutTimeoutSeconds ?? constants.timeoutsSeconds.services;
         const image = pulumi.output(args.image).apply(checkImage);
         const containerd = kube.containerd === "" ? {} : { containerd: kube.containerd };
+        const fromTarball = kube.containerd !== "" && args.imageTarball !== undefined ? { tarball: args.imageTarball } : {};
 
         const clusterLoad = hostCommand(
             args.hostCommands,
             `${name}-cluster-load`,
             {
-                create: scriptCommandOutput("oci.sh", "cluster-load", { image, context: kube.context, ...containerd }),
+                create: scriptCommandOutput("oci.sh", "cluster-load", { image, context: kube.context, ...containerd, ...fromTarball }),
                 delete: scriptCommandOutput("oci.sh", "cluster-remove", { image, context: kube.context, ...containerd }),
                 dir: args.projectDir,
                 triggers: [image, kube.context, kube.containerd],

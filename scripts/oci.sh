@@ -11,6 +11,10 @@
 #       pcp-eval:nix) are removed again, or pointed back at the image they
 #       named before the load, so that only NAME:<hash> is new.
 #       -> {"image":"NAME:<hash>","loaded":true|false,"id":"sha256:..."}
+#   oci.sh ref --tarball PATH [--repo NAME]
+#       the reference load would give the tarball, without Docker (for a
+#       containerd cluster that imports the tarball itself).
+#       -> {"image":"NAME:<hash>"}
 #   oci.sh remove (--image REF | --tarball PATH [--repo NAME])
 #       removes that one tag (the image goes with its last tag). A tag that a
 #       container still uses is left, and said so.
@@ -54,6 +58,7 @@ die() {
 usage() {
     cat >&2 <<'EOF'
 usage: oci.sh load --tarball PATH [--repo NAME]
+       oci.sh ref --tarball PATH [--repo NAME]
        oci.sh remove (--image REF | --tarball PATH [--repo NAME])
        oci.sh cluster-load --image REF --context C [--containerd SOCKET [--tarball PATH]]
        oci.sh cluster-remove --image REF --context C [--containerd SOCKET]
@@ -206,6 +211,12 @@ cmd_load() {
         [[ ${held[$t]} == "$id" ]] || docker tag "${held[$t]}" "$t"
     done
     jq -cn --arg image "$ref" --arg id "$id" '{image: $image, loaded: true, id: $id}'
+}
+
+cmd_ref() {
+    [[ -n $tarball ]] || die "--tarball PATH is required (the image tarball, e.g. the out-link of the pcp-container build)"
+    [[ -z $image && -z $context ]] || die "ref takes --tarball and --repo only"
+    jq -cn --arg image "$(ref_from_args)" '{image: $image}'
 }
 
 cmd_remove() {
@@ -487,11 +498,12 @@ cmd_check_ports() {
 command -v jq >/dev/null || die "jq is not installed (apt-get install jq)"
 case "$verb" in
 load) cmd_load ;;
+ref) cmd_ref ;;
 remove) cmd_remove ;;
 cluster-load) cmd_cluster_load ;;
 cluster-remove) cmd_cluster_remove ;;
 wait-pmcd) cmd_wait_pmcd ;;
 check-ports) cmd_check_ports ;;
 -h | --help | help) usage ;;
-*) die "unknown verb (use load, remove, cluster-load, cluster-remove, wait-pmcd or check-ports)" ;;
+*) die "unknown verb (use load, ref, remove, cluster-load, cluster-remove, wait-pmcd or check-ports)" ;;
 esac

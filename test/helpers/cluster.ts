@@ -43,7 +43,7 @@ export interface KubernetesBuild {
     seconds: number;
 }
 
-/** tools/build-kubernetes.sh PART: the cached build (or a build now, unless $PCP_EVAL_K8S_PRINT_ONLY). */
+/** tools/build-kubernetes.sh PART: the cached build, or a build now (only the cached one when scripts/test.sh built it: PCP_EVAL_KUBERNETES_BUILT=true). */
 export function kubernetesTools(part: "provider" | "cluster"): KubernetesBuild {
     const printOnly = process.env.PCP_EVAL_KUBERNETES_BUILT === "true";
     const r = spawnSync("bash", [path.join(repoRoot, "tools", "build-kubernetes.sh"), part, ...(printOnly ? ["--print"] : [])], {
@@ -187,6 +187,12 @@ export interface ClusterOptions {
     prefix?: string;
     /** How long to wait for the node to be Ready. */
     readySeconds?: number;
+    /**
+     * Run in this existing network namespace (e.g. the engine harness's, so
+     * `pulumi` there reaches the apiserver) instead of one of its own; stop()
+     * then removes only the node's link from it.
+     */
+    netns?: string;
 }
 
 /** Starts a one-node cluster; stop() it in teardown (it also stops itself when the process exits). */
@@ -201,7 +207,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const id = crypto.randomBytes(3).toString("hex");
     // Short: containerd's and kubelet's unix sockets live below it (108-byte limit).
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}k-`));
-    const netns = `${prefix}-k8s-${id}`;
+    const netns = options.netns ?? `${prefix}-k8s-${id}`;
+    const ownNetns = options.netns === undefined;
     const nodeName = `pcp-eval-node-${id}`;
     const nodeIp = "172.30.14.2";
     const context = `pcp-eval-test-${id}`;
@@ -209,6 +216,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const started: Array<{ name: string; child: ChildProcess; log: string }> = [];
     const seenContainers = new Set<string>();
     let netnsCreated = false;
+    let linkCreated = false;
 
     const nsenter = (cmd: string, args: string[]): [string, string[]] => ["nsenter", [`--net=/run/netns/${netns}`, "--", cmd, ...args]];
     const env: NodeJS.ProcessEnv = { ...process.env, KUBECONFIG: path.join(dir, "admin.kubeconfig"), PATH: `${tools.binDir}:${process.env.PATH ?? "/usr/bin:/bin"}` };
@@ -288,10 +296,14 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
             }
         }
         for (const s of [...started].reverse()) await stopOne(s);
-        // Shims and hostNetwork containers live in the namespace and were started by this cluster.
-        if (netnsCreated) {
+        // Shims and hostNetwork containers live in the namespace and were started by this cluster
+        // (in a namespace it was given, only processes whose command line names its dir).
+        if (netnsCreated || linkCreated) {
             for (let round = 0; round < 20; round++) {
-                const pids = spawnSync("ip", ["netns", "pids", netns], { encoding: "utf8" }).stdout.split("\n").filter((l) => /^\d+$/.test(l.trim()));
+                const pids = spawnSync("ip", ["netns", "pids", netns], { encoding: "utf8" })
+                    .stdout.split("\n")
+                    .filter((l) => /^\d+$/.test(l.trim()))
+                    .filter((p) => ownNetns || cmdlineOf(Number(p)).includes(dir) || isShimOf(Number(p), containerdSocket));
                 if (pids.length === 0) break;
                 for (const p of pids) {
                     try {
@@ -307,6 +319,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         removeContainerCgroups(seenContainers);
         removeLogLinks(dir);
         if (netnsCreated) spawnSync("ip", ["netns", "delete", netns]);
+        else if (linkCreated) spawnSync("ip", ["-n", netns, "link", "del", "node0"]);
         fs.rmSync(dir, { recursive: true, force: true });
     };
     const stopOne = async (s: { child: ChildProcess }): Promise<void> => {
@@ -337,10 +350,13 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
     try {
         // The node's network.
-        must("ip", ["netns", "add", netns]);
-        netnsCreated = true;
+        if (ownNetns) {
+            must("ip", ["netns", "add", netns]);
+            netnsCreated = true;
+        }
         must("ip", ["-n", netns, "link", "set", "lo", "up"]);
         must("ip", ["-n", netns, "link", "add", "node0", "type", "dummy"]);
+        linkCreated = true;
         must("ip", ["-n", netns, "addr", "add", `${nodeIp}/24`, "dev", "node0"]);
         must("ip", ["-n", netns, "link", "set", "node0", "up"]);
         // Components look for a default route to pick their address.
@@ -518,6 +534,29 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         await stop();
         throw err;
     }
+}
+
+function cmdlineOf(pid: number): string {
+    try {
+        return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
+    } catch {
+        return "";
+    }
+}
+
+/** A containerd shim of this cluster's containerd, or a process in one of its containers (a shim's descendant). */
+function isShimOf(pid: number, socket: string): boolean {
+    for (let p = pid, depth = 0; p > 1 && depth < 8; depth++) {
+        const cmd = cmdlineOf(p);
+        if (cmd.includes("containerd-shim") && cmd.includes(socket)) return true;
+        try {
+            const stat = fs.readFileSync(`/proc/${p}/stat`, "utf8");
+            p = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        } catch {
+            return false;
+        }
+    }
+    return false;
 }
 
 /** Removes cgroup directories named after containers of this cluster (runc leaves none on a clean delete). */

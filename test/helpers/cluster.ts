@@ -7,7 +7,7 @@
  *   the CNI plugins from Debian (scripts/install-test-deps.sh).
  * - Network: everything runs in a network namespace of its own, where the node
  *   has an address that is not loopback (kubelet refuses a loopback node IP)
- *   on a dummy link; the namespace is entered with `nsenter --net` only, so
+ *   on a veth link of its own (both ends in the namespace); the namespace is entered with `nsenter --net` only, so
  *   kubelet, containerd and the containers share the machine's mount
  *   namespace (volumes kubelet mounts are seen by the runtime). Clients run
  *   in the namespace too: `exec`, `kubectl`, `ctr` below. Pods with
@@ -93,6 +93,8 @@ export interface Cluster {
     ctr(args: string[]): Promise<string>;
     /** Environment for clients started through argv() (KUBECONFIG, PATH). */
     env: NodeJS.ProcessEnv;
+    /** The last lines of a component's log (etcd, containerd, kube-apiserver, ..., kubelet), for failure messages. */
+    logTail(component: string, lines?: number): string;
     stop(): Promise<void>;
 }
 
@@ -355,8 +357,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
             netnsCreated = true;
         }
         must("ip", ["-n", netns, "link", "set", "lo", "up"]);
-        must("ip", ["-n", netns, "link", "add", "node0", "type", "dummy"]);
+        // A veth pair with both ends in the namespace (this kernel has no dummy links).
+        must("ip", ["-n", netns, "link", "add", "node0", "type", "veth", "peer", "name", "node0p"]);
         linkCreated = true;
+        must("ip", ["-n", netns, "link", "set", "node0p", "up"]);
         must("ip", ["-n", netns, "addr", "add", `${nodeIp}/24`, "dev", "node0"]);
         must("ip", ["-n", netns, "link", "set", "node0", "up"]);
         // Components look for a default route to pick their address.
@@ -527,6 +531,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
             kubectl,
             ctr,
             env,
+            logTail: (component: string, lines = 20) => tail(path.join(dir, `${component}.log`), lines),
             stop,
         };
         return cluster;

@@ -73,7 +73,12 @@ describe("a one-node cluster built here (test/helpers/cluster.ts)", { timeout: 1
         const file = path.join(c.dir, "pause-pod.json");
         fs.writeFileSync(file, JSON.stringify(pod));
         await c.kubectl(["apply", "-f", file]);
-        await c.kubectl(["wait", "--for=condition=Ready", "pod/pe14-pause", "--timeout=120s"], 150_000);
+        try {
+            await c.kubectl(["wait", "--for=condition=Ready", "pod/pe14-pause", "--timeout=120s"], 150_000);
+        } catch (err) {
+            const describe = await c.kubectl(["describe", "pod", "pe14-pause"]).catch((e: Error) => e.message);
+            throw new Error(`${(err as Error).message}\n${describe}\n--- kubelet\n${c.logTail("kubelet", 30)}\n--- containerd\n${c.logTail("containerd", 30)}`);
+        }
         const got = JSON.parse(await c.kubectl(["get", "pod", "pe14-pause", "-o", "json"])) as PodJson;
         assert.equal(got.status.phase, "Running");
         assert.equal(got.status.hostIP, c.nodeIp);

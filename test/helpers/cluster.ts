@@ -11,8 +11,10 @@
  *   kubelet, containerd and the containers share the machine's mount
  *   namespace (volumes kubelet mounts are seen by the runtime). Clients run
  *   in the namespace too: `exec`, `kubectl`, `ctr` below. Pods with
- *   hostNetwork live in that namespace; other pods get a loopback-only CNI
- *   network.
+ *   hostNetwork live in that namespace. The CNI network is loopback only
+ *   (without any conflist the node stays NotReady), so only hostNetwork pods
+ *   start: containerd 1.6 fails any other sandbox with "failed to find
+ *   network info for sandbox" (no eth0 in the CNI result).
  * - Certificates: a CA and one client certificate per component, made with
  *   openssl; the admin kubeconfig has a context of its own (`context`).
  * - containerd (Debian's 1.6) has its socket, root, state and config in the

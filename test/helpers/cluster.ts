@@ -32,6 +32,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { mountsBelow, processAlive, tail } from "./dockerd";
 import { repoRoot } from "./engine";
 import { run, type RunResult } from "./run";
 import { firstUnmet, isRoot } from "./tools";
@@ -104,37 +105,10 @@ function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function alive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch {
-        return false;
-    }
-}
-
-function tail(file: string, lines = 20): string {
-    try {
-        return fs.readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-    } catch {
-        return "(no log)";
-    }
-}
-
 function must(cmd: string, args: string[], opts: { cwd?: string } = {}): string {
     const r = spawnSync(cmd, args, { encoding: "utf8", cwd: opts.cwd });
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status ?? r.signal}): ${r.stderr}${r.error ? String(r.error) : ""}`);
     return r.stdout;
-}
-
-/** Mount points at or below dir, deepest first. */
-function mountsBelow(dir: string): string[] {
-    return fs
-        .readFileSync("/proc/self/mountinfo", "utf8")
-        .split("\n")
-        .map((line) => line.split(" ")[4])
-        .filter((mp): mp is string => mp !== undefined && (mp === dir || mp.startsWith(`${dir}/`)))
-        .sort((a, b) => b.length - a.length);
 }
 
 // ---------------------------------------------------------------------------
@@ -334,8 +308,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         } catch {
             return;
         }
-        for (let i = 0; i < 60 && alive(pid) && s.child.exitCode === null && s.child.signalCode === null; i++) await sleep(250);
-        if (s.child.exitCode === null && s.child.signalCode === null && alive(pid)) process.kill(pid, "SIGKILL");
+        for (let i = 0; i < 60 && processAlive(pid) && s.child.exitCode === null && s.child.signalCode === null; i++) await sleep(250);
+        if (s.child.exitCode === null && s.child.signalCode === null && processAlive(pid)) process.kill(pid, "SIGKILL");
         for (let i = 0; i < 40 && s.child.exitCode === null && s.child.signalCode === null; i++) await sleep(100);
     };
     // If the test process dies without teardown, at least end the daemons.

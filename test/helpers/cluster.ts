@@ -424,6 +424,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
             `--tls-private-key-file=${serving.key}`,
             `--kubelet-client-certificate=${apiserverKubelet.cert}`,
             `--kubelet-client-key=${apiserverKubelet.key}`,
+            // The node's name resolves nowhere (no DNS in the namespace): reach kubelet (logs, exec, port-forward) by its address.
+            "--kubelet-preferred-address-types=InternalIP",
             `--service-account-key-file=${saPub}`,
             `--service-account-signing-key-file=${saKey}`,
             "--service-account-issuer=https://kubernetes.default.svc",

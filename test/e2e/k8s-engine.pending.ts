@@ -1,4 +1,8 @@
 /**
+ * NOT YET RUN: named .pending.ts so the suite does not pick it up until the
+ * provider build (tools/build-kubernetes.sh provider) and this test have been
+ * run once here; rename to k8s-engine.test.ts then (issue 14).
+ *
  * End to end under the real Pulumi engine on the `k8s` stack (Pulumi.k8s.yaml):
  * the PCP DaemonSet deployed by the real kubernetes provider plugin (built
  * from Go modules by tools/build-kubernetes.sh) to the one-node cluster of

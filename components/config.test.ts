@@ -112,6 +112,7 @@ describe("config errors name the key and the fix", () => {
     it("default memory under 256 MiB", () => rejects({ vmMemoryMiB: 200 }, "pcp-eval:vmMemoryMiB", /200 MiB is under the minimum/));
     it("an empty flake reference", () => rejects({ flake: "  " }, "pcp-eval:flake", /empty flake reference/));
     it("Kubernetes on without a context", () => rejects({ kubernetesEnabled: true }, "pcp-eval:kubeContext", /no context is set.*pulumi config set pcp-eval:kubeContext/));
+    it("a relative containerd socket", () => rejects({ kubernetesEnabled: true, kubeContext: "k3s", kubeContainerd: "run/containerd.sock" }, "pcp-eval:kubeContainerd", /not an absolute path.*\/run\/containerd\/containerd\.sock/));
     it("a non-boolean where a boolean goes", () => rejects({ containerEnabled: "yes" }, "pcp-eval:containerEnabled", /not a boolean/));
     it("a non-integer where an integer goes", () => rejects({ vmVcpus: "two" }, "pcp-eval:vmVcpus", /not an integer/));
     it("an unknown host command backend", () => rejects({ hostCommands: "ssh" }, "pcp-eval:hostCommands", /use command or dynamic/));

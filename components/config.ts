@@ -56,6 +56,10 @@ export interface KubernetesConfig {
     /** Empty means the default kubeconfig lookup (KUBECONFIG, ~/.kube/config). */
     kubeconfig: string;
     namespace: string;
+    /** The nodes' containerd socket, for clusters images reach through containerd (kubeadm, k3s); empty otherwise. */
+    containerd: string;
+    /** Mount the nodes' /run/udev (false for nodes without udev). */
+    hostUdev: boolean;
 }
 
 export interface PcpEvalConfig {
@@ -118,6 +122,8 @@ export const configKeys = {
     kubeContext: { type: "string", default: "", description: "kubeconfig context to deploy to (required when kubernetesEnabled)." },
     kubeconfig: { type: "string", default: "", description: "Path to a kubeconfig file. Empty: KUBECONFIG or ~/.kube/config." },
     kubeNamespace: { type: "string", default: "", description: "Namespace for the DaemonSet. Empty: the namespace in nix/constants.json." },
+    kubeContainerd: { type: "string", default: "", description: "containerd socket of a cluster whose nodes run containerd on this host (kubeadm: /run/containerd/containerd.sock, k3s: /run/k3s/containerd/containerd.sock): the image is imported there. Empty: minikube, kind or docker-desktop, found from the context." },
+    kubeHostUdev: { type: "boolean", default: true, description: "Mount the nodes' udev database (/run/udev, persistent device names) read-only into the DaemonSet. Turn off for nodes without udev: there the pod would wait on a FailedMount (it is never created on the node)." },
 } as const satisfies Record<string, ConfigKey>;
 
 export type ConfigKeyName = keyof typeof configKeys;
@@ -504,7 +510,11 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
         if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) {
             problems.push(`${key("kubeNamespace")}: "${namespace}" is not a valid namespace name (lower-case letters, digits, '-')`);
         }
-        kubernetes = { context, kubeconfig: read.string("kubeconfig"), namespace };
+        const containerd = read.string("kubeContainerd").trim();
+        if (containerd !== "" && !containerd.startsWith("/")) {
+            problems.push(`${key("kubeContainerd")}: "${containerd}" is not an absolute path; set it to the nodes' containerd socket, e.g. /run/containerd/containerd.sock, or to "" for minikube, kind or docker-desktop`);
+        }
+        kubernetes = { context, kubeconfig: read.string("kubeconfig"), namespace, containerd, hostUdev: read.boolean("kubeHostUdev") };
     }
 
     const config: PcpEvalConfig = {

@@ -105,7 +105,16 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
     const storePathOf = (name: string): pulumi.Output<string> => storePaths.apply((paths) => paths[name]!);
 
     const image = wantImage
-        ? new OciImage("pcp-image", { ...common, stack: cfg.stack, flake: cfg.flake, system: cfg.system, storePath: storePathOf("pcp-image"), container: cfg.container }, after)
+        ? new OciImage("pcp-image", {
+              ...common,
+              stack: cfg.stack,
+              flake: cfg.flake,
+              system: cfg.system,
+              storePath: storePathOf("pcp-image"),
+              container: cfg.container,
+              // A containerd cluster imports the tarball itself: Docker is needed only for a container.
+              dockerLoad: cfg.container !== undefined || !cfg.kubernetes?.containerd,
+          }, after)
         : undefined;
 
     const vms = vmArgs.map(
@@ -127,6 +136,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
                   kubernetes: cfg.kubernetes,
                   image: image.imageRef,
                   imageLoaded: image.loaded,
+                  imageTarball: image.tarball,
                   projectDir: cfg.projectDir,
                   hostCommands: cfg.hostCommands,
               }, after)

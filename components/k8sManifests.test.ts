@@ -303,6 +303,18 @@ describe("security checks", () => {
         assert.deepEqual(hostMountViolations(extra), ["volume root: host path / not allowed"]);
     });
 
+    it("hostUdev false (a node without udev): no /run/udev volume or mount is left; the other host mounts stay", () => {
+        const noUdev = render({ hostUdev: false }).daemonSet;
+        const hostPaths = (podSpec(noUdev).volumes ?? []).map((v) => v.hostPath?.path).filter((p) => p !== undefined);
+        assert.deepEqual([...hostPaths].sort(), allowedHostPaths.filter((p) => p !== "/run/udev").sort());
+        const volumes = new Set((podSpec(noUdev).volumes ?? []).map((v) => v.name));
+        for (const c of podSpec(noUdev).containers) {
+            for (const mount of c.volumeMounts ?? []) assert.ok(volumes.has(mount.name), `${c.name} mounts ${mount.name}, which has no volume`);
+            assert.ok(!(c.volumeMounts ?? []).some((mnt) => mnt.mountPath === "/host/run/udev"), c.name);
+        }
+        assert.deepEqual(hostMountViolations(noUdev), []);
+    });
+
     it("read-only root filesystems; the daemons write only to emptyDirs at PCP's run, log and tmp directories", () => {
         const spec = podSpec(m.daemonSet);
         const emptyDirs = new Set((spec.volumes ?? []).filter((v) => v.emptyDir !== undefined).map((v) => v.name));

@@ -57,7 +57,16 @@ export interface RenderArgs {
     imagePullPolicy?: PullPolicy;
     /** Directory with namespace.yaml and daemonset.yaml. Default: the repo's manifests/. */
     manifestsDir?: string;
+    /**
+     * Mount the node's udev database (/run/udev, persistent device names) read-only.
+     * Default true. A node without udev has no /run/udev, and the hostPath check
+     * (type Directory: we never create it on the node) would keep the pod waiting.
+     */
+    hostUdev?: boolean;
 }
+
+/** The template's volume of the node's /run/udev (dropped with hostUdev false). */
+const udevVolume = "host-run-udev";
 
 export interface RenderedManifests {
     namespace: INamespace;
@@ -144,6 +153,7 @@ function checkArgs(args: RenderArgs): Required<Omit<RenderArgs, "imagePullPolicy
         managedBy,
         imagePullPolicy: args.imagePullPolicy,
         manifestsDir: args.manifestsDir ?? defaultManifestsDir,
+        hostUdev: args.hostUdev ?? true,
     };
 }
 
@@ -262,6 +272,11 @@ export function renderManifests(args: RenderArgs): RenderedManifests {
     pmproxy.ports = [{ name: "pmproxy", containerPort: ports.pmproxy, hostPort: ports.pmproxy, protocol: "TCP" }];
     pmproxy.args = [...(pmproxy.args ?? []), "-p", String(ports.pmproxy)];
     pmproxy.env = [...(pmproxy.env ?? []), { name: "PMCD_PORT", value: String(ports.pmcd) }];
+
+    if (!a.hostUdev) {
+        podSpec.volumes = (podSpec.volumes ?? []).filter((v) => v.name !== udevVolume);
+        for (const c of podSpec.containers) c.volumeMounts = (c.volumeMounts ?? []).filter((m) => m.name !== udevVolume);
+    }
 
     podSpec.securityContext = {
         ...(podSpec.securityContext ?? {}),

@@ -23,6 +23,12 @@ export interface OciImageArgs {
     storePath: pulumi.Input<string>;
     /** Run the image in Docker; absent when only the cluster needs the image. */
     container?: ContainerConfig;
+    /**
+     * False when nothing needs the image in Docker: no container, and a cluster
+     * whose containerd imports the tarball itself (pcp-eval:kubeContainerd).
+     * Default true.
+     */
+    dockerLoad?: boolean;
 }
 
 /** The flake output that builds the image tarball. */
@@ -50,6 +56,8 @@ export class OciImage extends pulumi.ComponentResource {
     public readonly imageRef: pulumi.Output<string>;
     /** Depend on this to use the image (e.g. to load it into a cluster). */
     public readonly loaded: pulumi.Resource;
+    /** The image's docker-archive (the Nix build's store path). */
+    public readonly tarball: pulumi.Output<string>;
     public readonly target?: Target;
     public readonly containerName?: pulumi.Output<string>;
     /** Done once pmcd answers on the published port; depend on it to use the container. */
@@ -68,22 +76,30 @@ export class OciImage extends pulumi.ComponentResource {
             },
             { parent: this },
         );
+        this.tarball = image.storePath;
+        const flags = { tarball: image.storePath, repo: constants.container.imageName };
+        // Without Docker, the same reference is only computed (`oci.sh ref`), so a
+        // containerd cluster gets the tag a docker load would have given.
+        const dockerLoad = args.dockerLoad ?? true;
         const load = hostCommand(
             args.hostCommands,
-            `${name}-load`,
-            {
-                create: scriptCommandOutput("oci.sh", "load", { tarball: image.storePath, repo: constants.container.imageName }),
-                delete: scriptCommandOutput("oci.sh", "remove", { tarball: image.storePath, repo: constants.container.imageName }),
-                dir: args.projectDir,
-                // Known at preview: a new image replaces the load (and so the container) with the old and new path in the plan.
-                triggers: [args.storePath],
-            },
+            dockerLoad ? `${name}-load` : `${name}-ref`,
+            // Known at preview: a new image replaces the load (and so the container) with the old and new path in the plan.
+            dockerLoad
+                ? {
+                      create: scriptCommandOutput("oci.sh", "load", flags),
+                      delete: scriptCommandOutput("oci.sh", "remove", flags),
+                      dir: args.projectDir,
+                      triggers: [args.storePath],
+                  }
+                : { create: scriptCommandOutput("oci.sh", "ref", flags), dir: args.projectDir, triggers: [args.storePath] },
             { parent: this },
         );
         this.loaded = load;
-        this.imageRef = load.stdout.apply((out) => parseScriptJson<{ image: string }>(out, "docker load").image);
+        this.imageRef = load.stdout.apply((out) => parseScriptJson<{ image: string }>(out, dockerLoad ? "docker load" : "oci.sh ref").image);
 
         if (args.container) {
+            if (!dockerLoad) throw new Error("OciImage: a container needs the image in Docker (dockerLoad must not be false)");
             const spec = containerSpec({ stack: args.stack, projectDir: args.projectDir, ...args.container });
             const triggersOfPorts = [args.container.hostAddress, String(args.container.pmcdPort), String(args.container.pmproxyPort)];
             // A port already bound fails here, naming the port, before Docker creates a container it could not start.
@@ -147,6 +163,6 @@ export class OciImage extends pulumi.ComponentResource {
             this.containerReady = ready;
             this.target = containerTarget(args.container);
         }
-        this.registerOutputs({ imageRef: this.imageRef, containerName: this.containerName, target: this.target });
+        this.registerOutputs({ imageRef: this.imageRef, tarball: this.tarball, containerName: this.containerName, target: this.target });
     }
 }

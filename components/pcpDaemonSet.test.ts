@@ -19,16 +19,17 @@ import { nodeEndpoints, PcpDaemonSet, type DaemonSetEndpointsInputs, type Daemon
 
 const loadedImage = "pcp-eval:00000000000000000000000000000000"; // what the mocks' `oci.sh load` prints
 
-function build(kube: Partial<KubernetesConfig> = {}) {
+function build(kube: Partial<KubernetesConfig> = {}, imageTarball?: string) {
     return () => {
         // Stands in for OciImage's `docker load`: the mocks answer it with loadedImage.
         const load = new command.local.Command("image-load", { create: "bash host/oci.sh load --tarball /nix/store/x-pcp-container.tar.gz" });
         const image = load.stdout.apply((out) => (JSON.parse(out) as { image: string }).image);
         const component = new PcpDaemonSet("pcp-daemonset", {
             stack: "test",
-            kubernetes: { context: "pe7-ctx", kubeconfig: "", namespace: "pe7-pcp", ...kube },
+            kubernetes: { context: "pe7-ctx", kubeconfig: "", namespace: "pe7-pcp", containerd: "", hostUdev: true, ...kube },
             image,
             imageLoaded: load,
+            imageTarball,
             hostCommands: "command",
             projectDir: "/work/pcp-eval",
         });
@@ -36,8 +37,8 @@ function build(kube: Partial<KubernetesConfig> = {}) {
     };
 }
 
-async function recorded(kube: Partial<KubernetesConfig> = {}, preview = false) {
-    const { recording, result } = await recordProgram(build(kube), { preview, stack: "test" });
+async function recorded(kube: Partial<KubernetesConfig> = {}, preview = false, imageTarball?: string) {
+    const { recording, result } = await recordProgram(build(kube, imageTarball), { preview, stack: "test" });
     return { recording, component: result.component };
 }
 
@@ -78,7 +79,24 @@ describe("PcpDaemonSet (mocks)", () => {
         const load = recording.byName("pcp-daemonset-cluster-load").inputs;
         assert.equal(load.create, `bash host/oci.sh cluster-load --image ${loadedImage} --context pe7-ctx`);
         assert.equal(load.delete, `bash host/oci.sh cluster-remove --image ${loadedImage} --context pe7-ctx`);
-        assert.deepEqual(load.triggers, [loadedImage, "pe7-ctx"]);
+        assert.deepEqual(load.triggers, [loadedImage, "pe7-ctx", ""]);
+    });
+
+    it("names the nodes' containerd socket to the cluster load and removal when kubeContainerd is set", async () => {
+        const { recording } = await recorded({ containerd: "/run/k3s/containerd/containerd.sock" });
+        const load = recording.byName("pcp-daemonset-cluster-load").inputs;
+        const flags = `--image ${loadedImage} --context pe7-ctx --containerd /run/k3s/containerd/containerd.sock`;
+        assert.equal(load.create, `bash host/oci.sh cluster-load ${flags}`);
+        assert.equal(load.delete, `bash host/oci.sh cluster-remove ${flags}`);
+        assert.deepEqual(load.triggers, [loadedImage, "pe7-ctx", "/run/k3s/containerd/containerd.sock"]);
+    });
+
+    it("imports the image's tarball into a containerd cluster (no Docker), and ignores the tarball for other clusters", async () => {
+        const tarball = "/nix/store/x-pcp-container.tar.gz";
+        const withContainerd = (await recorded({ containerd: "/run/containerd/containerd.sock" }, false, tarball)).recording.byName("pcp-daemonset-cluster-load").inputs;
+        assert.equal(withContainerd.create, `bash host/oci.sh cluster-load --image ${loadedImage} --context pe7-ctx --containerd /run/containerd/containerd.sock --tarball ${tarball}`);
+        const minikube = (await recorded({}, false, tarball)).recording.byName("pcp-daemonset-cluster-load").inputs;
+        assert.equal(minikube.create, `bash host/oci.sh cluster-load --image ${loadedImage} --context pe7-ctx`);
     });
 
     it("every container runs the loaded image and never pulls it", async () => {
@@ -141,7 +159,7 @@ describe("PcpDaemonSet (mocks)", () => {
             () =>
                 new PcpDaemonSet("bad", {
                     stack: "test",
-                    kubernetes: { context: "c", kubeconfig: "", namespace: "Not_Valid" },
+                    kubernetes: { context: "c", kubeconfig: "", namespace: "Not_Valid", containerd: "", hostUdev: true },
                     image: pulumi.output(loadedImage),
                     // Never reached: the constructor fails before it registers or uses anything.
                     imageLoaded: {} as pulumi.Resource,

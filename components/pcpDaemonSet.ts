@@ -18,6 +18,8 @@ export interface PcpDaemonSetArgs {
     image: pulumi.Input<string>;
     /** The resource that loaded the image; the cluster load waits for it. */
     imageLoaded: pulumi.Resource;
+    /** The image's docker-archive: a containerd cluster (kubernetes.containerd) imports it from there. */
+    imageTarball?: pulumi.Input<string>;
     projectDir: string;
     /** Directory with namespace.yaml and daemonset.yaml; default the repo's manifests/. */
     manifestsDir?: string;
@@ -155,19 +157,22 @@ export class PcpDaemonSet extends pulumi.ComponentResource {
             // The image is loaded into the cluster's runtime, never pulled.
             imagePullPolicy: "Never",
             manifestsDir: args.manifestsDir,
+            hostUdev: kube.hostUdev,
         });
         super("pcp-eval:index:PcpDaemonSet", name, {}, opts);
         const timeoutSeconds = args.rolloutTimeoutSeconds ?? constants.timeoutsSeconds.services;
         const image = pulumi.output(args.image).apply(checkImage);
+        const containerd = kube.containerd === "" ? {} : { containerd: kube.containerd };
+        const fromTarball = kube.containerd !== "" && args.imageTarball !== undefined ? { tarball: args.imageTarball } : {};
 
         const clusterLoad = hostCommand(
             args.hostCommands,
             `${name}-cluster-load`,
             {
-                create: scriptCommandOutput("oci.sh", "cluster-load", { image, context: kube.context }),
-                delete: scriptCommandOutput("oci.sh", "cluster-remove", { image, context: kube.context }),
+                create: scriptCommandOutput("oci.sh", "cluster-load", { image, context: kube.context, ...containerd, ...fromTarball }),
+                delete: scriptCommandOutput("oci.sh", "cluster-remove", { image, context: kube.context, ...containerd }),
                 dir: args.projectDir,
-                triggers: [image, kube.context],
+                triggers: [image, kube.context, kube.containerd],
             },
             { parent: this, dependsOn: [args.imageLoaded] },
         );

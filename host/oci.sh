@@ -11,17 +11,26 @@
 #       pcp-eval:nix) are removed again, or pointed back at the image they
 #       named before the load, so that only NAME:<hash> is new.
 #       -> {"image":"NAME:<hash>","loaded":true|false,"id":"sha256:..."}
+#   oci.sh ref --tarball PATH [--repo NAME]
+#       the reference load would give the tarball, without Docker (for a
+#       containerd cluster that imports the tarball itself).
+#       -> {"image":"NAME:<hash>"}
 #   oci.sh remove (--image REF | --tarball PATH [--repo NAME])
 #       removes that one tag (the image goes with its last tag). A tag that a
 #       container still uses is left, and said so.
 #       -> {"image":REF,"removed":true|false[,"inUseBy":[names]]}
-#   oci.sh cluster-load --image REF --context C
+#   oci.sh cluster-load --image REF --context C [--containerd SOCKET [--tarball PATH]]
 #       makes REF (from the local Docker daemon) available to the cluster of
 #       kube context C: a minikube profile (minikube image load), a kind
 #       cluster (kind-NAME: kind load docker-image), or docker-desktop (shares
-#       this daemon's images).
-#       -> {"image":REF,"context":C,"loaded":true,"via":"minikube|kind|docker-desktop"}
-#   oci.sh cluster-remove --image REF --context C
+#       this daemon's images). With --containerd, a cluster whose nodes run
+#       containerd at SOCKET (kubeadm, k3s: /run/k3s/containerd/containerd.sock,
+#       a test cluster): REF is imported into containerd's k8s.io namespace,
+#       the one its CRI plugin serves to kubelet, from `docker save REF`, or
+#       from --tarball PATH (a docker-archive, e.g. the pcp-container build;
+#       no Docker needed), tagged REF.
+#       -> {"image":REF,"context":C,"loaded":true,"via":"minikube|kind|docker-desktop|containerd"}
+#   oci.sh cluster-remove --image REF --context C [--containerd SOCKET]
 #       -> {"image":REF,"context":C,"removed":true|false,"via":...}
 #   oci.sh wait-pmcd --address A --port P [--timeout S]
 #       waits until pmcd answers on A:P: it connects and reads the PDU pmcd
@@ -47,9 +56,10 @@ source "$script_dir/lib.sh"
 usage() {
     cat >&2 <<'EOF'
 usage: oci.sh load --tarball PATH [--repo NAME]
+       oci.sh ref --tarball PATH [--repo NAME]
        oci.sh remove (--image REF | --tarball PATH [--repo NAME])
-       oci.sh cluster-load --image REF --context C
-       oci.sh cluster-remove --image REF --context C
+       oci.sh cluster-load --image REF --context C [--containerd SOCKET [--tarball PATH]]
+       oci.sh cluster-remove --image REF --context C [--containerd SOCKET]
        oci.sh wait-pmcd --address A --port P [--timeout S]
        oci.sh check-ports --address A --port P [--port P]...
 EOF
@@ -65,12 +75,12 @@ verb="${1:-}"
 shift
 PROG="oci.sh $verb"
 
-tarball="" repo="" image="" context="" address="" timeout=""
+tarball="" repo="" image="" context="" address="" timeout="" containerd=""
 ports=()
 while (($# > 0)); do
     flag="$1"
     case "$flag" in
-    --tarball | --repo | --image | --context | --address | --port | --timeout)
+    --tarball | --repo | --image | --context | --address | --port | --timeout | --containerd)
         if (($# < 2)) || [[ -z $2 ]]; then die "$flag needs a value"; fi
         case "$flag" in
         --tarball) tarball="$2" ;;
@@ -80,6 +90,7 @@ while (($# > 0)); do
         --address) address="$2" ;;
         --port) ports+=("$2") ;;
         --timeout) timeout="$2" ;;
+        --containerd) containerd="$2" ;;
         esac
         shift 2
         ;;
@@ -201,6 +212,12 @@ cmd_load() {
     jq -cn --arg image "$ref" --arg id "$id" '{image: $image, loaded: true, id: $id}'
 }
 
+cmd_ref() {
+    [[ -n $tarball ]] || die "--tarball PATH is required (the image tarball, e.g. the out-link of the pcp-container build)"
+    [[ -z $image && -z $context ]] || die "ref takes --tarball and --repo only"
+    jq -cn --arg image "$(ref_from_args)" '{image: $image}'
+}
+
 cmd_remove() {
     local ref
     if [[ -n $image ]]; then
@@ -235,6 +252,10 @@ cmd_remove() {
 
 # How images reach the cluster of a kube context.
 cluster_kind() {
+    if [[ -n $containerd ]]; then
+        echo containerd
+        return 0
+    fi
     case "$context" in
     docker-desktop | desktop-linux)
         echo docker-desktop
@@ -253,7 +274,67 @@ cluster_kind() {
         echo minikube
         return 0
     fi
-    die "no known way to load images into the cluster of context '$context': it is not a minikube profile (minikube profile list), a kind cluster (kind-NAME) or docker-desktop. Use one of those, or load $image into that cluster's runtime yourself."
+    die "no known way to load images into the cluster of context '$context': it is not a minikube profile (minikube profile list), a kind cluster (kind-NAME) or docker-desktop. For a containerd cluster (kubeadm, k3s) pass --containerd SOCKET (pcp-eval:kubeContainerd), or load $image into that cluster's runtime yourself."
+}
+
+# containerd names images fully: "pcp-eval:x" is docker.io/library/pcp-eval:x,
+# the name kubelet asks the CRI plugin for.
+normalized_ref() {
+    local ref="$1" first="${1%%/*}"
+    if [[ $ref != */* ]]; then
+        printf 'docker.io/library/%s' "$ref"
+    elif [[ $first == *.* || $first == *:* || $first == localhost ]]; then
+        printf '%s' "$ref"
+    else
+        printf 'docker.io/%s' "$ref"
+    fi
+}
+
+ctr_k8s() {
+    ctr --address "$containerd" --namespace k8s.io "$@"
+}
+
+require_containerd() {
+    command -v ctr >/dev/null || die "ctr (Debian package containerd) is not installed; it imports images into the cluster's containerd"
+    [[ -S $containerd ]] || die "--containerd $containerd is not a unix socket; pass the socket of the nodes' containerd (kubeadm: /run/containerd/containerd.sock, k3s: /run/k3s/containerd/containerd.sock)"
+    local out
+    out="$(ctr --address "$containerd" version 2>&1)" || die "containerd does not answer on $containerd: $(tail -n 1 <<<"$out")"
+}
+
+containerd_has() {
+    ctr_k8s images list --quiet "name==$1" 2>/dev/null | grep -qxF "$1"
+}
+
+# Imports REF (normalized NAME) from --tarball or from the local Docker daemon.
+containerd_import() {
+    local name="$1" out archive_tag
+    if [[ -n $tarball ]]; then
+        local real
+        real="$(readlink -f -- "$tarball" 2>/dev/null || true)"
+        [[ -n $real && -f $real && -r $real ]] || die "--tarball $tarball: no such readable file; pass the image's docker-archive"
+        # ctr tags by the archive's own RepoTags; take the first and retag it REF.
+        archive_tag="$( (tar -xOzf "$real" manifest.json 2>/dev/null || tar -xOf "$real" manifest.json 2>/dev/null) | jq -r '.[0].RepoTags[0] // empty' 2>/dev/null || true)"
+        [[ -n $archive_tag ]] || die "--tarball $tarball is not a tagged Docker image archive (no RepoTags in its manifest.json)"
+        archive_tag="$(normalized_ref "$archive_tag")"
+        local had=false
+        if containerd_has "$archive_tag"; then had=true; fi
+        # ctr does not read gzip: stream it through zcat when compressed.
+        if gzip -t "$real" 2>/dev/null; then
+            out="$(zcat -- "$real" | ctr_k8s images import --all-platforms - 2>&1)" || die "ctr images import of $tarball failed: $(tail -n 1 <<<"$out")"
+        else
+            out="$(ctr_k8s images import --all-platforms "$real" 2>&1)" || die "ctr images import of $tarball failed: $(tail -n 1 <<<"$out")"
+        fi
+        if [[ $archive_tag != "$name" ]]; then
+            out="$(ctr_k8s images tag --force "$archive_tag" "$name" 2>&1)" || die "could not tag $archive_tag as $name in containerd: $(tail -n 1 <<<"$out")"
+            # Only REF is new: the archive's own tag goes again unless it was there before.
+            [[ $had == true ]] || ctr_k8s images rm "$archive_tag" >/dev/null 2>&1 || true
+        fi
+    else
+        require_docker
+        image_exists "$image" || die "--image $image is not in the local Docker daemon; run oci.sh load first, or pass --tarball"
+        out="$(docker save "$image" | ctr_k8s images import --all-platforms - 2>&1)" || die "docker save $image | ctr images import failed: $(tail -n 1 <<<"$out")"
+    fi
+    containerd_has "$name" || die "containerd on $containerd has no $name after the import"
 }
 
 cmd_cluster_load() {
@@ -262,6 +343,16 @@ cmd_cluster_load() {
     valid_tag_ref "$image" || die "--image '$image' is not a repo:tag reference"
     local via
     via="$(cluster_kind)"
+    if [[ $via == containerd ]]; then
+        require_containerd
+        local name
+        name="$(normalized_ref "$image")"
+        containerd_has "$name" || containerd_import "$name"
+        jq -cn --arg image "$image" --arg context "$context" --arg name "$name" \
+            '{image: $image, context: $context, loaded: true, via: "containerd", name: $name}'
+        return 0
+    fi
+    [[ -z $tarball ]] || die "--tarball is for containerd clusters (--containerd SOCKET); for $via, load the image into Docker first (oci.sh load)"
     require_docker
     image_exists "$image" || die "--image $image is not in the local Docker daemon; run oci.sh load first"
     local out
@@ -295,6 +386,15 @@ cmd_cluster_remove() {
         done < <(kind get nodes --name "${context#kind-}" 2>/dev/null)
         ;;
     docker-desktop) ;; # the image is the local daemon's; oci.sh remove takes it away
+    containerd)
+        require_containerd
+        local name
+        name="$(normalized_ref "$image")"
+        if containerd_has "$name"; then
+            out="$(ctr_k8s images rm --sync "$name" 2>&1)" || die "ctr images rm $name failed: $(tail -n 1 <<<"$out")"
+            removed=true
+        fi
+        ;;
     esac
     jq -cn --arg image "$image" --arg context "$context" --arg via "$via" --argjson removed "$removed" \
         '{image: $image, context: $context, removed: $removed, via: $via}'
@@ -361,11 +461,12 @@ cmd_check_ports() {
 command -v jq >/dev/null || die "jq is not installed (apt-get install jq)"
 case "$verb" in
 load) cmd_load ;;
+ref) cmd_ref ;;
 remove) cmd_remove ;;
 cluster-load) cmd_cluster_load ;;
 cluster-remove) cmd_cluster_remove ;;
 wait-pmcd) cmd_wait_pmcd ;;
 check-ports) cmd_check_ports ;;
 -h | --help | help) usage ;;
-*) die "unknown verb (use load, remove, cluster-load, cluster-remove, wait-pmcd or check-ports)" ;;
+*) die "unknown verb (use load, ref, remove, cluster-load, cluster-remove, wait-pmcd or check-ports)" ;;
 esac

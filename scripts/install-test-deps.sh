@@ -11,6 +11,11 @@ apt_packages=(
     shellcheck prometheus-node-exporter jq curl procps socat
     sudo
     socat openssh-client
+    # The one-node Kubernetes cluster of test/helpers/cluster.ts (its control
+    # plane and kubelet are built from Go modules by tools/build-kubernetes.sh):
+    # the OCI runtime, the CNI plugins, the conntrack tool kubelet wants,
+    # openssl for its certificates. containerd and etcd come below (daemons).
+    runc containernetworking-plugins conntrack openssl
 )
 
 missing=()
@@ -38,24 +43,31 @@ for f in pmcd pmproxy pmnsmerge; do
     [[ -x $pcp_bin/$f ]] || { echo "install-test-deps: pcp is not usable: $pcp_bin/$f is missing" >&2; exit 1; }
 done
 
-# OpenSSH's server for the pmie-over-SSH test (test/helpers/sshd.ts runs its own
-# sshd on a loopback port). A policy-rc.d that answers 101 keeps the package
-# from starting the system's sshd on port 22 while it installs; it is removed
-# again, and one that was already there is left alone.
-if ! dpkg-query -W -f='${Status}' openssh-server 2>/dev/null | grep -q "install ok installed"; then
-    echo "install-test-deps: installing openssh-server (service not started)" >&2
-    policy=/usr/sbin/policy-rc.d
-    own_policy=false
+# Packages that ship a daemon, installed without starting it: a policy-rc.d
+# that answers 101 keeps each package from starting its service while it
+# installs; it is removed again, and one that was already there is left alone.
+# - openssh-server: the pmie-over-SSH test (test/helpers/sshd.ts runs its own
+#   sshd on a loopback port), not the system's sshd on port 22;
+# - containerd, etcd-server: the test cluster (test/helpers/cluster.ts) runs
+#   its own of each, with sockets, data and ports of its own.
+install_without_starting() {
+    local missing=() pkg policy=/usr/sbin/policy-rc.d own_policy=false failed=false
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    ((${#missing[@]} > 0)) || return 0
+    echo "install-test-deps: installing ${missing[*]} (services not started)" >&2
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"
         chmod 755 "$policy"
         own_policy=true
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null || install_failed=true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || failed=true
     if [[ $own_policy == true ]]; then rm -f "$policy"; fi
-    [[ ${install_failed:-false} == false ]] || { echo "install-test-deps: openssh-server failed to install" >&2; exit 1; }
-fi
+    [[ $failed == false ]] || { echo "install-test-deps: ${missing[*]} failed to install" >&2; exit 1; }
+}
+install_without_starting openssh-server containerd etcd-server
 
 # Node 22, the current LTS that @pulumi/pulumi declares, with npm alone: the
 # registry serves Node binaries as a package. Into .cache/node (gitignored);

@@ -28,6 +28,10 @@ if command -v go >/dev/null; then
     prepare "Pulumi engine (tools/build.sh)" bash tools/build.sh
     PCP_EVAL_TOOLS_BIN=$(bash tools/build.sh --print | jq -r .binDir)
     export PCP_EVAL_TOOLS_BIN
+    # The test cluster's binaries (test/helpers/cluster.ts), cached the same way
+    # (cold: Go module download and build of k8s.io/kubernetes, tens of minutes).
+    prepare "Kubernetes cluster binaries (tools/build-kubernetes.sh cluster)" bash tools/build-kubernetes.sh cluster
+    export PCP_EVAL_KUBERNETES_BUILT=true
 fi
 # The fixture VM's kernel (apt-get download) and initramfs, then the KVM
 # verdict for this boot from a probe boot of that kernel, as make-runner.sh asks.

@@ -58,7 +58,7 @@ function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
     try {
         process.kill(pid, 0);
         return true;
@@ -77,7 +77,7 @@ function freeSubnet(): string {
     throw new Error("dockerd harness: no free 172.31.x.0/24 for the bridge");
 }
 
-function tail(file: string, lines = 15): string {
+export function tail(file: string, lines = 15): string {
     try {
         return fs.readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
     } catch {
@@ -86,7 +86,7 @@ function tail(file: string, lines = 15): string {
 }
 
 /** Mount points below dir, deepest first. */
-function mountsBelow(dir: string): string[] {
+export function mountsBelow(dir: string): string[] {
     const info = fs.readFileSync("/proc/self/mountinfo", "utf8");
     return info
         .split("\n")

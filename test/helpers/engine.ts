@@ -28,10 +28,11 @@ import { Netns } from "./netns";
 export const repoRoot = path.resolve(__dirname, "..", "..");
 export const stackName = "ci";
 
-/** What the engine test copies: the program, its scripts and the ci stack's fixtures. */
+/** What the engine test copies: the program, its scripts and the stacks' fixtures. */
 const projectEntries = [
     "Pulumi.yaml",
     `Pulumi.${stackName}.yaml`,
+    "Pulumi.k8s.yaml",
     "index.ts",
     "package.json",
     "tsconfig.json",
@@ -130,19 +131,30 @@ export function parseEngineJson(stdout: string): EngineJson {
     };
 }
 
+export interface EngineOptions {
+    /** The stack the project's helpers (outputs, state, vmStatus) use; default "ci". */
+    stack?: string;
+    /** Directories put on PATH after the engine's (e.g. the kubernetes provider plugin, kubectl). */
+    extraPath?: string[];
+    /** The PCP fixture image (test/fixtures/pcp-image) the ci flake's pcp-container copies. */
+    pcpImage?: { tarball: string; hash: string };
+}
+
 export class EngineProject {
     readonly dir: string;
+    readonly stack: string;
     readonly ns: Netns;
     readonly env: Record<string, string>;
     /** The stack's host state (.pcp-eval-state/<stack>) inside the copy. */
     readonly stateDir: string;
     private readonly running = new Set<ChildProcess>();
 
-    private constructor(dir: string, ns: Netns, env: Record<string, string>) {
+    private constructor(dir: string, ns: Netns, env: Record<string, string>, stack: string) {
         this.dir = dir;
         this.ns = ns;
         this.env = env;
-        this.stateDir = path.join(dir, "project", ".pcp-eval-state", stackName);
+        this.stack = stack;
+        this.stateDir = path.join(dir, "project", ".pcp-eval-state", stack);
     }
 
     get projectDir(): string {
@@ -150,7 +162,7 @@ export class EngineProject {
     }
 
     /** Copies the project, creates the namespace (loopback up) and the stack. */
-    static async create(tools: ToolsBuild, prefix = "pe9"): Promise<EngineProject> {
+    static async create(tools: ToolsBuild, prefix = "pe9", options: EngineOptions = {}): Promise<EngineProject> {
         // The fixture VM's kernel comes from Debian's archive on first use; fetch
         // it here, since the runners are built inside the namespace (no network).
         await buildFixture();
@@ -163,9 +175,12 @@ export class EngineProject {
             });
         }
         fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(project, "node_modules"));
+        if (options.pcpImage) {
+            fs.writeFileSync(path.join(project, "test", "fixtures", "ci-flake", "pcp-image.json"), JSON.stringify(options.pcpImage));
+        }
         fs.mkdirSync(path.join(dir, "home"));
         const env: Record<string, string> = {
-            PATH: `${tools.binDir}:${process.env.PATH ?? "/usr/bin:/bin"}`,
+            PATH: [tools.binDir, ...(options.extraPath ?? []), process.env.PATH ?? "/usr/bin:/bin"].join(":"),
             PULUMI_HOME: path.join(dir, "home"),
             // Overrides Pulumi.yaml's ./.pulumi-state, which `pulumi login` would not.
             PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}`,
@@ -186,7 +201,7 @@ export class EngineProject {
             fs.rmSync(dir, { recursive: true, force: true });
             throw e;
         }
-        const p = new EngineProject(dir, ns, env);
+        const p = new EngineProject(dir, ns, env, options.stack ?? stackName);
         const login = await p.pulumi(["login", env.PULUMI_BACKEND_URL!]);
         if (login.status !== 0) {
             await p.dispose();
@@ -292,19 +307,19 @@ export class EngineProject {
 
     /** Puts the checkout's Pulumi.<stack>.yaml back (`pulumi stack rm` deletes the copy's). */
     restoreStackConfig(): void {
-        const file = `Pulumi.${stackName}.yaml`;
+        const file = `Pulumi.${this.stack}.yaml`;
         fs.copyFileSync(path.join(repoRoot, file), path.join(this.projectDir, file));
     }
 
     /** Stack outputs as JSON. */
     async outputs(): Promise<Record<string, unknown>> {
-        const r = await this.pulumiOk(["stack", "output", "--stack", stackName, "--json", "--show-secrets"]);
+        const r = await this.pulumiOk(["stack", "output", "--stack", this.stack, "--json", "--show-secrets"]);
         return JSON.parse(r.stdout) as Record<string, unknown>;
     }
 
     /** The stack's checkpoint (`pulumi stack export`). */
     async exportState(): Promise<{ deployment?: { resources?: Array<{ urn: string; type: string; id?: string }>; pending_operations?: unknown[] } }> {
-        const r = await this.pulumiOk(["stack", "export", "--stack", stackName]);
+        const r = await this.pulumiOk(["stack", "export", "--stack", this.stack]);
         return JSON.parse(r.stdout) as { deployment?: { resources?: Array<{ urn: string; type: string; id?: string }>; pending_operations?: unknown[] } };
     }
 

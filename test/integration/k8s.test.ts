@@ -1,22 +1,26 @@
 /**
- * Opt-in: the PCP DaemonSet on a real Kubernetes cluster.
+ * The PCP DaemonSet on a real Kubernetes cluster.
  *
- * Runs only when a kube context answers (`kubectl --context C version`) and
- * an image of PCP is loaded into that cluster; otherwise it is skipped with
- * the reason, in CI too: no cluster can exist on the CI machine, so this test
- * gates itself with t.skip rather than requireTools (which would fail in CI).
+ * The cluster is, in this order:
+ *   - the one of PCP_EVAL_KUBE_CONTEXT, when set (opt-in: an existing cluster
+ *     with the image already loaded, PCP_EVAL_K8S_IMAGE), or
+ *   - the one-node cluster of test/helpers/cluster.ts, built and started here,
+ *     with the PCP fixture image (test/fixtures/pcp-image) imported into its
+ *     containerd by `oci.sh cluster-load --containerd --tarball`. In CI this
+ *     always runs: nothing is skipped.
  *
- *   PCP_EVAL_KUBE_CONTEXT   context to deploy to (default: constants kubernetes.context)
- *   PCP_EVAL_K8S_IMAGE      image reference present in the cluster's runtime
+ *   PCP_EVAL_KUBE_CONTEXT   context to deploy to (an existing cluster)
+ *   PCP_EVAL_K8S_IMAGE      image reference present in that cluster's runtime
  *                           (e.g. loaded by `host/oci.sh cluster-load`)
  *   PCP_EVAL_K8S_PULL_POLICY  imagePullPolicy (default IfNotPresent)
  *
  * It renders manifests/ into a namespace of its own (pe7-k8s-<random>),
  * applies all.yaml, waits for the rollout, then checks: one ready pod per
  * node; on each, pmcd answers and serves kernel.all.load (pminfo through
- * `kubectl port-forward`, so the test itself only talks to 127.0.0.1) and
- * pmproxy answers; the endpoints PcpDaemonSet would output name every node;
- * and after `kubectl delete` the namespace and everything in it are gone.
+ * `kubectl port-forward`, so the test itself only talks to 127.0.0.1, in the
+ * built cluster's namespace for that cluster) and pmproxy answers; the
+ * endpoints PcpDaemonSet would output name every node; and after
+ * `kubectl delete` the namespace and everything in it are gone.
  *
  * A second test needs no cluster and runs wherever PCP is installed: real
  * pmcd, started with the rendered pmcd container's arguments and environment,
@@ -34,43 +38,66 @@ import { promisify } from "node:util";
 import { constants } from "../../components/constants";
 import { dumpManifests, labelKeys, renderManifests, type PullPolicy } from "../../components/k8sManifests";
 import { nodeEndpoints, type PodListJson } from "../../components/pcpDaemonSet";
+import { buildPcpImage } from "../fixtures/pcp-image/fixture";
+import { clusterUnavailableReason, startCluster, type Cluster } from "../helpers/cluster";
+import { repoRoot } from "../helpers/engine";
 import { freePort } from "../helpers/ports";
+import { run } from "../helpers/run";
 import { haveCommand, isRoot, requireTools } from "../helpers/tools";
 
 const execFileP = promisify(execFile);
-const context = process.env.PCP_EVAL_KUBE_CONTEXT || constants.kubernetes.context;
-const image = process.env.PCP_EVAL_K8S_IMAGE ?? "";
+const externalContext = process.env.PCP_EVAL_KUBE_CONTEXT ?? "";
 const pullPolicy = (process.env.PCP_EVAL_K8S_PULL_POLICY || "IfNotPresent") as PullPolicy;
 const waitSeconds = constants.timeoutsSeconds.services;
 
-async function kubectl(args: string[], timeoutSeconds = waitSeconds): Promise<string> {
-    try {
-        const { stdout } = await execFileP("kubectl", ["--context", context, ...args], {
-            encoding: "utf8",
-            timeout: timeoutSeconds * 1000,
-            maxBuffer: 64 * 1024 * 1024,
-        });
-        return stdout;
-    } catch (err) {
-        const e = err as { stderr?: string; message: string };
-        throw new Error(`kubectl --context ${context} ${args.join(" ")}: ${(e.stderr ?? "").trim() || e.message}`);
-    }
+/** Where the test deploys: a context, the image in its runtime, and how its clients run. */
+interface Target {
+    context: string;
+    image: string;
+    /** argv for a client command (in the built cluster's namespace, or as is). */
+    argv(cmd: string, args: string[]): [string, string[]];
+    env: NodeJS.ProcessEnv;
+    stop(): Promise<void>;
 }
 
-/** Why the test cannot run here, or undefined when a cluster and an image are available. */
-async function unmet(): Promise<string | undefined> {
+async function client(target: Target, cmd: string, args: string[], timeoutSeconds = waitSeconds): Promise<string> {
+    const [c, a] = target.argv(cmd, args);
+    const r = await run(c, a, { env: target.env, timeoutMs: timeoutSeconds * 1000 });
+    if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr.trim() || `status ${r.code}`}`);
+    return r.stdout;
+}
+
+function kubectl(target: Target, args: string[], timeoutSeconds = waitSeconds): Promise<string> {
+    return client(target, "kubectl", ["--context", target.context, ...args], timeoutSeconds);
+}
+
+/** An existing cluster (PCP_EVAL_KUBE_CONTEXT): why it cannot be used, or the target. */
+async function externalTarget(): Promise<Target | string> {
+    const image = process.env.PCP_EVAL_K8S_IMAGE ?? "";
+    const target: Target = { context: externalContext, image, argv: (c, a) => [c, a], env: process.env, stop: async () => {} };
     if (!haveCommand("kubectl")) return "kubectl is not installed, so no Kubernetes cluster can be reached";
     try {
-        await kubectl(["version", "--output=json", "--request-timeout=10s"], 20);
+        await kubectl(target, ["version", "--output=json", "--request-timeout=10s"], 20);
     } catch (err) {
-        const first = (err as Error).message.split("\n")[0];
-        return `no reachable Kubernetes cluster: kube context "${context}" did not answer (${first}); set PCP_EVAL_KUBE_CONTEXT to a reachable context to run this test`;
+        return `kube context "${externalContext}" (PCP_EVAL_KUBE_CONTEXT) did not answer: ${(err as Error).message.split("\n")[0]}`;
     }
-    if (image === "") {
-        return `kube context "${context}" answers, but PCP_EVAL_K8S_IMAGE is not set: load the PCP image into the cluster (host/oci.sh cluster-load) and set it to that reference`;
+    if (image === "") return `kube context "${externalContext}" answers, but PCP_EVAL_K8S_IMAGE is not set: load the PCP image into the cluster (host/oci.sh cluster-load) and set it to that reference`;
+    return target;
+}
+
+/** The cluster built here, with the PCP fixture image imported into its containerd. */
+async function builtTarget(): Promise<Target> {
+    const fixture = buildPcpImage();
+    const cluster: Cluster = await startCluster({ prefix: "pe14" });
+    try {
+        const image = fixture.repoTag;
+        const load = await run("bash", [path.join(repoRoot, "host", "oci.sh"), "cluster-load", "--image", image, "--context", cluster.context, "--containerd", cluster.containerdSocket, "--tarball", fixture.tarball]);
+        if (load.code !== 0) throw new Error(`oci.sh cluster-load failed: ${load.stderr}`);
+        return { context: cluster.context, image, argv: cluster.argv, env: cluster.env, stop: () => cluster.stop() };
+    } catch (err) {
+        await cluster.stop();
+        throw err;
     }
-    if (!haveCommand("pminfo")) return "pminfo (Debian package pcp) is not installed: it reads kernel.all.load from each node's pmcd";
-    return undefined;
 }
 
 interface Forward {
@@ -79,11 +106,10 @@ interface Forward {
 }
 
 /** `kubectl port-forward` to a pod's port on a free 127.0.0.1 port; resolves once it listens. */
-function portForward(namespace: string, pod: string, remotePort: number): Promise<Forward> {
+function portForward(target: Target, namespace: string, pod: string, remotePort: number): Promise<Forward> {
     return new Promise((resolve, reject) => {
-        const child = spawn("kubectl", ["--context", context, "--namespace", namespace, "port-forward", "--address", "127.0.0.1", `pod/${pod}`, `:${remotePort}`], {
-            stdio: ["ignore", "pipe", "pipe"],
-        });
+        const [c, a] = target.argv("kubectl", ["--context", target.context, "--namespace", namespace, "port-forward", "--address", "127.0.0.1", `pod/${pod}`, `:${remotePort}`]);
+        const child = spawn(c, a, { stdio: ["ignore", "pipe", "pipe"], env: target.env });
         let out = "";
         let err = "";
         const timer = setTimeout(() => {
@@ -117,17 +143,26 @@ interface PodJson {
     status: { phase?: string; hostIP?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
 }
 
-describe("PCP DaemonSet on a real cluster (opt-in)", () => {
-    it("deploys one ready pod per node, pmcd and pmproxy answer on each, delete leaves nothing", { timeout: waitSeconds * 10 * 1000 }, async (t: TestContext) => {
-        const reason = await unmet();
-        if (reason !== undefined) {
-            t.skip(`skipped: ${reason}`);
-            return;
+describe("PCP DaemonSet on a real cluster", () => {
+    it("deploys one ready pod per node, pmcd and pmproxy answer on each, delete leaves nothing", { timeout: waitSeconds * 15 * 1000 }, async (t: TestContext) => {
+        let target: Target;
+        if (externalContext !== "") {
+            const ext = await externalTarget();
+            if (typeof ext === "string") {
+                t.skip(`skipped: ${ext}`);
+                return;
+            }
+            target = ext;
+        } else {
+            const reason = clusterUnavailableReason();
+            if (!requireTools(t, [[`no cluster can be built here: ${reason}`, () => reason === undefined], "pminfo", "curl"])) return;
+            target = await builtTarget();
         }
+        t.after(() => target.stop());
 
         const namespace = `pe7-k8s-${crypto.randomBytes(4).toString("hex")}`;
         const instance = `pe7-it-${crypto.randomBytes(2).toString("hex")}`;
-        const rendered = renderManifests({ image, namespace, instance, managedBy: "kubectl", imagePullPolicy: pullPolicy });
+        const rendered = renderManifests({ image: target.image, namespace, instance, managedBy: "kubectl", imagePullPolicy: pullPolicy, hostUdev: fs.existsSync("/run/udev") });
         const dsName = rendered.daemonSet.metadata!.name!;
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe7-k8s-"));
         const allYaml = path.join(dir, "all.yaml");
@@ -136,17 +171,17 @@ describe("PCP DaemonSet on a real cluster (opt-in)", () => {
         let deleted = false;
         t.after(async () => {
             for (const f of forwards) stopForward(f);
-            if (!deleted) await kubectl(["delete", "--filename", allYaml, "--ignore-not-found", "--wait=true", `--timeout=${waitSeconds * 3}s`], waitSeconds * 4).catch(() => undefined);
+            if (!deleted) await kubectl(target, ["delete", "--filename", allYaml, "--ignore-not-found", "--wait=true", `--timeout=${waitSeconds * 3}s`], waitSeconds * 4).catch(() => undefined);
             fs.rmSync(dir, { recursive: true, force: true });
         });
 
-        await kubectl(["apply", "--filename", allYaml]);
-        await kubectl(["--namespace", namespace, "rollout", "status", `daemonset/${dsName}`, `--timeout=${waitSeconds * 3}s`], waitSeconds * 4);
+        await kubectl(target, ["apply", "--filename", allYaml]);
+        await kubectl(target, ["--namespace", namespace, "rollout", "status", `daemonset/${dsName}`, `--timeout=${waitSeconds * 3}s`], waitSeconds * 4);
 
         // One ready pod on every node, control plane included.
-        const nodes = (JSON.parse(await kubectl(["get", "nodes", "--output=json"])) as { items: Array<{ metadata: { name: string } }> }).items.map((n) => n.metadata.name);
+        const nodes = (JSON.parse(await kubectl(target, ["get", "nodes", "--output=json"])) as { items: Array<{ metadata: { name: string } }> }).items.map((n) => n.metadata.name);
         const selector = `${labelKeys.name}=pcp,${labelKeys.instance}=${instance}`;
-        const podList = JSON.parse(await kubectl(["--namespace", namespace, "get", "pods", "--selector", selector, "--output=json"])) as { items: PodJson[] };
+        const podList = JSON.parse(await kubectl(target, ["--namespace", namespace, "get", "pods", "--selector", selector, "--output=json"])) as { items: PodJson[] };
         const pods = podList.items;
         assert.deepEqual(pods.map((p) => p.spec.nodeName).sort(), [...nodes].sort(), "exactly one pod per node");
         for (const p of pods) {
@@ -161,28 +196,26 @@ describe("PCP DaemonSet on a real cluster (opt-in)", () => {
         assert.deepEqual(Object.keys(endpoints.pmcdEndpoints).sort(), [...nodes].sort());
 
         for (const p of pods) {
-            const pmcd = await portForward(namespace, p.metadata.name, constants.ports.pmcd);
+            const pmcd = await portForward(target, namespace, p.metadata.name, constants.ports.pmcd);
             forwards.push(pmcd);
-            const { stdout } = await execFileP("pminfo", ["-h", `127.0.0.1:${pmcd.port}`, "-f", "kernel.all.load"], { encoding: "utf8", timeout: constants.timeoutsSeconds.metrics * 1000 });
+            const stdout = await client(target, "pminfo", ["-h", `127.0.0.1:${pmcd.port}`, "-f", "kernel.all.load"], constants.timeoutsSeconds.metrics);
             const values = [...stdout.matchAll(/inst \[\d+ or "[^"]+"\] value ([0-9.]+)/g)].map((m) => Number(m[1]));
             assert.equal(values.length, 3, `kernel.all.load from ${p.spec.nodeName}: ${stdout}`);
             for (const v of values) assert.ok(Number.isFinite(v) && v >= 0, `load average ${v} on ${p.spec.nodeName}`);
 
-            const pmproxy = await portForward(namespace, p.metadata.name, constants.ports.pmproxy);
+            const pmproxy = await portForward(target, namespace, p.metadata.name, constants.ports.pmproxy);
             forwards.push(pmproxy);
-            const res = await fetch(`http://127.0.0.1:${pmproxy.port}/pmapi/fetch?names=kernel.all.load`, { signal: AbortSignal.timeout(constants.timeoutsSeconds.metrics * 1000) });
-            assert.equal(res.status, 200, `pmproxy on ${p.spec.nodeName}`);
-            const body = (await res.json()) as { values?: Array<{ name: string }> };
-            assert.equal(body.values?.[0]?.name, "kernel.all.load");
+            const body = JSON.parse(await client(target, "curl", ["-sf", "--max-time", String(constants.timeoutsSeconds.metrics), `http://127.0.0.1:${pmproxy.port}/pmapi/fetch?names=kernel.all.load`])) as { values?: Array<{ name: string }> };
+            assert.equal(body.values?.[0]?.name, "kernel.all.load", `pmproxy on ${p.spec.nodeName}`);
             stopForward(pmcd);
             stopForward(pmproxy);
         }
 
         // Destroy: the namespace and everything in it are gone.
-        await kubectl(["delete", "--filename", allYaml, "--wait=true", `--timeout=${waitSeconds * 3}s`], waitSeconds * 4);
+        await kubectl(target, ["delete", "--filename", allYaml, "--wait=true", `--timeout=${waitSeconds * 3}s`], waitSeconds * 4);
         deleted = true;
-        await assert.rejects(kubectl(["get", "namespace", namespace]), /NotFound|not found/);
-        const left = JSON.parse(await kubectl(["get", "pods,daemonsets", "--all-namespaces", "--selector", `${labelKeys.instance}=${instance}`, "--output=json"])) as { items: unknown[] };
+        await assert.rejects(kubectl(target, ["get", "namespace", namespace]), /NotFound|not found/);
+        const left = JSON.parse(await kubectl(target, ["get", "pods,daemonsets", "--all-namespaces", "--selector", `${labelKeys.instance}=${instance}`, "--output=json"])) as { items: unknown[] };
         assert.deepEqual(left.items, []);
     });
 });

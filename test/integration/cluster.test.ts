@@ -1,0 +1,175 @@
+/**
+ * The one-node cluster of test/helpers/cluster.ts, for real: the node
+ * registers with its own address and becomes Ready; kubelet runs a pod on
+ * containerd; Pod Security admission of the real apiserver admits the
+ * project's namespace labels and DaemonSet pod and shows what it rejects;
+ * `oci.sh cluster-load --containerd` puts an image where the CRI plugin finds
+ * it and `cluster-remove` takes it away; stop() leaves nothing behind.
+ */
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, it, type TestContext } from "node:test";
+import { renderManifests } from "../../components/k8sManifests";
+import { clusterUnavailableReason, startCluster, type Cluster } from "../helpers/cluster";
+import { repoRoot } from "../helpers/engine";
+import { run } from "../helpers/run";
+import { requireTools } from "../helpers/tools";
+
+const ociSh = path.join(repoRoot, "host", "oci.sh");
+
+interface PodJson {
+    metadata: { name: string; uid: string };
+    status: { phase?: string; hostIP?: string; containerStatuses?: Array<{ containerID?: string; ready: boolean }> };
+}
+
+describe("a one-node cluster built here (test/helpers/cluster.ts)", { timeout: 15 * 60_000 }, () => {
+    let cluster: Cluster | undefined;
+    let stopped = false;
+    let reason: string | undefined;
+
+    before(async () => {
+        reason = clusterUnavailableReason();
+        if (reason === undefined) cluster = await startCluster({ prefix: "pe14" });
+    });
+    after(async () => {
+        if (cluster && !stopped) await cluster.stop();
+    });
+    const need = (t: TestContext): Cluster | undefined => {
+        if (!requireTools(t, [[reason ?? "", () => reason === undefined]])) return undefined;
+        return cluster;
+    };
+
+    it("the node registers with its own (non-loopback) address, runs kubelet 1.34 and is Ready", async (t) => {
+        const c = need(t);
+        if (!c) return;
+        const node = JSON.parse(await c.kubectl(["get", "node", c.nodeName, "-o", "json"])) as {
+            status: { addresses: Array<{ type: string; address: string }>; nodeInfo: { kubeletVersion: string; containerRuntimeVersion: string }; conditions: Array<{ type: string; status: string }> };
+        };
+        assert.deepEqual(node.status.addresses.find((a) => a.type === "InternalIP")?.address, c.nodeIp);
+        assert.match(node.status.nodeInfo.kubeletVersion, /^v1\.34\./);
+        assert.match(node.status.nodeInfo.containerRuntimeVersion, /^containerd:\/\//);
+        assert.equal(node.status.conditions.find((x) => x.type === "Ready")?.status, "True");
+    });
+
+    it("kubelet runs a hostNetwork pod on containerd (the locally built pause image), and deleting it removes its containers", async (t) => {
+        const c = need(t);
+        if (!c) return;
+        const pauseRef = fs.readFileSync(path.join(c.binDir, "..", "images", "pause.ref"), "utf8").trim();
+        const pod = {
+            apiVersion: "v1",
+            kind: "Pod",
+            metadata: { name: "pe14-pause", namespace: "default" },
+            spec: {
+                automountServiceAccountToken: false,
+                // The node's network, as the PCP DaemonSet's pods: the cluster's CNI
+                // network is loopback only, which containerd 1.6 refuses for a pod
+                // of its own network ("failed to find network info for sandbox": no eth0).
+                hostNetwork: true,
+                containers: [{
+                    name: "pause",
+                    image: pauseRef,
+                    imagePullPolicy: "Never",
+                    securityContext: { runAsNonRoot: true, runAsUser: 65535, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, seccompProfile: { type: "RuntimeDefault" } },
+                }],
+            },
+        };
+        const file = path.join(c.dir, "pause-pod.json");
+        fs.writeFileSync(file, JSON.stringify(pod));
+        await c.kubectl(["apply", "-f", file]);
+        try {
+            await c.kubectl(["wait", "--for=condition=Ready", "pod/pe14-pause", "--timeout=120s"], 150_000);
+        } catch (err) {
+            const describe = await c.kubectl(["describe", "pod", "pe14-pause"]).catch((e: Error) => e.message);
+            throw new Error(`${(err as Error).message}\n${describe}\n--- kubelet\n${c.logTail("kubelet", 30)}\n--- containerd\n${c.logTail("containerd", 30)}`);
+        }
+        const got = JSON.parse(await c.kubectl(["get", "pod", "pe14-pause", "-o", "json"])) as PodJson;
+        assert.equal(got.status.phase, "Running");
+        assert.equal(got.status.hostIP, c.nodeIp);
+        const id = got.status.containerStatuses?.[0]?.containerID?.replace(/^containerd:\/\//, "") ?? "";
+        assert.ok((await c.ctr(["containers", "list", "--quiet"])).split("\n").includes(id), `container ${id} is in containerd`);
+        await c.kubectl(["delete", "pod", "pe14-pause", "--wait=true", "--timeout=120s"], 150_000);
+        // kubelet removes the exited container soon after the pod is gone.
+        const deadline = Date.now() + 120_000;
+        while ((await c.ctr(["containers", "list", "--quiet"])).split("\n").includes(id)) {
+            assert.ok(Date.now() < deadline, `container ${id} still in containerd 120s after its pod was deleted`);
+            await new Promise((r) => setTimeout(r, 1000));
+        }
+    });
+
+    it("Pod Security: the project's namespace labels and DaemonSet pod are admitted; the same pod in a baseline namespace is rejected, naming why", async (t) => {
+        const c = need(t);
+        if (!c) return;
+        const rendered = renderManifests({ image: "pcp-eval:psa", namespace: "pe14-psa", instance: "pe14-psa", managedBy: "kubectl", imagePullPolicy: "Never" });
+        const dir = fs.mkdtempSync(path.join(c.dir, "psa-"));
+        // The namespace for real (its pod-security labels pass admission), the DaemonSet as a server-side dry run.
+        fs.writeFileSync(path.join(dir, "namespace.json"), JSON.stringify(rendered.namespace));
+        fs.writeFileSync(path.join(dir, "daemonset.json"), JSON.stringify(rendered.daemonSet));
+        t.after(() => c.kubectl(["delete", "namespace", "pe14-psa", "pe14-baseline", "--ignore-not-found", "--wait=false"]).then(() => undefined));
+        await c.kubectl(["create", "-f", path.join(dir, "namespace.json")]);
+        const labels = JSON.parse(await c.kubectl(["get", "namespace", "pe14-psa", "-o", "jsonpath={.metadata.labels}"])) as Record<string, string>;
+        assert.equal(labels["pod-security.kubernetes.io/enforce"], "privileged");
+        const ds = await c.exec(path.join(c.binDir, "kubectl"), ["--context", c.context, "create", "--dry-run=server", "-f", path.join(dir, "daemonset.json")]);
+        assert.equal(ds.code, 0, `the DaemonSet passes validation and admission: ${ds.stderr}`);
+
+        const podFor = (namespace: string): string => {
+            const file = path.join(dir, `${namespace}-pod.json`);
+            const template = rendered.daemonSet.spec!.template;
+            fs.writeFileSync(file, JSON.stringify({ apiVersion: "v1", kind: "Pod", metadata: { ...template.metadata, name: "pe14-pcp", namespace }, spec: { ...template.spec, nodeName: c.nodeName } }));
+            return file;
+        };
+        // The DaemonSet's pod, in the project's namespace (enforce: privileged).
+        const admitted = await c.exec(path.join(c.binDir, "kubectl"), ["--context", c.context, "create", "--dry-run=server", "-f", podFor("pe14-psa")]);
+        assert.equal(admitted.code, 0, `admitted in the project's namespace: ${admitted.stderr}`);
+        assert.doesNotMatch(admitted.stderr, /PodSecurity/, "no Pod Security warning in the project's namespace");
+
+        // A namespace that enforces "baseline" rejects the same pod, and says why.
+        await c.kubectl(["create", "namespace", "pe14-baseline"]);
+        await c.kubectl(["label", "namespace", "pe14-baseline", "pod-security.kubernetes.io/enforce=baseline"]);
+        const rejected = await c.exec(path.join(c.binDir, "kubectl"), ["--context", c.context, "create", "--dry-run=server", "-f", podFor("pe14-baseline")]);
+        assert.notEqual(rejected.code, 0, "baseline rejects the DaemonSet's pod");
+        assert.match(rejected.stderr, /violates PodSecurity "baseline:latest"/);
+        assert.match(rejected.stderr, /host namespaces \(hostNetwork=true, hostPID=true\)/);
+        assert.match(rejected.stderr, /hostPath volumes/);
+    });
+
+    it("oci.sh cluster-load --containerd imports an image into the k8s.io namespace under its reference, cluster-remove takes it away", async (t) => {
+        const c = need(t);
+        if (!c) return;
+        const tarball = path.join(c.binDir, "..", "images", "pause.tar");
+        const ref = "pe14-load/pause:test";
+        const flags = ["--image", ref, "--context", c.context, "--containerd", c.containerdSocket];
+        const load = await run("bash", [ociSh, "cluster-load", ...flags, "--tarball", tarball]);
+        assert.equal(load.code, 0, load.stderr);
+        assert.deepEqual(JSON.parse(load.stdout), { image: ref, context: c.context, loaded: true, via: "containerd", name: `docker.io/${ref}` });
+        const names = (await c.ctr(["images", "list", "--quiet"])).split("\n");
+        assert.ok(names.includes(`docker.io/${ref}`), names.join(" "));
+        // Only REF is new: the archive's own tag (the cluster's pause image) is still the only other one.
+        const again = await run("bash", [ociSh, "cluster-load", ...flags, "--tarball", tarball]);
+        assert.equal(again.code, 0, again.stderr);
+        const removed = await run("bash", [ociSh, "cluster-remove", ...flags]);
+        assert.equal(removed.code, 0, removed.stderr);
+        assert.equal((JSON.parse(removed.stdout) as { removed: boolean }).removed, true);
+        assert.ok(!(await c.ctr(["images", "list", "--quiet"])).split("\n").includes(`docker.io/${ref}`));
+        const twice = await run("bash", [ociSh, "cluster-remove", ...flags]);
+        assert.equal((JSON.parse(twice.stdout) as { removed: boolean }).removed, false);
+        const bad = await run("bash", [ociSh, "cluster-load", "--image", ref, "--context", c.context, "--containerd", path.join(c.dir, "nothing.sock")]);
+        assert.notEqual(bad.code, 0);
+        assert.match(bad.stderr, /--containerd .* is not a unix socket/);
+    });
+
+    it("stop() leaves nothing: no process in its namespace, no namespace, no mount, no dir, no log link", async (t) => {
+        const c = need(t);
+        if (!c) return;
+        await c.stop();
+        stopped = true;
+        assert.equal(fs.existsSync(`/run/netns/${c.netns}`), false, "the namespace is gone");
+        assert.equal(fs.existsSync(c.dir), false, "the dir is gone");
+        const mounts = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((l) => l.includes(c.dir));
+        assert.deepEqual(mounts, []);
+        const links = fs.existsSync("/var/log/containers") ? fs.readdirSync("/var/log/containers").filter((n) => n.includes("pe14-")) : [];
+        assert.deepEqual(links, []);
+        const left = (await run("ps", ["-eo", "pid,args"])).stdout.split("\n").filter((l) => l.includes(c.dir));
+        assert.deepEqual(left, []);
+    });
+});

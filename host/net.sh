@@ -187,8 +187,8 @@ HELPER_DEFAULT=/usr/local/libexec/pcp-eval/host/net.sh
 HELPER=${PCP_EVAL_NET_HELPER:-$HELPER_DEFAULT}
 narrow_rule() { printf '%s ALL=(root) NOPASSWD: %s' "$1" "$HELPER"; }
 sudo_fix() {
-    printf 'install the helper (sudo install -D -o root -m 0755 host/net.sh %s; sudo install -D -o root -m 0644 nix/constants.json %s) and allow only it: echo '"'"'%s'"'"' | sudo tee /etc/sudoers.d/pcp-eval-net; or run as root' \
-        "$HELPER" "$(dirname "$(dirname "$HELPER")")/nix/constants.json" "$(narrow_rule "$1")"
+    printf 'install the helper (sudo install -D -o root -m 0755 host/net.sh %s; sudo install -D -o root -m 0644 host/lib.sh %s; sudo install -D -o root -m 0644 nix/constants.json %s) and allow only it: echo '"'"'%s'"'"' | sudo tee /etc/sudoers.d/pcp-eval-net; or run as root' \
+        "$HELPER" "$(dirname "$HELPER")/lib.sh" "$(dirname "$(dirname "$HELPER")")/nix/constants.json" "$(narrow_rule "$1")"
 }
 
 # Whether FILE is root's and no one else may change it.
@@ -241,7 +241,8 @@ setup_priv() {
             ((must)) || return 0
             die 3 --sudo "sudo is not installed" "install sudo, then $(sudo_fix "$me")"
         fi
-        if [[ -f $HELPER ]] && root_owned "$HELPER" && sudo -n -l -- "$HELPER" >/dev/null 2>&1; then
+        # The helper runs as root and sources lib.sh beside it: both must be root's alone.
+        if [[ -f $HELPER ]] && root_owned "$HELPER" && root_owned "$(dirname "$HELPER")/lib.sh" && sudo -n -l -- "$HELPER" >/dev/null 2>&1; then
             exec_helper
         fi
         # An older, broad rule (ip, nft, sysctl) still works; it is not what we suggest.
@@ -588,6 +589,12 @@ precheck_tap() { # NAME
     read_link "$name"
     ((L_EXISTS)) || return 0
     if ! tap_recorded "$name"; then
+        # A tap-up of this state killed between making the device and saving the
+        # state leaves it unrecorded but tagged with this state's marker (only we,
+        # as root, set it): ours to finish, so a rerun converges.
+        if [[ -n $MARKER && $L_ALIAS == "$MARKER" && $L_IFNAME == "$name" && $L_KIND == tun && $L_TAPTYPE == tap ]]; then
+            return 0
+        fi
         why="it is not recorded in $STATE_FILE"
     elif [[ $L_IFNAME != "$name" ]]; then
         why="the name is an alternative name of $L_IFNAME"
@@ -722,6 +729,12 @@ tap_flags() {
     printf '%s\n' "${flags[@]}"
 }
 
+record_tap() { # NAME UID MULTI_QUEUE(true|false) BRIDGE
+    st_set '.taps[$n] = {owner: $o, uid: ($u | tonumber), multiQueue: $mq, vnetHdr: true, bridge: $b}' \
+        --arg n "$1" --arg o "$OWNER" --arg u "$2" --argjson mq "$3" --arg b "$4"
+    save_state
+}
+
 ensure_tap() { # NAME (prechecked: absent or ours)
     local name=$1 m=$MARKER bridge
     bridge=$(st '.bridge.name')
@@ -745,6 +758,10 @@ ensure_tap() { # NAME (prechecked: absent or ours)
                 p ip link set dev "$name" up
                 UPDATED+=("tap|$name|set up")
             fi
+            if ! tap_recorded "$name"; then
+                record_tap "$name" "$want_uid" "$want_mq" "$bridge"
+                UPDATED+=("tap|$name|recorded (made by an interrupted tap-up)")
+            fi
             return 0
         fi
     fi
@@ -755,9 +772,7 @@ ensure_tap() { # NAME (prechecked: absent or ours)
     p ip link set dev "$name" alias "$m"
     p ip link set dev "$name" master "$bridge"
     p ip link set dev "$name" up
-    st_set '.taps[$n] = {owner: $o, uid: ($u | tonumber), multiQueue: $mq, vnetHdr: true, bridge: $b}' \
-        --arg n "$name" --arg o "$OWNER" --arg u "$want_uid" --argjson mq "$want_mq" --arg b "$bridge"
-    save_state
+    record_tap "$name" "$want_uid" "$want_mq" "$bridge"
     [[ ${UPDATED[*]-} == *"tap|$name|recreated"* ]] || CREATED+=("tap|$name|owner $OWNER, ${flags[*]}")
     log "created TAP $name (owner $OWNER, ${flags[*]}) on $bridge"
 }

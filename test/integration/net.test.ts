@@ -479,6 +479,31 @@ test("parallel tap-up calls are serialised by the state lock and all recorded", 
     assert.deepEqual(ns.snapshot(), before);
 });
 
+test("a tap-up killed after making its TAP (tagged with this state's marker, not yet recorded) is finished by the next tap-up; a same-named TAP without the marker is refused", (t) => {
+    if (!needsNetns(t)) return;
+    const { ns, stateDir } = world(t);
+    const before = ns.snapshot();
+    netshOk(ns, ["bridge-up", "--state-dir", stateDir]);
+    const marker = (JSON.parse(fs.readFileSync(path.join(stateDir, "net.json"), "utf8")) as { marker: string }).marker;
+    // What the killed run left: the device made and tagged, the state not yet saved.
+    ns.ip(["tuntap", "add", "dev", TAP0, "mode", "tap", "user", OWNER, "vnet_hdr"]);
+    ns.ip(["link", "set", "dev", TAP0, "alias", marker]);
+    const finished = netshOk(ns, ["tap-up", "--state-dir", stateDir, "--tap", TAP0, "--owner", OWNER]);
+    assert.equal(finished.changed, true);
+    const recorded = JSON.parse(fs.readFileSync(path.join(stateDir, "net.json"), "utf8")) as { taps: Record<string, unknown> };
+    assert.ok(recorded.taps[TAP0], "the TAP is recorded now");
+    assert.equal(ns.link(TAP0)!.master, net.bridge);
+
+    // A device of someone else's under the other TAP name: refused, left alone.
+    ns.ip(["tuntap", "add", "dev", TAP1, "mode", "tap"]);
+    const refused = netsh(ns, ["tap-up", "--state-dir", stateDir, "--tap", TAP1, "--owner", OWNER]);
+    assert.equal(refused.status, 4, refused.stderr);
+    assert.match(refused.stderr, /a device named \S+ exists and is not ours: it is not recorded/);
+    ns.ip(["link", "del", "dev", TAP1]);
+    netshOk(ns, ["bridge-down", "--state-dir", stateDir]);
+    assert.deepEqual(ns.snapshot(), before);
+});
+
 test("devices gone behind our back (a reboot) are made again by the up verbs; a replaced one is left alone by bridge-down", (t) => {
     if (!needsNetns(t)) return;
     const { ns, stateDir } = world(t);
@@ -912,6 +937,8 @@ test("with --sudo and a sudoers rule for the root-owned net.sh helper alone, a u
     const helper = path.join(helperRoot, "host", "net.sh");
     fs.copyFileSync(NET_SH, helper);
     fs.chmodSync(helper, 0o755);
+    fs.copyFileSync(path.join(REPO, "host", "lib.sh"), path.join(helperRoot, "host", "lib.sh"));
+    fs.chmodSync(path.join(helperRoot, "host", "lib.sh"), 0o644);
     fs.copyFileSync(path.join(REPO, "nix", "constants.json"), path.join(helperRoot, "nix", "constants.json"));
     fs.chmodSync(path.join(helperRoot, "nix", "constants.json"), 0o644);
     const rule = `${OWNER} ALL=(root) NOPASSWD: ${helper}\n`;

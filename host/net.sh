@@ -918,21 +918,31 @@ verb_tap_up() {
     emit_change "already up: TAP $TAP on $BRIDGE; nothing changed"
 }
 
-verb_tap_down() {
-    require_tools ip jq flock
-    check_state_dir
-    [[ -n $TAP ]] || die 2 --tap "is required for tap-down" "pass --tap NAME"
-    check_ifname --tap "$TAP"
+# The start of a removal verb: nothing recorded is nothing to do (reported, and
+# NOTHING_RECORDED=1; not a return status, which would turn off set -e inside);
+# else privilege, the lock and the validated state.
+NOTHING_RECORDED=0
+begin_removal() {
     STATE_FILE=$STATE_DIR/$STATE_BASENAME
-    if [[ ! -d $STATE_DIR ]]; then
+    if [[ ! -e $STATE_FILE ]]; then
         STATE=$(empty_state)
-        emit_change "nothing recorded: $STATE_FILE does not exist"
+        emit_change "nothing recorded: $STATE_FILE does not exist; nothing to remove"
+        NOTHING_RECORDED=1
         return 0
     fi
     setup_priv 1
     check_helper_state_dir
     lock_state_dir
     load_state
+}
+
+verb_tap_down() {
+    require_tools ip jq flock
+    check_state_dir
+    [[ -n $TAP ]] || die 2 --tap "is required for tap-down" "pass --tap NAME"
+    check_ifname --tap "$TAP"
+    begin_removal
+    ((NOTHING_RECORDED == 0)) || return 0
     if ! tap_recorded "$TAP"; then
         read_link "$TAP"
         ((L_EXISTS == 0)) || LEFT+=("tap|$TAP|exists but is not recorded as ours: left alone")
@@ -946,16 +956,8 @@ verb_tap_down() {
 verb_down() {
     require_tools ip nft sysctl jq flock
     check_state_dir
-    STATE_FILE=$STATE_DIR/$STATE_BASENAME
-    if [[ ! -e $STATE_FILE ]]; then
-        STATE=$(empty_state)
-        emit_change "nothing recorded: $STATE_FILE does not exist; nothing to remove"
-        return 0
-    fi
-    setup_priv 1
-    check_helper_state_dir
-    lock_state_dir
-    load_state
+    begin_removal
+    ((NOTHING_RECORDED == 0)) || return 0
     local t
     while IFS= read -r t; do
         [[ -n $t ]] && remove_tap "$t"

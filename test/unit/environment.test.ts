@@ -55,17 +55,17 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
             "pulumi:pulumi:Stack pcp-eval-dev",
         ].filter((s) => !s.startsWith("pulumi:pulumi:Stack")));
         const tapCommands = recording.resources.filter((r) => r.name.startsWith("network-pcptap"));
-        assert.deepEqual(tapCommands.map((r) => r.name), ["network-pcptap0"]);
+        assert.deepEqual(tapCommands.map((r) => r.name), ["network-pcptap2"]);
         assert.ok(recording.has("pcp-image-container"));
         assert.ok(recording.has("pcp-daemonset-daemonset"));
     });
 
     it("gives the TAP VM, and only it, an edge to its TAP device", async () => {
         const { recording } = await record(cfg);
-        assert.ok(recording.dependencyNames("vm-grafana-process").includes("network-pcptap0"));
+        assert.ok(recording.dependencyNames("vm-grafana-process").includes("network-pcptap2"));
         assert.ok(!recording.dependencyNames("vm-eval-process").some((n) => n.startsWith("network")));
         assert.ok(!recording.dependencyNames("vm-bpf-process").some((n) => n.startsWith("network")));
-        assert.ok(recording.dependencyNames("network-pcptap0").includes("network-bridge"));
+        assert.ok(recording.dependencyNames("network-pcptap2").includes("network-bridge"));
     });
 
     it("makes the DaemonSet wait for the image loaded into the cluster, which waits for the docker load", async () => {
@@ -105,7 +105,8 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
 
     it("exports URLs for the grafana VM on its TAP address and pmproxy URLs per target", async () => {
         const { outputs } = await record(cfg);
-        const tapAddress = constants.network.firstVmAddress;
+        // The grafana variant's slot (tapIndex 2, components/plan.ts).
+        const tapAddress = "10.177.0.22";
         assert.equal(outputs.grafanaUrl, `http://${tapAddress}:${constants.ports.grafana}`);
         assert.equal(outputs.prometheusUrl, `http://${tapAddress}:${constants.ports.prometheus}`);
         const evalPorts = forwardedPorts("eval");
@@ -132,7 +133,7 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.match(create, /mkMicrovmRunner/);
         assert.match(create, /variant = \\?"grafana\\?"/);
         assert.match(create, /networking = \\?"tap\\?"/);
-        assert.match(create, new RegExp(`address = \\\\?"${constants.network.firstVmAddress.replace(/\./g, "\\.")}\\\\?"`));
+        assert.match(create, /address = \\?"10\.177\.0\.22\\?"/);
         assert.match(create, /ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKey/);
         assert.match(create, /debugMode = false/);
         assert.match(create, /useKvm = false/);
@@ -178,11 +179,11 @@ describe("other configurations", () => {
         const { recording, outputs } = await record(cfg);
         assert.deepEqual(
             recording.resources.filter((r) => r.name.startsWith("network-")).map((r) => r.name).sort(),
-            ["network-bridge", "network-pcptap0", "network-pcptap1"],
+            ["network-bridge", "network-pcptap1", "network-pcptap2"],
         );
-        assert.ok(recording.dependencyNames("vm-eval-process").includes("network-pcptap0"));
-        assert.ok(!recording.dependencyNames("vm-eval-process").includes("network-pcptap1"));
-        assert.ok(recording.dependencyNames("vm-grafana-process").includes("network-pcptap1"));
+        assert.ok(recording.dependencyNames("vm-eval-process").includes("network-pcptap1"));
+        assert.ok(!recording.dependencyNames("vm-eval-process").includes("network-pcptap2"));
+        assert.ok(recording.dependencyNames("vm-grafana-process").includes("network-pcptap2"));
         assert.ok(!recording.dependencyNames("vm-base-process").some((n) => n.startsWith("network")));
         const targets = outputs.targets as Record<string, { pmcd: { host: string } }>;
         assert.equal(targets.eval!.pmcd.host, cfg.vms[1]!.tap!.address);

@@ -13,6 +13,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { constants } from "../../components/constants";
+import { parseCidr } from "../../components/net";
+import { planTaps } from "../../components/plan";
 import { EngineProject, engineTools, stackName, type EngineJson, type ToolsBuild } from "../helpers/engine";
 import { canUseNetns } from "../helpers/netns";
 import { haveCommand, inCi, requireTools } from "../helpers/tools";
@@ -34,7 +36,9 @@ const needs: Array<string | [string, () => boolean]> = [
 const ready = needs.every((n) => (typeof n === "string" ? haveCommand(n) : n[1]()));
 
 const bridge = constants.network.bridge;
-const tapDevice = `${constants.network.tapPrefix}0`;
+/** The eval VM's TAP slot is its variant's (components/plan.ts). */
+const evalSlot = planTaps([{ name: "eval", variant: "eval" }], parseCidr(constants.network.subnet)).eval!;
+const tapDevice = evalSlot.device;
 const vmNames = ["base", "eval"];
 /** Resources of the ci stack: stack, StateDir (+dir), TapBridge (+bridge, +1 TAP), SshKey (+keygen), 2 x (MicroVm, NixBuild, build, process). */
 const ciResourceCount = 16;
@@ -113,7 +117,7 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         assert.deepEqual(Object.keys(out).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "summary", "targets"]);
         const urls = out.pmproxyUrls as Record<string, string>;
         assert.deepEqual(Object.keys(urls).sort(), vmNames);
-        assert.equal(urls.eval, `http://${constants.network.firstVmAddress}:${constants.ports.pmproxy}`);
+        assert.equal(urls.eval, `http://${evalSlot.address}:${constants.ports.pmproxy}`);
         for (const [name, url] of Object.entries(urls)) {
             assert.equal(q.httpStatus(`${url}/pmapi/context`), 200, `pmproxy of ${name} at ${url}`);
         }

@@ -67,6 +67,8 @@ export class OciImage extends pulumi.ComponentResource {
             {
                 create: scriptCommandOutput("oci.sh", "load", { tarball: image.storePath, repo: constants.container.imageName }),
                 delete: scriptCommandOutput("oci.sh", "remove", { tarball: image.storePath, repo: constants.container.imageName }),
+                // An image tag removed by hand is drift; the repair loads it again.
+                check: scriptCommandOutput("oci.sh", "status", { tarball: image.storePath, repo: constants.container.imageName }),
                 dir: args.projectDir,
                 triggers: [image.storePath],
             },

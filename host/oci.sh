@@ -11,6 +11,9 @@
 #       pcp-eval:nix) are removed again, or pointed back at the image they
 #       named before the load, so that only NAME:<hash> is new.
 #       -> {"image":"NAME:<hash>","loaded":true|false,"id":"sha256:..."}
+#   oci.sh status --tarball PATH [--repo NAME]
+#       the tag load makes, as it is now (read-only).
+#       -> {"image":"NAME:<hash>","id":"sha256:..."|null}
 #   oci.sh remove (--image REF | --tarball PATH [--repo NAME])
 #       removes that one tag (the image goes with its last tag). A tag that a
 #       container still uses is left, and said so.
@@ -200,6 +203,15 @@ cmd_load() {
         [[ ${held[$t]} == "$id" ]] || docker tag "${held[$t]}" "$t"
     done
     jq -cn --arg image "$ref" --arg id "$id" '{image: $image, loaded: true, id: $id}'
+}
+
+cmd_status() {
+    [[ -n $tarball ]] || die "--tarball PATH is required (the image tarball whose tag to look up)"
+    local ref id=""
+    ref="$(ref_from_args)"
+    require_docker
+    if image_exists "$ref"; then id="$(docker image inspect --format '{{.Id}}' "$ref")"; fi
+    jq -cn --arg image "$ref" --arg id "$id" '{image: $image, id: (if $id == "" then null else $id end)}'
 }
 
 cmd_remove() {
@@ -398,11 +410,12 @@ cmd_check_ports() {
 command -v jq >/dev/null || die "jq is not installed (apt-get install jq)"
 case "$verb" in
 load) cmd_load ;;
+status) cmd_status ;;
 remove) cmd_remove ;;
 cluster-load) cmd_cluster_load ;;
 cluster-remove) cmd_cluster_remove ;;
 wait-pmcd) cmd_wait_pmcd ;;
 check-ports) cmd_check_ports ;;
 -h | --help | help) usage ;;
-*) die "unknown verb (use load, remove, cluster-load, cluster-remove, wait-pmcd or check-ports)" ;;
+*) die "unknown verb (use load, status, remove, cluster-load, cluster-remove, wait-pmcd or check-ports)" ;;
 esac

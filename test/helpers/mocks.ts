@@ -33,7 +33,7 @@ interface MockMonitorLike {
 function fakeStdout(create: string): string {
     if (create.includes("nix-build.sh build")) {
         const outLink = /--out-link (\S+)/.exec(create)?.[1] ?? "out";
-        return JSON.stringify({ storePath: `/nix/store/00000000000000000000000000000000-${outLink.split("/").pop()}`, outLink });
+        return JSON.stringify({ storePath: `/nix/store/00000000000000000000000000000000-${(outLink.split("/").pop() ?? "").replace(/-[0-9a-f]{12}$/, "")}`, outLink });
     }
     if (create.includes("oci.sh load")) return JSON.stringify({ image: "pcp-eval:00000000000000000000000000000000", loaded: true });
     if (create.includes("ssh-key.sh ensure")) return JSON.stringify({ publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKey pcp-eval-test", created: true });
@@ -65,6 +65,8 @@ export async function recordProgram<T>(build: () => T, options: { preview?: bool
                     state.stdout = fakeStdout(String(args.inputs.create ?? ""));
                     state.stderr = "";
                 }
+                // A local.Command's HostState carries the command's stdout on.
+                if (args.type === "pulumi-nodejs:dynamic/pcp-eval:HostState") state.stdout = args.inputs.recorded;
                 if (args.type === "pulumi-nodejs:dynamic:Resource") {
                     state.pid = 4242;
                     state.startedAt = "2026-01-01T00:00:00Z";

@@ -71,7 +71,9 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
     it("makes the DaemonSet wait for the image loaded into the cluster, which waits for the docker load", async () => {
         const { recording } = await record(cfg);
         assert.ok(recording.dependencyNames("pcp-daemonset-daemonset").includes("pcp-daemonset-cluster-load"));
-        assert.ok(recording.dependencyNames("pcp-daemonset-cluster-load").includes("pcp-image-load"));
+        // On local.Command, users of the load wait on its HostState (components/hostCommand.ts), which waits on it.
+        assert.ok(recording.dependencyNames("pcp-daemonset-cluster-load").includes("pcp-image-load-state"));
+        assert.ok(recording.dependencyNames("pcp-image-load-state").includes("pcp-image-load"));
     });
 
     it("keeps independent parts free of edges between them, so they provision in parallel", async () => {
@@ -158,7 +160,7 @@ describe("other configurations", () => {
         const names = recording.resources.map((r) => r.name).sort();
         assert.deepEqual(names.filter((n) => !n.startsWith("pcp-image")), ["state", "state-dir"]);
         assert.ok(names.includes("pcp-image-container"));
-        assert.ok(recording.dependencyNames("pcp-image-container").includes("pcp-image-load"));
+        assert.ok(recording.dependencyNames("pcp-image-container").includes("pcp-image-load-state"));
         assert.deepEqual(Object.keys(outputs).sort(), ["pmcdEndpoints", "pmproxyUrls", "summary", "targets"]);
         assert.deepEqual(outputs.pmcdEndpoints, { container: `127.0.0.1:${constants.hostForwards.pmcd}` });
         const container = recording.byName("pcp-image-container").inputs as { user: string; ports: Array<{ internal: number; external: number; ip: string }> };
@@ -214,8 +216,15 @@ describe("other configurations", () => {
         assert.deepEqual(commandTypes(byDefault.recording), ["command:local:Command"]);
         const dynamic = await record(configOf({ ...everything, hostCommands: "dynamic" }));
         assert.deepEqual(commandTypes(dynamic.recording), ["pulumi-nodejs:dynamic/pcp-eval:HostCommand"]);
-        // Same resources and edges either way.
-        const shape = (r: Recording) => r.resources.map((x) => `${x.name}<-${r.dependencyNames(x.name).sort().join(",")}`).sort();
+        // Same resources and edges either way, but for the HostState that gives a local.Command its refresh
+        // (the dynamic HostCommand reads the host itself): it stands between a command and its users.
+        assert.ok(byDefault.recording.has("pcp-image-load-state") && !dynamic.recording.has("pcp-image-load-state"));
+        const isState = (r: Recording, n: string) => r.resources.some((x) => x.name === n && x.type.endsWith(":HostState"));
+        const shape = (r: Recording) =>
+            r.resources
+                .filter((x) => !isState(r, x.name))
+                .map((x) => `${x.name}<-${[...new Set(r.dependencyNames(x.name).map((d) => (isState(r, d) ? d.replace(/-state$/, "") : d)))].sort().join(",")}`)
+                .sort();
         assert.deepEqual(shape(dynamic.recording), shape(byDefault.recording));
     });
 

@@ -126,7 +126,8 @@ async function observe(check: string, dir: string, recorded: string): Promise<{ 
     return { live: drift === "" ? "ok" : "degraded", drift };
 }
 
-const provider: pulumi.dynamic.ResourceProvider<HostCommandInputs, HostCommandOutputs> = {
+/** Exported for the tests, which drive it against real files. */
+export const hostCommandProvider: pulumi.dynamic.ResourceProvider<HostCommandInputs, HostCommandOutputs> = {
     async create(inputs) {
         const { stdout, stderr } = await runShell(inputs.create, inputs.dir);
         const crypto: typeof import("node:crypto") = require("node:crypto");
@@ -159,7 +160,7 @@ export class HostCommand extends pulumi.dynamic.Resource {
     public declare readonly live: pulumi.Output<Live>;
 
     constructor(name: string, args: HostCommandArgs, opts?: pulumi.CustomResourceOptions) {
-        super(provider, name, { ...args, stdout: undefined, stderr: undefined, live: undefined, drift: undefined }, opts, "pcp-eval", "HostCommand");
+        super(hostCommandProvider, name, { ...args, stdout: undefined, stderr: undefined, live: undefined, drift: undefined }, opts, "pcp-eval", "HostCommand");
     }
 }
 

@@ -174,6 +174,17 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         assert.deepEqual(await diff(props.vmDir, props, { ...props }), { changes: true, replaces: ["pid"], deleteBeforeReplace: true });
     });
 
+    it("diff: a moved checkout (dir only, paths relative to it) or the same state dir written relative is an update, never a replace", async () => {
+        const diff = provider.diff as DiffFn;
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 4242 }));
+        const projectDir = path.dirname(props.stateDir);
+        const relative = { ...props, dir: projectDir, stateDir: path.basename(props.stateDir) };
+        assert.deepEqual(await diff(props.vmDir, props, relative), { changes: true, replaces: [], deleteBeforeReplace: true });
+        const moved = { ...relative, dir: "/elsewhere/pcp-eval" };
+        assert.deepEqual(await diff(props.vmDir, relative, moved), { changes: true, replaces: [], deleteBeforeReplace: true });
+        assert.deepEqual(await diff(props.vmDir, relative, { ...relative, stateDir: "other" }), { changes: true, replaces: ["stateDir"], deleteBeforeReplace: true });
+    });
+
     it("delete runs vm.sh stop with the shutdown and exit timeouts, purging the VM dir", async () => {
         write("stop.json", JSON.stringify({ name: "eval", stopped: true, how: "graceful" }));
         await (provider.delete as DeleteFn)(props.vmDir, props);

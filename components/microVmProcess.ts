@@ -21,11 +21,17 @@ import * as pulumi from "@pulumi/pulumi";
 export interface MicroVmProcessInputs {
     /** VM instance name; its state lives in `<stateDir>/<name>`. */
     name: string;
+    /**
+     * Working directory of vm.sh (the project): stateDir and scriptPath may be
+     * relative to it, so a moved checkout changes only this, an update that
+     * leaves the running VM alone.
+     */
+    dir?: string;
     /** Store path of the runner; `<runner>/bin/microvm-run` starts the VM. */
     runner: string;
-    /** Directory holding one sub-directory per VM. */
+    /** Directory holding one sub-directory per VM (absolute, or relative to dir). */
     stateDir: string;
-    /** Absolute path of host/vm.sh. */
+    /** Path of host/vm.sh (absolute, or relative to dir). */
     scriptPath: string;
     /** Host ports (forwards and consoles) that must be free before start. */
     ports: number[];
@@ -117,7 +123,7 @@ export function runVmSh<T>(inputs: MicroVmProcessInputs, verb: "start" | "stop" 
     const childProcess: typeof import("node:child_process") = require("node:child_process");
     const args = vmShArgs(inputs, verb, options);
     return new Promise<T>((resolve, reject) => {
-        const child = childProcess.spawn("bash", [inputs.scriptPath, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+        const child = childProcess.spawn("bash", [inputs.scriptPath, ...args], { cwd: inputs.dir, stdio: ["ignore", "pipe", "pipe"] });
         let stdout = "";
         let stderr = "";
         child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -153,8 +159,11 @@ export function checkInputs(news: MicroVmProcessInputs): Array<{ property: strin
     if (known(news.name) && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/.test(String(news.name))) {
         fail("name", `'${news.name}': use letters, digits, '.', '_' and '-' (at most 63, not starting with a symbol)`);
     }
+    if (known(news.dir) && !String(news.dir).startsWith("/")) fail("dir", `'${news.dir}' must be an absolute path`);
     for (const key of ["stateDir", "scriptPath"] as const) {
-        if (known(news[key]) && !String(news[key]).startsWith("/")) fail(key, `'${news[key]}' must be an absolute path`);
+        if (known(news[key]) && !String(news[key]).startsWith("/") && news.dir === undefined) {
+            fail(key, `'${news[key]}' must be an absolute path, or give dir to resolve it against`);
+        }
     }
     if (known(news.runner) && String(news.runner).trim() === "") fail("runner", "must be the runner's store path");
     if (known(news.ports)) {
@@ -195,6 +204,7 @@ function liveStatus(props: MicroVmProcessInputs): VmStatus | undefined {
     const childProcess: typeof import("node:child_process") = require("node:child_process");
     try {
         const out = childProcess.execFileSync("bash", [props.scriptPath, ...vmShArgs(props, "status")], {
+            cwd: props.dir,
             encoding: "utf8",
             stdio: ["ignore", "pipe", "pipe"],
         });
@@ -205,7 +215,7 @@ function liveStatus(props: MicroVmProcessInputs): VmStatus | undefined {
 }
 
 const replaceKeys = ["name", "runner", "stateDir", "ports"] as const;
-const updateKeys = ["scriptPath", "probes", "timeouts"] as const;
+const updateKeys = ["scriptPath", "probes", "timeouts", "dir"] as const;
 
 export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProcessInputs, MicroVmProcessState> = {
     async check(_olds, news) {
@@ -239,7 +249,12 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
 
     async diff(_id, olds, news) {
         const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
-        const replaces: string[] = replaceKeys.filter((k) => !same(olds[k], news[k]));
+        // A state dir written differently (absolute before, project-relative now) but naming the same place is no move.
+        const samePlace = (a: MicroVmProcessInputs, b: MicroVmProcessInputs): boolean => {
+            const nodePath: typeof import("node:path") = require("node:path");
+            return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
+        };
+        const replaces: string[] = replaceKeys.filter((k) => (k === "stateDir" ? !samePlace(olds, news) : !same(olds[k], news[k])));
         // Without a refresh, `up` still notices a VM whose process died.
         if (replaces.length === 0 && olds.pid !== undefined) {
             const status = liveStatus(olds);

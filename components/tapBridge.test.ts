@@ -35,8 +35,10 @@ describe("TapBridge", () => {
     it("asks net.sh for the configured bridge, gateway and table, under the stack's state dir", async () => {
         const { recording, cfg } = await record(["eval:tap"], true);
         const bridge = recording.byName("network-bridge").inputs;
-        assert.equal(bridge.scriptPath, path.join(projectDir, "host", "net.sh"));
-        assert.equal(bridge.stateDir, path.join(cfg.stateDir, "net"));
+        // Paths relative to the project, which is the scripts' working directory: a moved checkout replaces nothing.
+        assert.equal(bridge.dir, projectDir);
+        assert.equal(path.resolve(projectDir, String(bridge.scriptPath)), path.join(projectDir, "host", "net.sh"));
+        assert.equal(path.resolve(projectDir, String(bridge.stateDir)), path.join(cfg.stateDir, "net"));
         assert.equal(bridge.bridge, constants.network.bridge);
         assert.equal(bridge.gatewayCidr, `${constants.network.gateway}/${constants.network.subnet.split("/")[1]}`);
         assert.equal(bridge.nftTable, constants.network.nftTable);

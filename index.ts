@@ -8,7 +8,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, loadConfig } from "./components/config";
 import { provisionEnvironment } from "./components/environment";
-import { enforcePreflight, preflight, PreflightReport, realHost } from "./components/preflight";
+import { enforcePreflight, preflight, PreflightReport, projectCacheDir, realHost } from "./components/preflight";
 
 function main() {
     let cfg;
@@ -22,7 +22,7 @@ function main() {
     const report: PreflightReport = cfg.skipPreflight
         ? { missing: [], notes: ["preflight skipped (pcp-eval:skipPreflight)"], kvmUsable: cfg.vmAccel !== "tcg" }
         : // A fact about the host, not the stack: cached outside the stack's state, which destroy empties.
-          preflight(cfg, realHost, os.release(), path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "pcp-eval", "kvm-probe.json"));
+          preflight(cfg, realHost, os.release(), path.join(projectCacheDir(), "kvm-probe"));
     try {
         enforcePreflight(report, pulumi.runtime.isDryRun(), (message) => pulumi.log.warn(message));
     } catch (err) {

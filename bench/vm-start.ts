@@ -132,7 +132,7 @@ async function main(): Promise<void> {
             });
             vms.push({ name, runner, pmcd, pmproxy, serial, virtio });
         }
-        const accel = fs.readFileSync(path.join(fixture.cacheDir, "kvm-probe"), "utf8").includes(" yes") ? "kvm" : "tcg";
+        const accel = vms[0]?.runner.accel ?? "tcg";
         console.log(`host: ${os.cpus().length} cores, accelerator ${accel}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
         console.log(`runs: ${runs}\n`);
 

@@ -14,7 +14,27 @@ export function isVariant(name: string): name is Variant {
     return Object.prototype.hasOwnProperty.call(constantsJson.variants, name);
 }
 
-/** Host ports a user-networked VM of `variant` forwards to its guest ports. */
+/** A variant's feature switches, as nix/constants.json gives them. */
+export type Features = (typeof constantsJson.variants)[Variant]["features"];
+/** Switches mkMicrovmRunner's enable<Feature> arguments may override (undefined: the variant's). */
+export type FeatureOverrides = Partial<Features>;
+/** Features after the rule of nix/lib/rules.nix (resolveFeatures). */
+export type ResolvedFeatures = Features & { nodeExporter: boolean };
+
+/**
+ * The feature rule of nix/lib/rules.nix: node_exporter runs where the
+ * evaluation tools or Grafana do. test/integration/nix.test.ts compares this
+ * with the Nix side over every variant and every override.
+ */
+export function resolveFeatures(variant: Variant, overrides: FeatureOverrides = {}): ResolvedFeatures {
+    const f: Features = { ...constantsJson.variants[variant].features };
+    for (const [k, v] of Object.entries(overrides) as Array<[keyof Features, boolean | undefined]>) {
+        if (v !== undefined) f[k] = v;
+    }
+    return { ...f, nodeExporter: f.evalTools || f.grafana };
+}
+
+/** Host ports a user-networked VM of `variant` forwards to its guest ports (the forward rule of nix/lib/rules.nix). */
 export interface ForwardedPorts {
     ssh: number;
     pmcd: number;
@@ -25,19 +45,20 @@ export interface ForwardedPorts {
     nodeExporter?: number;
 }
 
-export function forwardedPorts(variant: Variant): ForwardedPorts {
+export function forwardedPorts(variant: Variant, overrides: FeatureOverrides = {}): ForwardedPorts {
     const v = constantsJson.variants[variant];
+    const features = resolveFeatures(variant, overrides);
     const f = constantsJson.hostForwards;
     const ports: ForwardedPorts = {
         ssh: f.ssh + v.portOffset,
         pmcd: f.pmcd + v.portOffset,
         pmproxy: f.pmproxy + v.portOffset,
     };
-    if (v.features.grafana) {
+    if (features.grafana) {
         ports.grafana = f.grafana;
         ports.prometheus = f.prometheus;
     }
-    if (v.features.evalTools) {
+    if (features.nodeExporter) {
         ports.nodeExporter = f.nodeExporter + v.portOffset;
     }
     return ports;

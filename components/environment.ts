@@ -5,6 +5,8 @@
 import * as os from "node:os";
 import * as pulumi from "@pulumi/pulumi";
 import { PcpEvalConfig } from "./config";
+import { GrafanaAdmin } from "./grafanaAdmin";
+import { dashboardUrls } from "./grafanaCatalog";
 import { MicroVm } from "./microVm";
 import { OciImage } from "./ociImage";
 import { PcpDaemonSet } from "./pcpDaemonSet";
@@ -24,6 +26,10 @@ export interface EnvironmentOptions {
 /** Stack outputs; a part that is off has no key at all. */
 export interface EnvironmentOutputs {
     grafanaUrl?: string;
+    /** A direct URL per provisioned dashboard, keyed by its uid. */
+    grafanaDashboards?: Record<string, string>;
+    /** The password of Grafana's `admin` user, a secret (`pulumi stack output grafanaAdminPassword --show-secrets`). */
+    grafanaAdminPassword?: pulumi.Output<string>;
     prometheusUrl?: string;
     pmproxyUrls: Record<string, string>;
     pmcdEndpoints: Record<string, string>;
@@ -46,6 +52,7 @@ export interface Environment {
     bridge?: TapBridge;
     image?: OciImage;
     vms: MicroVm[];
+    grafanaAdmin?: GrafanaAdmin;
     daemonSet?: PcpDaemonSet;
 }
 
@@ -113,9 +120,15 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
         targets,
         summary: pulumi.output(summarize(cfg, targets, daemonSet)),
     };
-    const grafanaVm = Object.values(targets).find((t) => t.grafanaUrl !== undefined);
-    if (grafanaVm?.grafanaUrl) outputs.grafanaUrl = grafanaVm.grafanaUrl;
-    if (grafanaVm?.prometheusUrl) outputs.prometheusUrl = grafanaVm.prometheusUrl;
+    const grafanaVm = vms.find((vm) => vm.target.grafanaUrl !== undefined);
+    let grafanaAdmin: GrafanaAdmin | undefined;
+    if (grafanaVm?.target.grafanaUrl) {
+        outputs.grafanaUrl = grafanaVm.target.grafanaUrl;
+        outputs.grafanaDashboards = dashboardUrls(grafanaVm.target.grafanaUrl);
+        grafanaAdmin = new GrafanaAdmin("grafana-admin", { vm: grafanaVm, hostCommands: cfg.hostCommands, projectDir: cfg.projectDir }, after);
+        outputs.grafanaAdminPassword = grafanaAdmin.password;
+    }
+    if (grafanaVm?.target.prometheusUrl) outputs.prometheusUrl = grafanaVm.target.prometheusUrl;
     if (vms.length > 0) {
         outputs.sshCommands = Object.fromEntries(
             vms.map((vm) => {
@@ -137,7 +150,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
             pmproxyUrls: daemonSet.pmproxyUrls,
         };
     }
-    return { outputs, bridge, image, vms, daemonSet };
+    return { outputs, bridge, image, vms, grafanaAdmin, daemonSet };
 }
 
 function nameOf(vm: MicroVm): string {

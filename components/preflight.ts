@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { PcpEvalConfig } from "./config";
+import { constants } from "./constants";
 
 export interface Finding {
     item: string;
@@ -45,72 +46,41 @@ export function hostKernelCandidates(release: string): string[] {
 }
 
 /**
- * Boots `kernel` with no root file system under `accel`: it panics at once
- * and, with -no-reboot, QEMU exits 0. Killed after 20 s.
+ * The project's own cache root: the KVM verdict, the fixture VM, the PCP test
+ * image and the built tools live under it. One variable, PCP_EVAL_CACHE_DIR,
+ * moves them all (e.g. to an empty directory for a cold test run).
  */
-export function testBoot(host: HostProbe, kernel: string, accel: "kvm" | "tcg"): { ok: boolean; detail: string } {
-    const boot = host.run(
-        "timeout",
-        ["-s", "KILL", "20", "qemu-system-x86_64", "-accel", accel, "-machine", "pc", "-m", "256", "-nodefaults", "-no-user-config",
-            "-display", "none", "-serial", "none", "-no-reboot", "-kernel", kernel, "-append", "panic=-1 loglevel=0"],
-        25000,
-    );
-    return { ok: boot.ok, detail: boot.stderr.trim().split("\n").pop() || (boot.ok ? "exited" : "killed") };
+export function projectCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+    return env.PCP_EVAL_CACHE_DIR || path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "pcp-eval");
 }
+
+/** The one KVM probe of the project (host/kvm-probe.sh), shared with the fixture VM runners. */
+export const kvmProbeScript = path.resolve(__dirname, "..", "host", "kvm-probe.sh");
 
 /**
  * /dev/kvm can exist and still hang or abort QEMU once a guest kernel runs;
- * only booting one under KVM tells. The probe boots the host's own kernel
- * with no root file system: it panics at once and, with -no-reboot, QEMU
- * exits. No exit in time means KVM hangs here. Without a readable kernel the
- * probe falls back to running an empty machine's BIOS, a weaker check that
- * the note says is weaker.
+ * only booting one under KVM tells. host/kvm-probe.sh boots the host's own
+ * kernel with no root file system (it panics at once and, with -no-reboot,
+ * QEMU exits), or, without a readable kernel, runs an empty machine, a weaker
+ * check its answer says is weaker. The verdict is remembered per host boot in
+ * `cacheFile` (default: kvm-probe under projectCacheDir()), so a hanging KVM
+ * costs its timeout once.
  */
-export function kvmWorks(host: HostProbe, release: string): { usable: boolean; why: string } {
+export function kvmWorks(host: HostProbe, release: string, cacheFile: string = path.join(projectCacheDir(), "kvm-probe")): { usable: boolean; why: string } {
     if (!host.exists("/dev/kvm")) return { usable: false, why: "/dev/kvm does not exist" };
     const kernel = hostKernelCandidates(release).find((k) => host.exists(k) && host.run("test", ["-r", k], 2000).ok);
-    if (kernel !== undefined) {
-        const boot = testBoot(host, kernel, "kvm");
-        return boot.ok
-            ? { usable: true, why: `a test boot of ${kernel} under KVM ran to its end` }
-            : { usable: false, why: `a test boot of ${kernel} under KVM did not finish in 20 s (${boot.detail})` };
-    }
-    const script =
-        `(printf '{"execute":"qmp_capabilities"}\\n'; sleep 1.5; printf '{"execute":"query-status"}\\n{"execute":"quit"}\\n') | ` +
-        "qemu-system-x86_64 -accel kvm -machine pc -m 64 -nodefaults -display none -qmp stdio";
-    const qemu = host.run("sh", ["-c", script], 8000);
-    if (qemu.ok && /"running": ?true/.test(qemu.stdout)) {
-        return { usable: true, why: "an empty KVM machine ran (no host kernel was readable for a full test boot; set pcp-eval:vmAccel tcg if VMs hang)" };
-    }
-    return { usable: false, why: `QEMU with KVM failed or hung: ${qemu.stderr.trim().split("\n").pop() || "no answer"}` };
-}
-
-/**
- * kvmWorks, remembered per host boot in `cacheFile`: a hanging KVM costs its
- * 20 s once, not on every preview.
- */
-export function kvmWorksCached(host: HostProbe, release: string, cacheFile: string): { usable: boolean; why: string } {
-    let bootId = "";
+    const args = [kvmProbeScript, "--cache", cacheFile, ...(kernel === undefined ? [] : ["--kernel", kernel])];
+    const probe = host.run("bash", args, 30000);
     try {
-        bootId = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
-        const cached = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as { bootId: string; release: string; usable: boolean; why: string };
-        if (cached.bootId === bootId && cached.release === release) return { usable: cached.usable, why: `${cached.why}; remembered for this boot` };
+        const verdict = JSON.parse(probe.stdout.trim().split("\n").pop() ?? "") as { usable: boolean; why: string };
+        if (typeof verdict.usable === "boolean" && typeof verdict.why === "string") return { usable: verdict.usable, why: verdict.why };
     } catch {
-        // No cache yet, or unreadable: probe.
+        // Reported below.
     }
-    const verdict = kvmWorks(host, release);
-    if (bootId !== "") {
-        try {
-            fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
-            fs.writeFileSync(cacheFile, `${JSON.stringify({ bootId, release, ...verdict })}\n`);
-        } catch {
-            // A read-only state dir only costs the next run another probe.
-        }
-    }
-    return verdict;
+    return { usable: false, why: `the KVM probe (${kvmProbeScript}) failed: ${probe.stderr.trim().split("\n").pop() || "no answer"}` };
 }
 
-export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string = os.release(), kvmCacheFile?: string): PreflightReport {
+export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string = os.release(), kvmCacheFile: string = path.join(projectCacheDir(), "kvm-probe")): PreflightReport {
     const missing: Finding[] = [];
     const notes: string[] = [];
     const needsNix = cfg.vms.length > 0 || cfg.container !== undefined || cfg.kubernetes !== undefined;
@@ -140,12 +110,16 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string =
         } else if (!host.run("qemu-system-x86_64", ["--version"], 10000).ok) {
             notes.push("qemu-system-x86_64 is not on PATH; the Nix-built runners bring their own QEMU, but the KVM check could not run, so VMs use TCG (slow)");
         } else {
-            const kvm = kvmCacheFile === undefined ? kvmWorks(host, release) : kvmWorksCached(host, release, kvmCacheFile);
+            const kvm = kvmWorks(host, release, kvmCacheFile);
             kvmUsable = kvm.usable;
             notes.push(kvm.usable ? `KVM works (${kvm.why}): VMs use hardware virtualisation` : `KVM is not usable (${kvm.why}); VMs run under TCG, several times slower`);
         }
         if (cfg.sshPublicKey === undefined && !host.run("ssh-keygen", ["-V"], 5000).ok && !host.run("sh", ["-c", "command -v ssh-keygen"], 5000).ok) {
             missing.push({ item: "ssh-keygen", problem: "needed to generate the stack's SSH key", fix: "`apt-get install openssh-client`, or set pcp-eval:sshPublicKey" });
+        }
+        const grafanaVm = cfg.vms.find((vm) => constants.variants[vm.variant].features.grafana);
+        if (grafanaVm !== undefined && !host.run("sh", ["-c", "command -v ssh"], 5000).ok) {
+            missing.push({ item: "ssh", problem: `needed to read the Grafana admin password of VM ${grafanaVm.name} (host/grafana-password.sh)`, fix: "`apt-get install openssh-client`" });
         }
     }
     if (needsPrivilege) {

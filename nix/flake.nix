@@ -23,6 +23,15 @@
       url = "github:performancecopilot/pcp/014d78fbeb026d5d8f78c4af9407367490549c2e";
       flake = false;
     };
+
+    # The grafana-pcp app (performancecopilot-pcp-app) for the grafana VM:
+    # upstream's signed release zip; nixpkgs has no package of it. Nix unpacks
+    # it (the plugin directory) and flake.lock records its hash. Its version
+    # is also in nix/grafana/catalog.json; change both together.
+    grafana-pcp = {
+      url = "https://github.com/performancecopilot/grafana-pcp/releases/download/v6.1.0/performancecopilot-pcp-app-6.1.0.zip";
+      flake = false;
+    };
   };
 
   outputs =
@@ -31,6 +40,7 @@
       nixpkgs,
       microvm,
       pcp-src,
+      grafana-pcp,
     }:
     let
       inherit (nixpkgs) lib;
@@ -48,6 +58,7 @@
       vms = import ./lib/mk-microvm.nix {
         inherit nixpkgs microvm;
         pcpSrc = pcp-src;
+        grafanaPcpApp = grafana-pcp;
       };
 
       mkPcp =
@@ -108,17 +119,47 @@
         inherit table;
       });
 
-      nixosModules = {
-        pcp = ./modules/pcp.nix;
-        pmie-test = ./modules/pmie-test.nix;
-        node-exporter = ./modules/node-exporter.nix;
-        grafana = ./modules/grafana.nix;
-        bpf = ./modules/bpf.nix;
-        vm = ./modules/vm.nix;
-        default = {
-          imports = vms.ourModules;
+      # Each usable alone: a module brings the modules it needs (by path, so
+      # importing two of them imports each once) and sets what they cannot
+      # default themselves (the PCP package, the upstream PCP source).
+      nixosModules =
+        let
+          withPcp = module: {
+            imports = [
+              module
+              (
+                { lib, ... }:
+                {
+                  pcpEval.pcpSrc = lib.mkDefault pcp-src;
+                }
+              )
+            ];
+          };
+        in
+        {
+          pcp = withPcp ./modules/pcp.nix;
+          pmie-test = withPcp ./modules/pmie-test.nix;
+          node-exporter = ./modules/node-exporter.nix;
+          grafana = {
+            imports = [
+              (withPcp ./modules/grafana.nix)
+              (
+                { lib, ... }:
+                {
+                  pcpEval.grafana.pcpApp = lib.mkDefault grafana-pcp;
+                }
+              )
+            ];
+          };
+          bpf = withPcp ./modules/bpf.nix;
+          # The guest without the MicroVM (PCP, features, logins) for any NixOS.
+          guest = withPcp ./modules/guest.nix;
+          # A MicroVM guest: microvm.nix's module, ours, the upstream source.
+          vm = {
+            imports = vms.vmModules;
+          };
+          default = self.nixosModules.vm;
         };
-      };
 
       # Every variant as a NixOS configuration (x86_64-linux under its package
       # name, aarch64-linux with a suffix), for nixos-rebuild build-vm,
@@ -140,13 +181,21 @@
         ) systems
       );
 
-      checks = forAllSystems (system: {
-        vm-test = import ./checks/vm-test.nix {
-          pkgs = nixpkgs.legacyPackages.${system};
-          pcpSrc = pcp-src;
-          inherit (vms) ourModules;
-        };
-      });
+      # A NixOS test per variant (checks/vm-test.nix says what each asserts).
+      checks = forAllSystems (
+        system:
+        lib.listToAttrs (
+          map (v: {
+            name = "vm-test-${v}";
+            value = import ./checks/vm-test.nix {
+              pkgs = nixpkgs.legacyPackages.${system};
+              pcpSrc = pcp-src;
+              grafanaPcpApp = grafana-pcp;
+              variant = v;
+            };
+          }) variantNames
+        )
+      );
 
       devShells = forAllSystems (system: {
         default = import ./shell.nix { pkgs = nixpkgs.legacyPackages.${system}; };

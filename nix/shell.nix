@@ -4,7 +4,7 @@ pkgs.mkShell {
   name = "pcp-eval";
   packages = with pkgs; [
     pulumi-bin
-    nodejs_20
+    nodejs_22
     kubectl
     minikube
     qemu

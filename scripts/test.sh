@@ -12,12 +12,35 @@ mapfile -t shell_scripts < <(find host scripts test tools nix .ci -type f \( -na
 shellcheck "${shell_scripts[@]}"
 echo "shellcheck: ok (${#shell_scripts[@]} scripts)"
 
-# The real Pulumi engine for test/e2e: built from Go modules once per version
-# (tools/build.sh caches it; a cold build takes minutes), then reused.
+# Every first-use cost is paid here, each with its own progress line, so none
+# falls inside a timed phase of a test (a VM start's readiness window, a test's
+# timeout). Caches live under PCP_EVAL_CACHE_DIR (default ~/.cache/pcp-eval).
+prepare() { # what, command...: runs it, prints "prepare: what: <last stdout line> (N s)"
+    local what=$1 start out
+    shift
+    start=$SECONDS
+    echo "prepare: $what ..."
+    out=$("$@") || { echo "prepare: $what failed" >&2; exit 1; }
+    echo "prepare: $what: ${out##*$'\n'} ($((SECONDS - start)) s)"
+}
+# The real Pulumi engine for test/e2e, built from Go modules once per version.
 if command -v go >/dev/null; then
-    PCP_EVAL_TOOLS_BIN=$(bash tools/build.sh | jq -r .binDir)
+    prepare "Pulumi engine (tools/build.sh)" bash tools/build.sh
+    PCP_EVAL_TOOLS_BIN=$(bash tools/build.sh --print | jq -r .binDir)
     export PCP_EVAL_TOOLS_BIN
-    echo "tools: $PCP_EVAL_TOOLS_BIN"
+fi
+# The fixture VM's kernel (apt-get download) and initramfs, then the KVM
+# verdict for this boot from a probe boot of that kernel, as make-runner.sh asks.
+if command -v qemu-system-x86_64 >/dev/null; then
+    prepare "fixture VM (test/fixtures/vm/build.sh)" bash test/fixtures/vm/build.sh
+    fixture=$(bash test/fixtures/vm/build.sh)
+    prepare "KVM verdict (host/kvm-probe.sh)" bash host/kvm-probe.sh \
+        --kernel "$(jq -r .kernel <<<"$fixture")" --initrd "$(jq -r .initrd <<<"$fixture")" \
+        --append "console=ttyS0 panic=-1 fixture.probe=1"
+fi
+# The PCP test image (Debian packages fetched with apt, packed as a docker-archive).
+if [[ $(id -u) == 0 ]] && command -v dpkg-deb >/dev/null; then
+    prepare "PCP test image (test/fixtures/pcp-image/build.sh)" bash test/fixtures/pcp-image/build.sh
 fi
 
 mapfile -t test_files < <(find components test -name '*.test.ts' -not -path '*/node_modules/*' | sort)

@@ -6,7 +6,8 @@
 #   pulumi-language-nodejs         the Node.js language host
 #   pulumi-resource-pulumi-nodejs  the script the engine runs for Node dynamic providers
 #                                  (shipped in the sdk/v3 module next to the CLI's sources)
-# Built once per version into ${XDG_CACHE_HOME:-~/.cache}/pcp-eval/tools/<hash>/bin;
+# Built once per version into $PCP_EVAL_CACHE_DIR/tools/<hash>/bin (PCP_EVAL_CACHE_DIR:
+# the project's cache root, default ${XDG_CACHE_HOME:-~/.cache}/pcp-eval);
 # a second run only checks that directory. stdout: one JSON line.
 #
 #   bash tools/build.sh            build (or reuse) and print {"binDir":...}
@@ -37,7 +38,7 @@ key=$(
             "$here/langhost-nodejs/go.mod" "$here/langhost-nodejs/go.sum"
     } | sha256sum | cut -c1-16
 )
-cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/pcp-eval/tools"
+cache_root="${PCP_EVAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pcp-eval}/tools"
 entry="$cache_root/$key"
 bin="$entry/bin"
 

@@ -5,6 +5,7 @@
  */
 import { constants, isVariant, servicesTimeoutSeconds } from "../components/constants";
 import { excerpt, httpGet, httpGetJson, joinUrl, tcpConnect } from "./net";
+import { type GrafanaAccess, grafanaDatasourceChecks, grafanaVectorQuery } from "./grafana";
 import { compareWithSamples, percent } from "./parity";
 import { alertBudgetSeconds, checkAlertGrows, checkHeartbeat, defaultPmieSettings, type PmieSettings } from "./pmie";
 import { bytesPerSpaceUnit, pmapiAllMetricNames, pmapiContext, pmapiDescribe, pmapiFetch } from "./pmapi";
@@ -18,6 +19,8 @@ export interface CheckSettings {
     /** Per-phase time budget overrides in seconds (the defaults come from nix/constants.json). */
     timeoutsSeconds?: Partial<Record<VerifyPhase, number>>;
     pmie?: Partial<PmieSettings>;
+    /** Grafana's admin password (the stack's secret output) for the datasource checks. */
+    grafana?: GrafanaAccess;
     /** How to reach a target's shell; defaults to SSH with the target's ssh info. */
     shellFor?: (name: string, target: Target) => RemoteShell | undefined;
 }
@@ -312,8 +315,15 @@ export function buildChecks(name: string, target: Target, settings: CheckSetting
             : { phase: "metrics", name: m, timeoutMs: bpfBudget, skip: "not a BPF target (features.bpf is false)" },
     );
     return {
-        services: [pmcdTcp(target, services), pmproxyHttp(target, services), grafanaHealth(target, services), prometheusReady(target, services), nodeExporterMetrics(target, services)],
-        metrics: [...required, ...bpf, metricCount(target, metrics)],
+        services: [
+            pmcdTcp(target, services),
+            pmproxyHttp(target, services),
+            grafanaHealth(target, services),
+            ...grafanaDatasourceChecks(target, settings.grafana ?? {}, services),
+            prometheusReady(target, services),
+            nodeExporterMetrics(target, services),
+        ],
+        metrics: [...required, ...bpf, grafanaVectorQuery(target, settings.grafana ?? {}, metrics), metricCount(target, metrics)],
         consoles: [
             consolePort(target, "serial", budgetMs(settings, "consoles", t.serial)),
             consolePort(target, "virtio", budgetMs(settings, "consoles", t.virtio)),

@@ -20,7 +20,8 @@ const usage = `usage: npm run verify -- (--stack NAME | --outputs FILE) [options
 
   --stack NAME         read the outputs of Pulumi stack NAME (Automation API, needs the pulumi CLI)
   --project DIR        the Pulumi project directory (default: this repository)
-  --outputs FILE       read the outputs from FILE (\`pulumi stack output --json > FILE\`) instead
+  --outputs FILE       read the outputs from FILE (\`pulumi stack output --json --show-secrets > FILE\`;
+                       the Grafana checks need the secret grafanaAdminPassword) instead
   --only TARGET        verify only this target (repeatable)
   --phase P[,P]        run only these phases (${verifyPhases.join(", ")})
   --timeout P=SECONDS  time budget of phase P (default: nix/constants.json)

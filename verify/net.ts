@@ -59,7 +59,7 @@ export interface HttpResponse {
 }
 
 /** GET `url`; resolves with any HTTP response, rejects when no response arrives in time. */
-export function httpGet(url: string, timeoutMs: number): Promise<HttpResponse> {
+export function httpGet(url: string, timeoutMs: number, headers: Record<string, string> = {}): Promise<HttpResponse> {
     return new Promise((resolve, reject) => {
         let parsed: URL;
         try {
@@ -76,7 +76,7 @@ export function httpGet(url: string, timeoutMs: number): Promise<HttpResponse> {
             clearTimeout(timer);
             fn();
         };
-        const req = client.get(parsed, { headers: { accept: "application/json, text/plain;q=0.9, */*;q=0.5" } }, (res) => {
+        const req = client.get(parsed, { headers: { accept: "application/json, text/plain;q=0.9, */*;q=0.5", ...headers } }, (res) => {
             const chunks: Buffer[] = [];
             res.on("data", (c: Buffer) => chunks.push(c));
             res.on("end", () =>
@@ -99,8 +99,8 @@ export function httpGet(url: string, timeoutMs: number): Promise<HttpResponse> {
 }
 
 /** GET `url` and parse JSON; rejects with the status and a body excerpt when it is not JSON. */
-export async function httpGetJson(url: string, timeoutMs: number): Promise<{ status: number; json: unknown }> {
-    const res = await httpGet(url, timeoutMs);
+export async function httpGetJson(url: string, timeoutMs: number, headers: Record<string, string> = {}): Promise<{ status: number; json: unknown }> {
+    const res = await httpGet(url, timeoutMs, headers);
     try {
         return { status: res.status, json: JSON.parse(res.body) as unknown };
     } catch {

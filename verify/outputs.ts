@@ -244,6 +244,13 @@ export function parseStackOutputs(raw: unknown, source: string): StackOutputs {
     }
     const grafanaUrl = v.url(outputs, "grafanaUrl", "outputs", false);
     const prometheusUrl = v.url(outputs, "prometheusUrl", "outputs", false);
+    const grafanaAdminPassword = v.string(outputs, "grafanaAdminPassword", "outputs", false);
+    const dashboardsRaw = v.object(outputs, "grafanaDashboards", "outputs", false);
+    const grafanaDashboards: Record<string, string> = {};
+    for (const uid of Object.keys(dashboardsRaw ?? {})) {
+        const url = v.url(dashboardsRaw!, uid, "outputs.grafanaDashboards", true);
+        if (url !== undefined) grafanaDashboards[uid] = url;
+    }
     if (!Object.values(targets).some((t) => t.kind === "daemonset")) {
         Object.assign(targets, daemonSetTargets(v, outputs));
     }
@@ -251,6 +258,8 @@ export function parseStackOutputs(raw: unknown, source: string): StackOutputs {
     const result: StackOutputs = { targets };
     if (grafanaUrl !== undefined) result.grafanaUrl = grafanaUrl;
     if (prometheusUrl !== undefined) result.prometheusUrl = prometheusUrl;
+    if (grafanaAdminPassword !== undefined) result.grafanaAdminPassword = grafanaAdminPassword;
+    if (dashboardsRaw !== undefined) result.grafanaDashboards = grafanaDashboards;
     if (typeof outputs.summary === "string") result.summary = outputs.summary;
     return result;
 }

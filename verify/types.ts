@@ -53,6 +53,10 @@ export interface Target {
 export interface StackOutputs {
     targets: Record<string, Target>;
     grafanaUrl?: string;
+    /** A direct URL per provisioned dashboard, keyed by uid. */
+    grafanaDashboards?: Record<string, string>;
+    /** Secret; "[secret]" when read from `pulumi stack output --json` without --show-secrets. */
+    grafanaAdminPassword?: string;
     prometheusUrl?: string;
     summary?: string;
 }

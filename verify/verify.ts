@@ -38,7 +38,8 @@ export function selectTargets(outputs: StackOutputs, only: readonly string[] | u
 /** Verifies one target; later phases make one attempt per check once a phase has failed. */
 export async function verifyTarget(name: string, outputs: StackOutputs, opts: VerifyOptions = {}): Promise<TargetReport> {
     const target = outputs.targets[name];
-    const checks = buildChecks(name, target, opts);
+    const grafana = opts.grafana ?? { password: outputs.grafanaAdminPassword };
+    const checks = buildChecks(name, target, { ...opts, grafana });
     const phases = opts.phases ?? verifyPhases;
     const started = Date.now();
     const report: TargetReport = { target: name, kind: target.kind, status: "SKIP", ms: 0, phases: [], checks: [] };

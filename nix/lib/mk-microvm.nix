@@ -7,15 +7,24 @@
   nixpkgs,
   microvm,
   pcpSrc,
+  # The unpacked grafana-pcp release (flake input grafana-pcp), for grafana.nix.
+  grafanaPcpApp ? null,
 }:
 let
-  ourModules = [
-    ../modules/pcp.nix
-    ../modules/pmie-test.nix
-    ../modules/node-exporter.nix
-    ../modules/grafana.nix
-    ../modules/bpf.nix
+  # The MicroVM guest as one self-contained module: microvm.nix's guest
+  # module, ours (modules/vm.nix imports every other module of this flake),
+  # the upstream PCP source and the grafana-pcp release. The flake's
+  # nixosModules.vm is this list.
+  vmModules = [
+    microvm.nixosModules.microvm
     ../modules/vm.nix
+    (
+      { lib, ... }:
+      {
+        pcpEval.pcpSrc = lib.mkDefault pcpSrc;
+        pcpEval.grafana.pcpApp = lib.mkDefault grafanaPcpApp;
+      }
+    )
   ];
 
   mkMicrovm =
@@ -24,51 +33,16 @@ let
       p = import ./vm-params.nix args;
     in
     nixpkgs.lib.nixosSystem {
-      specialArgs = { inherit pcpSrc; };
-      modules = [
-        microvm.nixosModules.microvm
-        # nixpkgs' own services.pcp (once merged) would declare the same
-        # options as ../modules/pcp.nix; keep exactly one.
-        { disabledModules = [ "services/monitoring/pcp.nix" ]; }
-      ]
-      ++ ourModules
-      ++ [
+      modules = vmModules ++ [
         {
           nixpkgs.hostPlatform = system;
-          warnings = p.warnings;
-          pcpEval.vm = {
-            inherit (p)
-              name
-              hostname
-              networking
-              forwards
-              tap
-              consolePorts
-              sshAuthorizedKeys
-              debugMode
-              memoryMiB
-              vcpus
-              accel
-              pcpSource
-              ;
-            # The user-networking NIC reuses the variant's MAC slot.
-            userMac = (import ./ports.nix).variants.${p.variant}.tap.mac;
-            features = {
-              inherit (p.features)
-                pmlogger
-                evalTools
-                pmieTest
-                grafana
-                bpf
-                nodeExporter
-                ;
-            };
-          };
+          # Exactly the fields of lib/vm-fields.nix (vm-params.nix checks).
+          pcpEval.vm = p.vmConfig;
         }
       ];
     };
 in
 {
-  inherit mkMicrovm ourModules;
+  inherit mkMicrovm vmModules;
   mkMicrovmRunner = system: args: (mkMicrovm system args).config.microvm.declaredRunner;
 }

@@ -9,7 +9,7 @@
 let
   constants = builtins.fromJSON (builtins.readFile ../constants.json);
 
-  inherit (constants) network consoles hostForwards ports;
+  inherit (constants) network consoles ports;
 
   net = import ./net.nix;
 
@@ -51,35 +51,13 @@ let
         inherit (network) gateway;
       };
 
-  # Host port -> guest port for one service; the host side carries the
-  # variant's offset except for Grafana and Prometheus (one grafana VM).
-  forward = name: hostPort: {
-    inherit name;
-    host = hostPort;
-    guest = ports.${name};
-  };
+  # The feature and forward rules, shared with vm-params.nix.
+  inherit (import ./rules.nix) resolveFeatures forwardsFor;
 
   variantEntry =
     name: v:
     let
-      f = v.features;
-      offset = v.portOffset;
-      forwards =
-        [
-          (forward "ssh" (hostForwards.ssh + offset))
-          (forward "pmcd" (hostForwards.pmcd + offset))
-          (forward "pmproxy" (hostForwards.pmproxy + offset))
-        ]
-        ++ (
-          if f.grafana then
-            [
-              (forward "grafana" hostForwards.grafana)
-              (forward "prometheus" hostForwards.prometheus)
-            ]
-          else
-            [ ]
-        )
-        ++ (if f.evalTools then [ (forward "nodeExporter" (hostForwards.nodeExporter + offset)) ] else [ ]);
+      forwards = forwardsFor v.portOffset (resolveFeatures v.features);
       block = consoles.base + v.consoleBlock;
     in
     {

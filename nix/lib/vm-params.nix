@@ -8,6 +8,9 @@
 let
   table = import ./ports.nix;
   net = import ./net.nix;
+  rules = import ./rules.nix;
+  fields = import ./vm-fields.nix;
+  messages = import ./messages.nix;
   constants = builtins.fromJSON (builtins.readFile ../constants.json);
   variantNames = builtins.attrNames table.variants;
 
@@ -37,6 +40,7 @@ in
   enablePmieTest ? null,
   enableGrafana ? null,
   enableBpf ? null,
+  enableBelow ? null,
 }:
 let
   v =
@@ -54,15 +58,13 @@ let
     else
       fail "${argName} must be true, false or null (the variant's default), got ${builtins.typeOf arg}";
 
-  features = rec {
+  features = rules.resolveFeatures {
     pmlogger = pick enablePmlogger "enablePmlogger" v.features.pmlogger;
     evalTools = pick enableEvalTools "enableEvalTools" v.features.evalTools;
     pmieTest = pick enablePmieTest "enablePmieTest" v.features.pmieTest;
     grafana = pick enableGrafana "enableGrafana" v.features.grafana;
     bpf = pick enableBpf "enableBpf" v.features.bpf;
-    # The Grafana dashboards put node_exporter beside PCP, so a Grafana VM
-    # runs node_exporter even when evalTools is off.
-    nodeExporter = evalTools || grafana;
+    below = pick enableBelow "enableBelow" v.features.below;
   };
 
   vmName =
@@ -82,7 +84,16 @@ let
     if resolvedNetworking == "user" then
       check (tap == null) "tap is only for networking = \"tap\"; drop it or set networking = \"tap\"" null
     else if tap == null then
-      v.tap
+      # The variant's own slot; its `index` is table data, not a VM field.
+      {
+        inherit (v.tap)
+          id
+          address
+          mac
+          prefixLength
+          gateway
+          ;
+      }
     else if !builtins.isAttrs tap then
       fail "tap must be an attribute set { id; address; mac; }"
     else
@@ -156,34 +167,30 @@ let
       accel;
 
   resolvedDebug = check (builtins.isBool debugMode) "debugMode must be true or false" debugMode;
-in
-{
-  inherit variant features;
+
+  # Throws when a record carries a field modules/guest.nix does not declare
+  # (the NixOS module system would fail later with "option does not exist").
+  onlyDeclared =
+    path: allowed: record:
+    let
+      extra = builtins.filter (k: !(builtins.elem k allowed)) (builtins.attrNames record);
+    in
+    if extra == [ ] then
+      record
+    else
+      throw "vm-params.nix: ${path}.${builtins.head extra} is not a field of lib/vm-fields.nix (declare it in modules/guest.nix and lib/vm-fields.nix, or drop it)";
+
+  out = {
+    inherit variant features;
+
   name = vmName;
   inherit (v) hostname consolePorts;
+  # The user-networking NIC reuses the variant's MAC slot.
+  userMac = v.tap.mac;
   networking = resolvedNetworking;
   tap = resolvedTap;
   # Host port forwards (user networking only); a TAP VM is reached at its address.
-  forwards =
-    if resolvedNetworking == "user" then
-      builtins.filter (fw: fw.name != "nodeExporter" || features.nodeExporter) (
-        v.forwards
-        ++ (
-          # Overrides may switch node_exporter on where the table has it off.
-          if features.nodeExporter && !(builtins.any (fw: fw.name == "nodeExporter") v.forwards) then
-            [
-              {
-                name = "nodeExporter";
-                host = constants.hostForwards.nodeExporter + v.portOffset;
-                guest = constants.ports.nodeExporter;
-              }
-            ]
-          else
-            [ ]
-        )
-      )
-    else
-      [ ];
+  forwards = if resolvedNetworking == "user" then rules.forwardsFor v.portOffset features else [ ];
   sshAuthorizedKeys = resolvedKeys;
   debugMode = resolvedDebug;
   memoryMiB = resolvedMemory;
@@ -194,7 +201,31 @@ in
   network = table.network;
   warnings =
     if resolvedKeys == [ ] && !resolvedDebug then
-      [ "${vmName}: no sshAuthorizedKeys and debugMode off: nobody can log in over SSH (consoles still work)" ]
+      [
+        (messages.keyless {
+          name = vmName;
+          inherit (v) consolePorts;
+        })
+      ]
     else
       [ ];
+  };
+in
+out
+// {
+  # Exactly the value of pcpEval.vm (mk-microvm.nix adds pcpSrc, the flake input).
+  vmConfig = onlyDeclared "pcpEval.vm" fields.vm (
+    builtins.intersectAttrs (builtins.listToAttrs (
+      map (k: {
+        name = k;
+        value = null;
+      }) fields.vm
+    )) out
+    // {
+      tap = if out.tap == null then null else onlyDeclared "pcpEval.vm.tap" fields.tap out.tap;
+      forwards = map (onlyDeclared "pcpEval.vm.forwards.*" fields.forwards) out.forwards;
+      consolePorts = onlyDeclared "pcpEval.vm.consolePorts" fields.consolePorts out.consolePorts;
+      features = onlyDeclared "pcpEval.vm.features" fields.features out.features;
+    }
+  );
 }

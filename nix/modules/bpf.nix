@@ -15,7 +15,7 @@
 let
   cfg = config.pcpEval.bpf;
   pcp = config.services.pcp;
-  pkgPmdas = "${pcp.package}/var/lib/pcp/pmdas";
+  pkgPmdas = "${(import ../pkgs/pcp-layout.nix pcp.package).varLib}/pmdas";
 
   bpfConf = pkgs.writeText "bpf.conf" (
     lib.concatMapStrings (m: ''
@@ -43,6 +43,8 @@ let
   kernelHasBtf = (kernel.config.isYes or (_: true)) "DEBUG_INFO_BTF";
 in
 {
+  imports = [ ./pcp.nix ];
+
   # ── Interface ────────────────────────────────────────────────────────────
   options.pcpEval.bpf = {
     enable = lib.mkEnableOption "the pre-compiled CO-RE BPF PMDA";
@@ -75,6 +77,18 @@ in
     ];
 
     services.pcp.pmdasDir = pmdasWithConf;
+    # pmdabpf loads and attaches its CO-RE modules before it answers pmcd;
+    # under TCG that takes far longer than pmcd's 5 s defaults for the version
+    # exchange (-q) and every agent PDU (-t) (pmcd(1)), and pmcd would drop
+    # the agent. The nixpkgs PCP pull request runs pmcd with -q 60 -t 30 for
+    # its BPF (bcc) agent, and allows it 300 s to start.
+    services.pcp.pmcdArgs = [
+      "-q"
+      "60"
+      "-t"
+      "30"
+    ];
+    systemd.services.pmcd.serviceConfig.TimeoutStartSec = lib.mkDefault 300;
     # A pipe agent: pmcd starts pmdabpf as a child (pmdabpf does not use the
     # notready/ready protocol, so plain "binary").
     services.pcp.pmdas.bpf = {

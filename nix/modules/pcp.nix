@@ -5,13 +5,13 @@
 # throws (a different, removed project). This module provides the same option
 # names as that pull request (enable, package, preset, pmlogger/pmie/pmproxy
 # .enable, allowedNetworks, openFirewall, pmdas) so that switching to the
-# nixpkgs module, once merged, is a matter of deleting this file; mk-microvm.nix
-# lists nixpkgs' file of that path in disabledModules so the two never clash.
+# nixpkgs module, once merged, is a matter of deleting this file; it lists
+# nixpkgs' file of that path in disabledModules so the two never clash.
+# pcp-eval's additions: pmcdArgs, pmdasDir, environment, and pcpEval.pcpSrc.
 #
 # The package layout it expects is the one of that pull request and of
-# upstream PCP's own nix/package.nix: share/pcp/etc/pcp.conf, libexec/pcp/bin,
-# var/lib/pcp/{pmns,pmdas,config}. A package may describe a different layout in
-# passthru.pcpLayout.
+# upstream PCP's own nix/package.nix (nix/pkgs/pcp-layout.nix); the system's
+# build checks it (nix/pkgs/pcp-layout-check.nix).
 {
   config,
   lib,
@@ -23,13 +23,7 @@ let
   constants = builtins.fromJSON (builtins.readFile ../constants.json);
   inherit (constants) ports;
 
-  layout = {
-    conf = "${cfg.package}/share/pcp/etc/pcp.conf";
-    etc = "${cfg.package}/share/pcp/etc";
-    bin = "${cfg.package}/libexec/pcp/bin";
-    varLib = "${cfg.package}/var/lib/pcp";
-  }
-  // (cfg.package.passthru.pcpLayout or { });
+  layout = import ../pkgs/pcp-layout.nix cfg.package;
 
   # pmcd.conf: the linux and pmcd DSO agents, then every services.pcp.pmdas entry.
   agentLine =
@@ -49,6 +43,8 @@ let
       ++ [ "" ]
     )
   );
+
+  pmproxyConf = pkgs.writeText "pmproxy.conf" (lib.generators.toINI { } cfg.pmproxy.settings);
 
   runDir = "/run/pcp";
   logDir = "/var/log/pcp";
@@ -74,7 +70,9 @@ let
     gnused
     gnugrep
     findutils
-    hostname
+    # unixtools.hostname: the `hostname` command, under one attribute name from
+    # 2019 to 2026 nixpkgs (nix/SOURCES.md); top-level `hostname` is not confirmed.
+    unixtools.hostname
     procps
     util-linux
     cfg.package
@@ -119,13 +117,43 @@ let
   };
 in
 {
+  disabledModules = [ "services/monitoring/pcp.nix" ];
+
   # ── Interface ────────────────────────────────────────────────────────────
+  options.pcpEval.pcpSrc = lib.mkOption {
+    type = lib.types.nullOr lib.types.path;
+    default = null;
+    description = ''
+      Upstream PCP source tree (pcp-eval's pcp-src flake input), built when
+      nixpkgs has no Performance Co-Pilot or pcpSource = "upstream". The
+      flake's nixosModules set it.
+    '';
+  };
+
   options.services.pcp = {
     enable = lib.mkEnableOption "Performance Co-Pilot (pmcd and the services chosen below)";
 
     package = lib.mkOption {
       type = lib.types.package;
+      default = import ../pkgs/pcp.nix {
+        inherit pkgs lib;
+        inherit (config.pcpEval) pcpSrc;
+      };
+      defaultText = lib.literalMD "nixpkgs' `pkgs.pcp` when it is Performance Co-Pilot, else a build of `pcpEval.pcpSrc`";
       description = "The PCP package. pcp-eval sets it from mkMicrovmRunner's pcpSource.";
+    };
+
+    pmcdArgs = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [
+        "-t"
+        "30"
+      ];
+      description = ''
+        Extra pmcd(1) arguments, e.g. a longer agent timeout (-t) and version
+        exchange timeout (-q) for slow-starting PMDAs.
+      '';
     };
 
     preset = lib.mkOption {
@@ -160,6 +188,19 @@ in
       default = cfg.preset == "standalone";
       defaultText = lib.literalExpression ''config.services.pcp.preset == "standalone"'';
       description = "Run pmproxy (REST API and /metrics).";
+    };
+
+    pmproxy.settings = lib.mkOption {
+      type = lib.types.attrsOf (lib.types.attrsOf lib.types.str);
+      default = { };
+      example = {
+        pmseries.enabled = "true";
+      };
+      description = ''
+        pmproxy.conf as INI sections (pmproxy(1) -c). Empty: the package's
+        own pmproxy.conf. Other modules fill it (the Grafana module turns on
+        the series API and archive discovery).
+      '';
     };
 
     allowedNetworks = lib.mkOption {
@@ -210,7 +251,7 @@ in
   config = lib.mkIf cfg.enable {
     services.pcp.environment = {
       PCP_CONF = layout.conf;
-      PCP_DIR = layout.etc;
+      PCP_DIR = layout.dir;
       PCP_LOG_DIR = logDir;
       PCP_VAR_DIR = varDir;
       PCP_PMDAS_DIR = "${varDir}/pmdas";
@@ -247,6 +288,9 @@ in
     environment.systemPackages = [ cfg.package ];
     environment.variables = cfg.environment;
 
+    # The package's layout is checked when the system is built.
+    system.checks = [ (pkgs.callPackage ../pkgs/pcp-layout-check.nix { pcp = cfg.package; }) ];
+
     users.users.pcp = {
       isSystemUser = true;
       group = "pcp";
@@ -282,7 +326,7 @@ in
     ]
     ++ [
       "L+ /etc/pcp.conf - - - - ${layout.conf}"
-      "L+ /etc/pcp.env - - - - ${layout.etc}/pcp.env"
+      "L+ /etc/pcp.env - - - - ${layout.env}"
       "d /etc/pcp 0755 root root -"
       "d /etc/pcp/pmcd 0755 root root -"
       "L+ /etc/pcp/pmcd/pmcd.conf - - - - ${pmcdConf}"
@@ -300,13 +344,14 @@ in
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" ];
       environment = cfg.environment;
+      # No RuntimeDirectory=: systemd would create (and chown) /run/pcp as
+      # the unit's user, root, mode 0755, over the tmpfiles rule above (pcp,
+      # 0775) that pmlogger and pmie, running as pcp, need to write there.
       serviceConfig = {
         Type = "forking";
-        ExecStart = "${layout.bin}/pmcd";
+        ExecStart = lib.escapeShellArgs ([ "${layout.bin}/pmcd" ] ++ cfg.pmcdArgs);
         PIDFile = "${runDir}/pmcd.pid";
         Restart = "on-failure";
-        RuntimeDirectory = "pcp";
-        RuntimeDirectoryPreserve = true;
       }
       // hardening
       // ipFilter;
@@ -356,7 +401,9 @@ in
       };
       serviceConfig = {
         Type = "forking";
-        ExecStart = "${layout.bin}/pmproxy";
+        ExecStart =
+          "${layout.bin}/pmproxy"
+          + lib.optionalString (cfg.pmproxy.settings != { }) " -c ${pmproxyConf}";
         PIDFile = "${runDir}/pmproxy.pid";
         Restart = "on-failure";
       }

@@ -60,6 +60,8 @@ let
   '';
 in
 {
+  imports = [ ./pcp.nix ];
+
   # ── Interface ────────────────────────────────────────────────────────────
   options.pcpEval.pmieTest = {
     enable = lib.mkEnableOption "the pmie test (stress-ng loop and a dedicated pmie)";

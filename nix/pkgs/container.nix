@@ -13,6 +13,8 @@ let
   inherit (constants) container ports;
   uid = toString container.uid;
   gid = toString container.gid;
+  layout = import ./pcp-layout.nix pcp;
+  layoutCheck = pkgs.callPackage ./pcp-layout-check.nix { inherit pcp; };
 
   etcFiles = pkgs.runCommand "pcp-container-etc" { } ''
     mkdir -p $out/etc
@@ -26,8 +28,8 @@ let
     ${container.user}:x:${gid}:
     nogroup:x:65534:
     EOF
-    ln -s ${pcp}/share/pcp/etc/pcp.conf $out/etc/pcp.conf
-    ln -s ${pcp}/share/pcp/etc/pcp.env $out/etc/pcp.env
+    ln -s ${layout.conf} $out/etc/pcp.conf
+    ln -s ${layout.env} $out/etc/pcp.env
     # pmcd runs unprivileged: the linux PMDA is a DSO inside pmcd (a separate
     # PMDA process would try to setgid to root and die), and pmproxy serves
     # the REST API without Redis. The same files and entrypoint are used by
@@ -47,11 +49,13 @@ pkgs.dockerTools.buildLayeredImage {
     pkgs.coreutils
   ];
   fakeRootCommands = ''
+    # The image is only built for a PCP with the expected layout.
+    test -e ${layoutCheck}
     mkdir -p var/lib/pcp/tmp var/log/pcp/pmcd var/log/pcp/pmproxy run/pcp tmp
-    ln -sfn ${pcp}/var/lib/pcp/pmns var/lib/pcp/pmns
-    ln -sfn ${pcp}/var/lib/pcp/pmdas var/lib/pcp/pmdas
-    ln -sfn ${pcp}/var/lib/pcp/pmcd var/lib/pcp/pmcd
-    ln -sfn ${pcp}/var/lib/pcp/config var/lib/pcp/config
+    ln -sfn ${layout.varLib}/pmns var/lib/pcp/pmns
+    ln -sfn ${layout.varLib}/pmdas var/lib/pcp/pmdas
+    ln -sfn ${layout.varLib}/pmcd var/lib/pcp/pmcd
+    ln -sfn ${layout.varLib}/config var/lib/pcp/config
     chown -R ${uid}:${gid} var/lib/pcp var/log/pcp run/pcp
     chmod 1777 tmp
   '';
@@ -60,9 +64,10 @@ pkgs.dockerTools.buildLayeredImage {
     User = "${uid}:${gid}";
     Entrypoint = [ "/usr/local/bin/pcp-entrypoint" ];
     Env = [
-      "PCP_CONF=${pcp}/share/pcp/etc/pcp.conf"
-      "PCP_DIR=${pcp}/share/pcp/etc"
-      "PCP_BINADM_DIR=${pcp}/libexec/pcp/bin"
+      "PCP_CONF=${layout.conf}"
+      # PCP's scripts source $PCP_DIR/etc/pcp.env (pcp-layout.nix).
+      "PCP_DIR=${layout.dir}"
+      "PCP_BINADM_DIR=${layout.bin}"
       "PCP_SYSCONF_DIR=/etc/pcp"
       "PCP_PMCDCONF_PATH=/etc/pcp/pmcd/pmcd.conf"
       "PCP_LOG_DIR=/var/log/pcp"
@@ -71,7 +76,7 @@ pkgs.dockerTools.buildLayeredImage {
       "PCP_RUN_DIR=/run/pcp"
       "PMCD_PORT=${toString ports.pmcd}"
       "PMPROXY_PORT=${toString ports.pmproxy}"
-      "PATH=${pcp}/bin:${pcp}/libexec/pcp/bin:/bin"
+      "PATH=${pcp}/bin:${layout.bin}:/bin"
     ];
     ExposedPorts = {
       "${toString ports.pmcd}/tcp" = { };

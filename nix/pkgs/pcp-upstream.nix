@@ -2,8 +2,11 @@
 # sources that do not carry their own nix/package.nix. Autotools build with
 # the BPF PMDA on (pre-compiled CO-RE modules need clang and bpftool at build
 # time, libbpf and libelf at run time). The install is laid out as
-# nix/modules/pcp.nix expects: $out/share/pcp/etc/pcp.conf,
-# $out/libexec/pcp/bin, $out/var/lib/pcp/{pmns,pmdas,config}.
+# nix/modules/pcp.nix expects (pcp-layout.nix): $out/share/pcp/etc/pcp.conf,
+# $out/libexec/pcp/bin, $out/var/lib/pcp/{pmns,pmdas,config}, with the root
+# PMNS merged. Everything is installed inside $out; the runtime directories
+# (/var/log/pcp, /run/pcp, /var/lib/pcp/tmp) are made on the target by the
+# module's tmpfiles rules.
 {
   lib,
   stdenv,
@@ -105,7 +108,10 @@ stdenv.mkDerivation {
     "--localstatedir=${placeholder "out"}/var"
     "--with-rcdir=${placeholder "out"}/etc/init.d"
     "--with-tmpdir=/tmp"
-    "--with-logdir=/var/log/pcp"
+    # Inside $out so `make install` never writes to the build machine's
+    # /var/log; postInstall removes it (the target's /var/log/pcp is made by
+    # tmpfiles).
+    "--with-logdir=${placeholder "out"}/var/log/pcp"
     "--with-rundir=/run/pcp"
     "--with-user=pcp"
     "--with-group=pcp"
@@ -128,6 +134,17 @@ stdenv.mkDerivation {
   '';
 
   postInstall = ''
+    # pmcd needs one root PMNS; `make install` leaves only the per-agent
+    # root_* parts (a distribution merges them at package install time with
+    # pmnsmerge, as upstream's own nix/package.nix does in its postInstall).
+    pmns=$out/var/lib/pcp/pmns
+    if [ ! -s "$pmns/root" ]; then
+      parts=$( (find $out/libexec/pcp/pmns $pmns -maxdepth 1 -name 'root_*' ! -name root_root 2>/dev/null || true) | sort)
+      base=$( (find $out/libexec/pcp/pmns $pmns -maxdepth 1 -name root_root 2>/dev/null || true) | head -n 1)
+      [ -n "$base" ] || { echo "pcp-upstream: no root_root PMNS part to merge" >&2; exit 1; }
+      PCP_CONF=$out/etc/pcp.conf $out/libexec/pcp/bin/pmnsmerge -a "$base" $parts "$pmns/root"
+    fi
+
     # Runtime state is created on the target (tmpfiles), not in the store.
     rm -rf $out/var/log $out/var/run $out/var/lib/pcp/tmp
 

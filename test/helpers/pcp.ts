@@ -6,9 +6,9 @@
  * default ports is left alone. Only the PIDs started here are stopped (and the
  * linux PMDA that this pmcd reports having started, should it outlive pmcd).
  *
- * Also: Debian's prometheus-node-exporter on a loopback port, and small HTTP
- * servers for the Grafana and Prometheus health endpoints (those two are not
- * installable here; they stand in for nothing but the health URLs).
+ * Also: Debian's prometheus-node-exporter on a loopback port, and a small HTTP
+ * server for Prometheus's health endpoint (not installable here; it stands in
+ * for nothing but the health URL). Grafana's stand-in is in ./grafana.ts.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, openSync, closeSync, readFileSync } from "node:fs";
@@ -378,18 +378,6 @@ export async function startHttpServer(handler: http.RequestListener): Promise<Lo
                 server.close(() => resolve());
             }),
     };
-}
-
-/** Answers Grafana's /api/health the way Grafana does. */
-export function startGrafanaHealth(): Promise<LocalServer> {
-    return startHttpServer((req, res) => {
-        if (req.url === "/api/health") {
-            res.writeHead(200, { "content-type": "application/json" });
-            res.end(JSON.stringify({ commit: "pe8-test", database: "ok", version: "test" }));
-            return;
-        }
-        res.writeHead(404).end();
-    });
 }
 
 /** Answers Prometheus's /-/ready the way Prometheus does. */

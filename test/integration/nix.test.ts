@@ -266,7 +266,10 @@ describe("nix/: offline checks", () => {
         const inputs = await nixEvalJson<Record<string, { url: string; flake?: boolean; inputs?: unknown }>>({
             expr: `(import ${flakeNix}).inputs`,
         });
-        assert.deepEqual(Object.keys(inputs).sort(), ["microvm", "nixpkgs", "pcp-src"]);
+        assert.deepEqual(Object.keys(inputs).sort(), ["grafana-pcp", "microvm", "nixpkgs", "pcp-src"]);
+        // A release artefact is pinned by its versioned URL; flake.lock records its hash.
+        assert.match(inputs["grafana-pcp"].url, /^https:\/\/github\.com\/performancecopilot\/grafana-pcp\/releases\/download\/v[0-9.]+\/performancecopilot-pcp-app-[0-9.]+\.zip$/);
+        assert.equal(inputs["grafana-pcp"].flake, false);
         assert.match(inputs.nixpkgs.url, /^github:NixOS\/nixpkgs\/[0-9a-f]{40}$/);
         assert.match(inputs.microvm.url, /^github:microvm-nix\/microvm\.nix\/[0-9a-f]{40}$/);
         assert.deepEqual(inputs.microvm.inputs, { nixpkgs: { follows: "nixpkgs" } });
@@ -285,7 +288,7 @@ describe("nix/: offline checks", () => {
               inherit (builtins) listToAttrs;
               nixosSystem = _: throw "offline: no nixpkgs";
             };
-            out = flake.outputs { self = out; nixpkgs = { inherit lib; legacyPackages = { }; }; microvm = { }; pcp-src = null; };
+            out = flake.outputs { self = out; nixpkgs = { inherit lib; legacyPackages = { }; }; microvm = { }; pcp-src = null; grafana-pcp = null; };
             names = builtins.attrNames;
           in {
             systems = names out.packages;
@@ -310,9 +313,9 @@ describe("nix/: offline checks", () => {
         for (const fn of ["mkMicrovm", "mkMicrovmRunner", "mkPcp", "table"]) assert.ok(o.lib.includes(fn), `lib has ${fn}`);
         assert.ok(o.nixosConfigurations.includes("pcp-microvm-grafana-tap"));
         assert.ok(o.nixosConfigurations.includes("pcp-microvm-bpf-aarch64-linux"));
-        assert.deepEqual(o.checks, ["vm-test"]);
+        assert.deepEqual(o.checks, variants.map((v) => `vm-test-${v}`).sort(), "a NixOS test per variant");
         assert.deepEqual(o.devShells, ["default"]);
-        assert.ok(o.nixosModules.includes("pcp"));
+        for (const m of ["default", "vm", "guest", "pcp", "pmie-test", "node-exporter", "grafana", "bpf"]) assert.ok(o.nixosModules.includes(m), `nixosModules.${m}`);
     });
 
     test("no number or address of nix/constants.json is restated in another file", () => {

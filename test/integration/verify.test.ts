@@ -1,9 +1,10 @@
 /**
  * `npm run verify` against the real thing on loopback: Debian's pmcd (pmcd and
  * linux PMDAs) and pmproxy started by test/helpers/pcp.ts, Debian's
- * prometheus-node-exporter, Debian's pmie; small HTTP servers only for the
- * Grafana and Prometheus health endpoints and plain TCP listeners for the
- * console ports. Failure paths: pmcd down, a metric absent, parity off by 50%,
+ * prometheus-node-exporter, Debian's pmie; a small HTTP stand-in for Grafana's
+ * API (no Grafana runs here: Debian ships none) whose datasource proxy reaches
+ * the real pmproxy, one for Prometheus's health endpoint, and plain TCP
+ * listeners for the console ports. Failure paths: pmcd down, a metric absent, parity off by 50%,
  * ports closed.
  */
 import assert from "node:assert/strict";
@@ -14,6 +15,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { test, type TestContext } from "node:test";
 import { constants } from "../../components/constants";
+import { grafanaCatalog } from "../../components/grafanaCatalog";
 import { buildChecks } from "../../verify/checks";
 import { localShell } from "../../verify/remote";
 import { sshdBinary, startSshd } from "../helpers/sshd";
@@ -29,13 +31,13 @@ import {
     pcpNeeds,
     processExists,
     type PcpHarness,
-    startGrafanaHealth,
     startHttpServer,
     startNodeExporter,
     startPcp,
     startPmie,
     startPrometheusReady,
 } from "../helpers/pcp";
+import { startGrafanaStandIn } from "../helpers/grafana";
 import { run, type RunResult } from "../helpers/run";
 import { requireTools } from "../helpers/tools";
 
@@ -136,7 +138,8 @@ test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t
         cleanups.push(() => pcp.stop());
         const nodeExporter: NodeExporterHarness = await startNodeExporter();
         cleanups.push(() => nodeExporter.stop());
-        const grafana = await startGrafanaHealth();
+        const grafanaPassword = "0123456789abcdef0123456789abcdef";
+        const grafana = await startGrafanaStandIn({ password: grafanaPassword, pmproxyUrl: pcp.pmproxyUrl });
         cleanups.push(() => grafana.close());
         const prometheus = await startPrometheusReady();
         cleanups.push(() => prometheus.close());
@@ -156,8 +159,11 @@ test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t
             { nodeExporter: true },
         );
 
+        // Passing paths take only as long as they need; a roomier budget keeps them steady on a loaded machine.
+        const withPassword: VerifyOptions = { grafana: { password: grafanaPassword }, timeoutsSeconds: { ...shortTimeouts, services: 10, metrics: 10 } };
+
         await t.test("every provisioned part passes: services, metrics, 1000+ names, consoles, parity", async () => {
-            const report = await verifyOne("eval", fullTarget);
+            const report = await verifyOne("eval", fullTarget, withPassword);
             const checks = allChecks(report);
             const failures = checks.filter((c) => c.status === "FAIL");
             assert.deepEqual(failures, [], "no check may fail against the real daemons");
@@ -195,6 +201,45 @@ test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t
             }
             const phases = report.targets[0].phases.map((p) => `${p.phase}:${p.status}`);
             assert.deepEqual(phases, ["services:PASS", "metrics:PASS", "consoles:PASS", "parity:PASS", "pmie:SKIP"]);
+        });
+
+        await t.test("Grafana: each provisioned datasource answers, and kernel.all.load through PCP Vector returns data", async () => {
+            const report = await verifyOne("grafana", fullTarget, { ...withPassword, phases: ["services", "metrics"] });
+            const checks = allChecks(report);
+            for (const ds of Object.values(grafanaCatalog.datasources)) {
+                const r = find(checks, "services", `grafana datasource ${ds.name}`);
+                assert.equal(r.status, "PASS", r.message);
+            }
+            assert.match(find(checks, "services", "grafana datasource PCP Vector").message, /answers through Grafana's proxy: PCP \d/);
+            const query = find(checks, "metrics", "grafana Vector query kernel.all.load");
+            assert.equal(query.status, "PASS", query.message);
+            assert.match(query.message, /returned kernel\.all\.load = \d+(\.\d+)?, \d+(\.\d+)?, \d+(\.\d+)?$/, "three load averages from the real pmcd");
+            // The query went through Grafana's datasource proxy, the path the Vector plugin takes.
+            const vectorUid = grafanaCatalog.datasources.vector.uid;
+            assert.ok(grafana.requests.some((r) => r.startsWith(`GET /api/datasources/proxy/uid/${vectorUid}/pmapi/fetch?`) && r.includes("kernel.all.load")));
+            for (const ds of Object.values(grafanaCatalog.datasources).filter((d) => d.check === "health-api")) {
+                assert.ok(grafana.requests.includes(`GET /api/datasources/uid/${ds.uid}/health`), ds.uid);
+            }
+        });
+
+        await t.test("Grafana: a wrong or missing admin password fails every datasource check, saying why", async () => {
+            const wrong = allChecks(await verifyOne("grafana", fullTarget, { grafana: { password: "not-the-password" }, phases: ["services", "metrics"] }));
+            for (const c of wrong.filter((x) => x.name.startsWith("grafana datasource") || x.name.startsWith("grafana Vector"))) {
+                assert.equal(c.status, "FAIL", c.name);
+                assert.match(c.message, /HTTP 401: Unauthorized/);
+                assert.ok(c.message.includes(grafana.url), c.message);
+            }
+            for (const password of [undefined, "[secret]"]) {
+                const missing = allChecks(await verifyOne("grafana", fullTarget, { grafana: { password }, phases: ["services"] }));
+                const c = find(missing, "services", "grafana datasource PCP Vector");
+                assert.equal(c.status, "FAIL");
+                assert.match(c.message, /no usable grafanaAdminPassword output: .*--show-secrets/);
+            }
+            const none = allChecks(await verifyOne("eval", evalTarget(pcp), { phases: ["services", "metrics"] }));
+            for (const c of none.filter((x) => x.name.startsWith("grafana "))) {
+                assert.equal(c.status, "SKIP");
+                assert.match(c.message, /no Grafana on this target/);
+            }
         });
 
         await t.test("a metric absent: bpf metrics on a target that claims BPF fail, naming the metric and pmproxy", async () => {
@@ -333,7 +378,14 @@ test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t
         await t.test("CLI: --outputs and --json on a passing stack exit 0 with check lines, a table and the report", async () => {
             const outputsFile = path.join(tmp, "outputs.json");
             // The Automation API's shape ({name: {value, secret}}) is accepted as well as the CLI's.
-            writeFileSync(outputsFile, JSON.stringify({ targets: { value: { eval: fullTarget }, secret: false }, summary: { value: "test", secret: false } }));
+            writeFileSync(
+                outputsFile,
+                JSON.stringify({
+                    targets: { value: { eval: fullTarget }, secret: false },
+                    summary: { value: "test", secret: false },
+                    grafanaAdminPassword: { value: grafanaPassword, secret: true },
+                }),
+            );
             const reportFile = path.join(tmp, "report", "verify.json");
             const r = await runCli(["--outputs", outputsFile, "--json", reportFile, "--timeout", "services=5"]);
             assert.equal(r.code, 0, `exit 0 expected:\n${r.stdout}\n${r.stderr}`);
@@ -353,7 +405,10 @@ test("verify against real pmcd, pmproxy and node_exporter on loopback", async (t
         await t.test("CLI: a FAIL exits 1 and the JSON report says which check failed", async () => {
             const outputsFile = path.join(tmp, "outputs-bad.json");
             const closedPort = await freePort();
-            writeFileSync(outputsFile, JSON.stringify({ targets: { eval: { ...fullTarget, pmproxyUrl: `http://127.0.0.1:${closedPort}` } } }));
+            writeFileSync(
+                outputsFile,
+                JSON.stringify({ targets: { eval: { ...fullTarget, pmproxyUrl: `http://127.0.0.1:${closedPort}` } }, grafanaAdminPassword: grafanaPassword }),
+            );
             const reportFile = path.join(tmp, "verify-bad.json");
             const r = await runCli(["--outputs", outputsFile, "--json", reportFile, "--phase", "services", "--timeout", "services=1"]);
             assert.equal(r.code, 1, r.stdout + r.stderr);

@@ -9,7 +9,9 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import YAML from "yaml";
 import { parseConfig, PcpEvalConfig } from "../../components/config";
+import * as pulumi from "@pulumi/pulumi";
 import { consolePorts, constants, forwardedPorts } from "../../components/constants";
+import { grafanaCatalog } from "../../components/grafanaCatalog";
 import { Environment, provisionEnvironment } from "../../components/environment";
 import { recordProgram, Recording, resolve } from "../helpers/mocks";
 
@@ -40,6 +42,7 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
     it("has every part: container, bridge with one TAP, three VMs, DaemonSet", async () => {
         const { recording } = await record(cfg);
         assert.deepEqual(componentTypes(recording), [
+            "pcp-eval:index:GrafanaAdmin grafana-admin",
             "pcp-eval:index:MicroVm vm-bpf",
             "pcp-eval:index:MicroVm vm-eval",
             "pcp-eval:index:MicroVm vm-grafana",
@@ -126,6 +129,22 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.deepEqual(Object.keys(kube).sort(), ["context", "daemonSet", "namespace", "pmcdEndpoints", "pmproxyUrls"]);
         assert.deepEqual([kube.namespace, kube.daemonSet, kube.context], ["pcp", constants.kubernetes.daemonSetName, "minikube"]);
         assert.match(String(outputs.summary), /grafana: grafana VM \(tap\)/);
+    });
+
+    it("exports a direct URL per provisioned dashboard and the Grafana admin password as a secret", async () => {
+        const { env, outputs, recording } = await record(cfg);
+        const grafanaUrl = `http://${constants.network.firstVmAddress}:${constants.ports.grafana}`;
+        assert.deepEqual(
+            outputs.grafanaDashboards,
+            Object.fromEntries(Object.keys(grafanaCatalog.dashboards).map((uid) => [uid, `${grafanaUrl}/d/${uid}`])),
+        );
+        assert.ok(Object.keys(outputs.grafanaDashboards as object).length >= 2, "the app's dashboard and ours");
+        assert.equal(outputs.grafanaAdminPassword, "mock-grafana-password");
+        assert.equal(await pulumi.isSecret(env.outputs.grafanaAdminPassword!), true);
+        // Read over SSH from the grafana VM once it is up, with the stack's key; a new boot reads it again.
+        const read = recording.byName("grafana-admin-read");
+        assert.match(String(read.inputs.create), /grafana-password\.sh read --host 10\.177\.0\.20 --port 22 --user root --identity \S+\/ssh\/id_ed25519/);
+        assert.ok(recording.dependencyNames("grafana-admin-read").includes("vm-grafana-process"), "after the VM is up");
     });
 
     it("builds each VM through the flake's parametric function with the stack's key and no password login", async () => {

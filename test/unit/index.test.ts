@@ -28,9 +28,20 @@ describe("index.ts", () => {
     it("exports every output of the dev stack and nothing that is off", async () => {
         const { result, recording } = await recordProgram(() => loadProgram(stackConfig("dev")), { preview: true, stack: "dev" });
         assert.deepEqual(Object.keys(result).sort(), [
-            "consolePorts", "grafanaUrl", "kubernetes", "pmcdEndpoints", "pmproxyUrls", "prometheusUrl", "sshCommands", "summary", "targets",
+            "consolePorts", "grafanaAdminPassword", "grafanaDashboards", "grafanaUrl", "kubernetes", "pmcdEndpoints", "pmproxyUrls", "prometheusUrl", "sshCommands", "summary", "targets",
         ]);
         assert.ok(recording.has("vm-grafana"));
+    });
+
+    it("README's outputs table names every output the dev stack exports, and no other", async () => {
+        const { result } = await recordProgram(() => loadProgram(stackConfig("dev")), { preview: true, stack: "dev" });
+        const readme = fs.readFileSync(path.join(root, "README.md"), "utf8");
+        const section = readme.slice(readme.indexOf("## Outputs"), readme.indexOf("\n## ", readme.indexOf("## Outputs") + 1));
+        const documented = section
+            .split("\n")
+            .filter((l) => l.startsWith("| `"))
+            .flatMap((l) => [...l.split("|")[1]!.matchAll(/`([A-Za-z]+)`/g)].map((m) => m[1]!));
+        assert.deepEqual(documented.sort(), Object.keys(result).sort());
     });
 
     it("a container-only stack exports no VM, Grafana or Kubernetes outputs", async () => {

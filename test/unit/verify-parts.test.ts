@@ -66,6 +66,18 @@ test("outputs: the contract's shape parses, in the CLI's and the Automation API'
     assert.deepEqual(unwrapOutputMap({ a: { value: 1, other: 2 } }), { a: { value: 1, other: 2 } }, "only the exact wrapper shape is unwrapped");
 });
 
+test("outputs: grafanaDashboards (URLs) and the secret grafanaAdminPassword are read; a bad dashboard URL is named", () => {
+    const grafanaUrl = contractExample.grafanaUrl;
+    const withGrafana = { ...contractExample, grafanaDashboards: { "pcp-eval-pcp-vs-node": `${grafanaUrl}/d/pcp-eval-pcp-vs-node` }, grafanaAdminPassword: "s3cret-hex" };
+    const parsed = parseStackOutputs({ ...Object.fromEntries(Object.entries(withGrafana).map(([k, v]) => [k, { value: v, secret: k === "grafanaAdminPassword" }])) }, "test");
+    assert.equal(parsed.grafanaAdminPassword, "s3cret-hex");
+    assert.deepEqual(parsed.grafanaDashboards, withGrafana.grafanaDashboards);
+    assert.throws(
+        () => parseStackOutputs({ ...contractExample, grafanaDashboards: { x: "nope" } }, "test"),
+        /outputs\.grafanaDashboards\.x: "nope" is not an http\(s\) URL/,
+    );
+});
+
 test("outputs and ssh: identityFile is optional (a user-supplied key); ssh then offers the user's own keys", () => {
     const own = structuredClone(contractExample);
     const { identityFile: _dropped, ...sshWithoutKey } = own.targets.eval.ssh;
@@ -215,10 +227,14 @@ test("checks: budgets come from nix/constants.json unless overridden; absent par
         .map((c) => `${c.phase}/${c.name}: ${c.skip}`);
     assert.deepEqual(skips, [
         "services/grafana /api/health: no Grafana on this target (no grafanaUrl output)",
+        "services/grafana datasource Prometheus: no Grafana on this target (no grafanaUrl output)",
+        "services/grafana datasource PCP Vector: no Grafana on this target (no grafanaUrl output)",
+        "services/grafana datasource PCP Valkey: no Grafana on this target (no grafanaUrl output)",
         "services/prometheus /-/ready: no Prometheus on this target (no prometheusUrl output)",
         "services/node_exporter /metrics: no node_exporter on this target (features.nodeExporter is false)",
         "metrics/bpf.runq.latency: not a BPF target (features.bpf is false)",
         "metrics/bpf.disk.all.latency: not a BPF target (features.bpf is false)",
+        "metrics/grafana Vector query kernel.all.load: no Grafana on this target (no grafanaUrl output)",
         "consoles/serial console: no consoles in this target's outputs (only MicroVMs have them)",
         "consoles/virtio console: no consoles in this target's outputs (only MicroVMs have them)",
         "parity/load: kernel.all.load vs node_load1/5/15: no node_exporter on this target to compare with",

@@ -133,7 +133,8 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
 
     it("exports a direct URL per provisioned dashboard and the Grafana admin password as a secret", async () => {
         const { env, outputs, recording } = await record(cfg);
-        const grafanaUrl = `http://${constants.network.firstVmAddress}:${constants.ports.grafana}`;
+        // The grafana variant's TAP slot (tapIndex 2, components/plan.ts).
+        const grafanaUrl = `http://10.177.0.22:${constants.ports.grafana}`;
         assert.deepEqual(
             outputs.grafanaDashboards,
             Object.fromEntries(Object.keys(grafanaCatalog.dashboards).map((uid) => [uid, `${grafanaUrl}/d/${uid}`])),
@@ -143,7 +144,7 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.equal(await pulumi.isSecret(env.outputs.grafanaAdminPassword!), true);
         // Read over SSH from the grafana VM once it is up, with the stack's key; a new boot reads it again.
         const read = recording.byName("grafana-admin-read");
-        assert.match(String(read.inputs.create), /grafana-password\.sh read --host 10\.177\.0\.20 --port 22 --user root --identity \S+\/ssh\/id_ed25519/);
+        assert.match(String(read.inputs.create), /grafana-password\.sh read --host 10\.177\.0\.22 --port 22 --user root --identity \S+\/ssh\/id_ed25519/);
         assert.ok(recording.dependencyNames("grafana-admin-read").includes("vm-grafana-process"), "after the VM is up");
     });
 

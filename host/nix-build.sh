@@ -144,8 +144,10 @@ cmd_build() {
     jq -cn --arg storePath "$store_path" --arg outLink "$out_link" '{storePath: $storePath, outLink: $outLink}'
 }
 
-cmd_remove() {
-    local out_link=""
+# out_link_arg VERB ARGS...: the one argument of remove and status, --out-link PATH; prints PATH.
+out_link_arg() {
+    local verb="$1" out_link=""
+    shift
     while (($# > 0)); do
         case "$1" in
             --out-link)
@@ -155,12 +157,18 @@ cmd_remove() {
                 ;;
             *)
                 usage
-                die "remove: unknown argument '$1'"
+                die "$verb: unknown argument '$1'"
                 ;;
         esac
     done
-    [[ -n "$out_link" ]] || die "remove: --out-link PATH is required"
+    [[ -n "$out_link" ]] || die "$verb: --out-link PATH is required"
     need jq "install jq (Debian: apt-get install jq)"
+    printf '%s' "$out_link"
+}
+
+cmd_remove() {
+    local out_link
+    out_link="$(out_link_arg remove "$@")"
 
     local removed=false
     if [[ -L "$out_link" ]]; then
@@ -178,22 +186,8 @@ cmd_remove() {
 }
 
 cmd_status() {
-    local out_link=""
-    while (($# > 0)); do
-        case "$1" in
-            --out-link)
-                (($# >= 2)) || die "$1 needs a value"
-                out_link="$2"
-                shift 2
-                ;;
-            *)
-                usage
-                die "status: unknown argument '$1'"
-                ;;
-        esac
-    done
-    [[ -n "$out_link" ]] || die "status: --out-link PATH is required"
-    need jq "install jq (Debian: apt-get install jq)"
+    local out_link
+    out_link="$(out_link_arg status "$@")"
     local target=""
     # A link whose store path was collected is as good as gone.
     if [[ -L "$out_link" && -e "$out_link" ]]; then

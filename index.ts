@@ -22,7 +22,7 @@ function main() {
     const report: PreflightReport = cfg.skipPreflight
         ? { missing: [], notes: ["preflight skipped (pcp-eval:skipPreflight)"], kvmUsable: cfg.vmAccel !== "tcg" }
         : // A fact about the host, not the stack: cached outside the stack's state, which destroy empties.
-          preflight(cfg, realHost, os.release(), path.join(projectCacheDir(), "kvm-probe"));
+          preflight(cfg, realHost, os.release(), path.join(projectCacheDir(), "kvm-probe"), pulumi.runtime.isDryRun());
     try {
         enforcePreflight(report, pulumi.runtime.isDryRun(), (message) => pulumi.log.warn(message));
     } catch (err) {

@@ -80,7 +80,34 @@ export function kvmWorks(host: HostProbe, release: string, cacheFile: string = p
     return { usable: false, why: `the KVM probe (${kvmProbeScript}) failed: ${probe.stderr.trim().split("\n").pop() || "no answer"}` };
 }
 
-export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string = os.release(), kvmCacheFile: string = path.join(projectCacheDir(), "kvm-probe")): PreflightReport {
+/**
+ * The verdict host/kvm-probe.sh remembered for this host boot ("<boot_id>
+ * yes|no <why>" in its cache file), read without probing or writing: what a
+ * preview may know. Undefined when none is remembered for this boot.
+ */
+export function rememberedKvmVerdict(cacheFile: string, bootIdFile = "/proc/sys/kernel/random/boot_id"): { usable: boolean; why: string } | undefined {
+    try {
+        const boot = fs.readFileSync(bootIdFile, "utf8").trim();
+        const m = /^(\S+) (yes|no) ?(.*)$/.exec(fs.readFileSync(cacheFile, "utf8").split("\n")[0] ?? "");
+        if (m === null || m[1] !== boot) return undefined;
+        return { usable: m[2] === "yes", why: `${m[3] || "remembered"} (remembered for this boot)` };
+    } catch {
+        return undefined;
+    }
+}
+
+/**
+ * `dryRun` (preview) runs no KVM test boot and writes no verdict: a preview
+ * is quick and touches nothing. It uses the verdict remembered for this boot,
+ * or, with none, plans for TCG and says that `up` will probe.
+ */
+export function preflight(
+    cfg: PcpEvalConfig,
+    host: HostProbe,
+    release: string = os.release(),
+    kvmCacheFile: string = path.join(projectCacheDir(), "kvm-probe"),
+    dryRun = false,
+): PreflightReport {
     const missing: Finding[] = [];
     const notes: string[] = [];
     const needsNix = cfg.vms.length > 0 || cfg.container !== undefined || cfg.kubernetes !== undefined;
@@ -109,8 +136,13 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string =
             notes.push(`VMs use ${cfg.vmAccel.toUpperCase()} (pcp-eval:vmAccel)`);
         } else if (!host.run("qemu-system-x86_64", ["--version"], 10000).ok) {
             notes.push("qemu-system-x86_64 is not on PATH; the Nix-built runners bring their own QEMU, but the KVM check could not run, so VMs use TCG (slow)");
+        } else if (dryRun && rememberedKvmVerdict(kvmCacheFile) === undefined) {
+            notes.push(
+                "preview runs no KVM test boot and writes nothing, and no KVM verdict is remembered for this boot yet: the plan assumes TCG; " +
+                    "`pulumi up` probes KVM first and, where KVM works, builds the runners for KVM instead",
+            );
         } else {
-            const kvm = kvmWorks(host, release, kvmCacheFile);
+            const kvm = dryRun ? rememberedKvmVerdict(kvmCacheFile)! : kvmWorks(host, release, kvmCacheFile);
             kvmUsable = kvm.usable;
             notes.push(kvm.usable ? `KVM works (${kvm.why}): VMs use hardware virtualisation` : `KVM is not usable (${kvm.why}); VMs run under TCG, several times slower`);
         }

@@ -138,6 +138,7 @@ export class MicroVm extends pulumi.ComponentResource {
             {
                 name: args.spec.name,
                 runner: runner.storePath,
+                accel: args.useKvm ? "kvm" : "tcg",
                 // Relative to the project: moving the checkout (with its state) replaces no VM.
                 dir: args.projectDir,
                 stateDir: projectRelative(path.join(args.stateDir, "vms"), args.projectDir),

@@ -29,6 +29,12 @@ export interface MicroVmProcessInputs {
     dir?: string;
     /** Store path of the runner; `<runner>/bin/microvm-run` starts the VM. */
     runner: string;
+    /**
+     * The accelerator the runner was built for (a host fact: the KVM probe's
+     * verdict). Not passed to vm.sh: it is here so that a plan replacing a VM
+     * because the verdict changed names that reason, next to "runner".
+     */
+    accel?: "kvm" | "tcg";
     /** Directory holding one sub-directory per VM (absolute, or relative to dir). */
     stateDir: string;
     /** Path of host/vm.sh (absolute, or relative to dir). */
@@ -255,6 +261,8 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
             return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
         };
         const replaces: string[] = replaceKeys.filter((k) => (k === "stateDir" ? !samePlace(olds, news) : !same(olds[k], news[k])));
+        // A state recorded before accel was an input has none: that is no change.
+        if (olds.accel !== undefined && news.accel !== undefined && olds.accel !== news.accel) replaces.push("accel");
         // Without a refresh, `up` still notices a VM whose process died.
         if (replaces.length === 0 && olds.pid !== undefined) {
             const status = liveStatus(olds);

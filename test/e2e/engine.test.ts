@@ -179,8 +179,14 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         const target = fs.readlinkSync(link);
         fs.unlinkSync(link);
 
-        const refreshed = await q.pulumiJson(["refresh", "--yes", "--stack", stackName]);
-        assert.deepEqual(changes(refreshed.json), ["update vm-eval-runner-build"], "refresh shows the lost GC root, and nothing else");
+        await q.pulumiJson(["refresh", "--yes", "--stack", stackName]);
+        // Refresh recorded what it found on the host: the build is degraded, and says why.
+        const state = await q.exportState();
+        const degraded = (state.deployment?.resources ?? [])
+            .map((r) => r as { urn: string; outputs?: { live?: string; drift?: string } })
+            .filter((r) => r.outputs?.live === "degraded");
+        assert.deepEqual(degraded.map((r) => r.urn.split("::").pop()), ["vm-eval-runner-build"], "refresh saw the lost GC root, and nothing else");
+        assert.match(degraded[0]!.outputs!.drift ?? "", /storePath: recorded ".*", now null/);
         const { json } = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
         assert.deepEqual(changes(json), ["update vm-eval-runner-build"]);
         assert.equal(fs.readlinkSync(link), target, "up made the GC root again, to the same store path");

@@ -2,6 +2,16 @@
 import type { VerifyPhase } from "./types";
 import { verifyPhases } from "./types";
 
+/** The options verify and lifecycle share (parseArgs form); each adds its own. */
+export const commonOptions = {
+    stack: { type: "string" },
+    project: { type: "string" },
+    only: { type: "string", multiple: true, default: [] as string[] },
+    timeout: { type: "string", multiple: true, default: [] as string[] },
+    json: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+} as const;
+
 export class UsageError extends Error {
     constructor(message: string) {
         super(message);

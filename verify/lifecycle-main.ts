@@ -8,7 +8,7 @@
  */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { parseTimeouts, runMain, UsageError } from "./cli";
+import { commonOptions, parseTimeouts, runMain, UsageError } from "./cli";
 import { pulumiStack, runLifecycle } from "./lifecycle";
 import { projectDir } from "./outputs";
 import { printReport } from "./report";
@@ -25,14 +25,7 @@ const usage = `usage: npm run lifecycle -- --stack NAME [options]
 async function main(argv: string[]): Promise<number> {
     const args = parseArgs({
         args: argv,
-        options: {
-            stack: { type: "string" },
-            project: { type: "string" },
-            only: { type: "string", multiple: true, default: [] },
-            timeout: { type: "string", multiple: true, default: [] },
-            json: { type: "string" },
-            help: { type: "boolean", short: "h", default: false },
-        },
+        options: { ...commonOptions },
         strict: true,
         allowPositionals: false,
     });

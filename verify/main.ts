@@ -9,7 +9,7 @@
  */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { parsePhases, parseTimeouts, runMain, UsageError } from "./cli";
+import { commonOptions, parsePhases, parseTimeouts, runMain, UsageError } from "./cli";
 import { OutputsError, projectDir, readOutputsFile, readStackOutputs } from "./outputs";
 import { printReport } from "./report";
 import type { StackOutputs } from "./types";
@@ -32,14 +32,9 @@ async function main(argv: string[]): Promise<number> {
     const args = parseArgs({
         args: argv,
         options: {
-            stack: { type: "string" },
-            project: { type: "string" },
+            ...commonOptions,
             outputs: { type: "string" },
-            only: { type: "string", multiple: true, default: [] },
             phase: { type: "string", multiple: true, default: [] },
-            timeout: { type: "string", multiple: true, default: [] },
-            json: { type: "string" },
-            help: { type: "boolean", short: "h", default: false },
         },
         strict: true,
         allowPositionals: false,

@@ -3,6 +3,8 @@
  * Reads the stack config, checks the host, builds the resource graph and
  * exports the URLs and endpoints. Everything else lives in components/.
  */
+// First: the modules imported below are compiled with Node's compile cache on.
+import "./components/compileCache";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";

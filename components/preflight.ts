@@ -9,7 +9,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { PcpEvalConfig } from "./config";
 import { constants } from "./constants";
+import { projectCacheDir } from "./cacheDir";
 import { parseLastJsonLine } from "./run";
+
+export { projectCacheDir };
 
 export interface Finding {
     item: string;
@@ -44,15 +47,6 @@ export const realHost: HostProbe = {
 /** Kernels of the running host that a probe may boot (NixOS, then the usual /boot names). */
 export function hostKernelCandidates(release: string): string[] {
     return ["/run/booted-system/kernel", `/boot/vmlinuz-${release}`, "/boot/vmlinuz"];
-}
-
-/**
- * The project's own cache root: the KVM verdict, the fixture VM, the PCP test
- * image and the built tools live under it. One variable, PCP_EVAL_CACHE_DIR,
- * moves them all (e.g. to an empty directory for a cold test run).
- */
-export function projectCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-    return env.PCP_EVAL_CACHE_DIR || path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "pcp-eval");
 }
 
 /** The one KVM probe of the project (host/kvm-probe.sh), shared with the fixture VM runners. */

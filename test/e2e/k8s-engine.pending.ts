@@ -19,6 +19,7 @@
  * namespace and the image in containerd are gone).
  */
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { constants } from "../../components/constants";
 import { buildPcpImage } from "../fixtures/pcp-image/fixture";
@@ -74,7 +75,9 @@ describe("the real Pulumi engine and kubernetes provider on the k8s stack", { co
         if (!requireTools(t, needs)) return;
         const { q, c } = ctx();
         await q.pulumiOk(["stack", "init", stack]);
-        for (const [k, v] of [["kubeContext", c.context], ["kubeconfig", c.kubeconfig], ["kubeContainerd", c.containerdSocket]] as const) {
+        // The DaemonSet mounts the node's /run/udev (a must-exist hostPath): off where this host has none.
+        const udev = String(fs.existsSync("/run/udev"));
+        for (const [k, v] of [["kubeContext", c.context], ["kubeconfig", c.kubeconfig], ["kubeContainerd", c.containerdSocket], ["kubeHostUdev", udev]] as const) {
             await q.pulumiOk(["config", "set", `pcp-eval:${k}`, v, "--stack", stack]);
         }
         const { json } = await q.pulumiJson(["preview", "--stack", stack]);
@@ -152,6 +155,7 @@ describe("the real Pulumi engine and kubernetes provider on the k8s stack", { co
         const { q, c } = ctx();
         await q.pulumiOk(["destroy", "--yes", "--stack", stack]);
         await assert.rejects(kubectl(["get", "namespace", namespace]), /NotFound|not found/);
+        assert.notEqual(imageName, "", "up found the stack's image in containerd");
         const images = (await c.ctr(["images", "list", "--quiet"])).split("\n");
         assert.ok(!images.includes(imageName), `${imageName} is gone from containerd`);
         assert.deepEqual(q.outLinks(), []);

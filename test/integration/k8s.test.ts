@@ -280,7 +280,9 @@ describe("PCP DaemonSet on a real cluster", () => {
             );
             assert.match(err, new RegExp(`violates PodSecurity "${level}:latest"`), err);
             assert.match(err, /host namespaces \(hostNetwork=true, hostPID=true\)/, err);
-            assert.match(err, /hostPath volumes \(volumes "[^)]*proc/, err);
+            // baseline: "hostPath volumes (volumes ...)"; restricted: "restricted volume types (volumes ... "hostPath")".
+            assert.match(err, /hostPath volumes \(volumes "host-proc"|restricted volume types \(volumes "host-proc".*"hostPath"\)/, err);
+            t.diagnostic(`${level}: ${err.slice(err.indexOf("violates"))}`);
             assert.doesNotMatch(err, /privileged \(container|non-default capabilities|allowPrivilegeEscalation != false|runAsNonRoot != true/, err);
         }
 
@@ -293,6 +295,7 @@ describe("PCP DaemonSet on a real cluster", () => {
             },
             (e: Error) => e.message,
         );
+        t.diagnostic(`enforce=bogus: ${err.slice(err.indexOf("Error from server"))}`);
         assert.match(err, new RegExp(`${enforce.replace(/\./g, "\\.")}.*bogus|bogus.*${enforce.replace(/\./g, "\\.")}`, "s"), err);
     });
 });

@@ -295,7 +295,7 @@ describe("PCP DaemonSet on a real cluster", () => {
             },
             (e: Error) => e.message,
         );
-        t.diagnostic(`enforce=bogus: ${err.slice(err.indexOf("Error from server"))}`);
+        t.diagnostic(`enforce=bogus: ${err.slice(err.indexOf(bad.nsFile) + bad.nsFile.length)}`);
         assert.match(err, new RegExp(`${enforce.replace(/\./g, "\\.")}.*bogus|bogus.*${enforce.replace(/\./g, "\\.")}`, "s"), err);
     });
 });

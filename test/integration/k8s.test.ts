@@ -33,7 +33,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { after, describe, it, type TestContext } from "node:test";
+import { describe, it, type TestContext } from "node:test";
 import { promisify } from "node:util";
 import { constants } from "../../components/constants";
 import { dumpManifests, labelKeys, renderManifests, type PullPolicy } from "../../components/k8sManifests";
@@ -144,29 +144,21 @@ interface PodJson {
 }
 
 describe("PCP DaemonSet on a real cluster", () => {
-    // One cluster for the tests below (a start costs tens of seconds), stopped after the last.
-    let shared: Promise<Target | string> | undefined;
-    const targetFor = async (t: TestContext): Promise<Target | undefined> => {
-        if (externalContext === "") {
-            const reason = clusterUnavailableReason();
-            if (!requireTools(t, [[`no cluster can be built here: ${reason}`, () => reason === undefined], "pminfo", "curl"])) return undefined;
-        }
-        shared ??= externalContext !== "" ? externalTarget() : builtTarget();
-        const target = await shared;
-        if (typeof target === "string") {
-            t.skip(`skipped: ${target}`);
-            return undefined;
-        }
-        return target;
-    };
-    after(async () => {
-        const target = await shared?.catch(() => undefined);
-        if (target !== undefined && typeof target !== "string") await target.stop();
-    });
-
     it("deploys one ready pod per node, pmcd and pmproxy answer on each, delete leaves nothing", { timeout: waitSeconds * 15 * 1000 }, async (t: TestContext) => {
-        const target = await targetFor(t);
-        if (target === undefined) return;
+        let target: Target;
+        if (externalContext !== "") {
+            const ext = await externalTarget();
+            if (typeof ext === "string") {
+                t.skip(`skipped: ${ext}`);
+                return;
+            }
+            target = ext;
+        } else {
+            const reason = clusterUnavailableReason();
+            if (!requireTools(t, [[`no cluster can be built here: ${reason}`, () => reason === undefined], "pminfo", "curl"])) return;
+            target = await builtTarget();
+        }
+        t.after(() => target.stop());
 
         const namespace = `pe7-k8s-${crypto.randomBytes(4).toString("hex")}`;
         const instance = `pe7-it-${crypto.randomBytes(2).toString("hex")}`;
@@ -225,78 +217,6 @@ describe("PCP DaemonSet on a real cluster", () => {
         await assert.rejects(kubectl(target, ["get", "namespace", namespace]), /NotFound|not found/);
         const left = JSON.parse(await kubectl(target, ["get", "pods,daemonsets", "--all-namespaces", "--selector", `${labelKeys.instance}=${instance}`, "--output=json"])) as { items: unknown[] };
         assert.deepEqual(left.items, []);
-    });
-
-    // Pod Security admission (built into the apiserver, on by default). Our namespace's labels are
-    // admitted, and so is the DaemonSet's pod in it; the same pod is refused where the baseline or
-    // restricted level is enforced (the reason the namespace opts into "privileged", see
-    // manifests/namespace.yaml), and a label with no such level is refused outright.
-    it("Pod Security: the apiserver admits our namespace and pod; it rejects the pod under baseline and restricted, and a bad level", { timeout: waitSeconds * 6 * 1000 }, async (t: TestContext) => {
-        const target = await targetFor(t);
-        if (target === undefined) return;
-        const suffix = crypto.randomBytes(3).toString("hex");
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe14-pss-"));
-        const created: string[] = [];
-        t.after(async () => {
-            for (const ns of created) await kubectl(target, ["delete", "namespace", ns, "--ignore-not-found", "--wait=true", `--timeout=${waitSeconds * 3}s`], waitSeconds * 4).catch(() => undefined);
-            fs.rmSync(dir, { recursive: true, force: true });
-        });
-        const enforce = "pod-security.kubernetes.io/enforce";
-        /** The rendered namespace (name and enforce level overridden) and the DaemonSet's pod as a bare Pod in it. */
-        const write = (level: string | undefined): { namespace: string; nsFile: string; podFile: string } => {
-            const namespace = `pe14-pss-${level ?? "ours"}-${suffix}`;
-            const r = renderManifests({ image: target.image, namespace, instance: `pe14-pss-${suffix}`, managedBy: "kubectl", imagePullPolicy: pullPolicy, hostUdev: fs.existsSync("/run/udev") });
-            const ns = r.namespace;
-            if (level !== undefined) ns.metadata!.labels = { ...ns.metadata!.labels, [enforce]: level, "pod-security.kubernetes.io/warn": level };
-            const pod = { apiVersion: "v1", kind: "Pod", metadata: { name: "pcp-probe", namespace, labels: r.daemonSet.spec!.template.metadata!.labels }, spec: r.daemonSet.spec!.template.spec };
-            const nsFile = path.join(dir, `${namespace}.ns.json`);
-            const podFile = path.join(dir, `${namespace}.pod.json`);
-            fs.writeFileSync(nsFile, JSON.stringify(ns));
-            fs.writeFileSync(podFile, JSON.stringify(pod));
-            return { namespace, nsFile, podFile };
-        };
-        const create = async (file: string): Promise<void> => {
-            await kubectl(target, ["create", "--filename", file]);
-        };
-        const dryRunPod = (file: string): Promise<string> => kubectl(target, ["create", "--dry-run=server", "--filename", file, "--output=name"]);
-
-        // Ours: the labels as rendered (enforce privileged) are admitted, and so is the pod.
-        const ours = write(undefined);
-        await create(ours.nsFile);
-        created.push(ours.namespace);
-        const labels = JSON.parse(await kubectl(target, ["get", "namespace", ours.namespace, "--output=jsonpath={.metadata.labels}"])) as Record<string, string>;
-        assert.equal(labels[enforce], "privileged");
-        assert.equal((await dryRunPod(ours.podFile)).trim(), "pod/pcp-probe", "the DaemonSet's pod is admitted in our namespace");
-
-        // Baseline and restricted refuse the same pod, naming what it needs: the host's namespaces and
-        // its read-only hostPath volumes; it is not refused for privilege or capabilities (it asks none).
-        for (const level of ["baseline", "restricted"]) {
-            const other = write(level);
-            await create(other.nsFile);
-            created.push(other.namespace);
-            const err = await dryRunPod(other.podFile).then(
-                (out) => assert.fail(`the pod was admitted under ${level}: ${out}`),
-                (e: Error) => e.message,
-            );
-            assert.match(err, new RegExp(`violates PodSecurity "${level}:latest"`), err);
-            assert.match(err, /host namespaces \(hostNetwork=true, hostPID=true\)/, err);
-            // baseline: "hostPath volumes (volumes ...)"; restricted: "restricted volume types (volumes ... "hostPath")".
-            assert.match(err, /hostPath volumes \(volumes "host-proc"|restricted volume types \(volumes "host-proc".*"hostPath"\)/, err);
-            t.diagnostic(`${level}: ${err.slice(err.indexOf("violates"))}`);
-            assert.doesNotMatch(err, /privileged \(container|non-default capabilities|allowPrivilegeEscalation != false|runAsNonRoot != true/, err);
-        }
-
-        // A level that does not exist: the namespace itself is refused, naming the label.
-        const bad = write("bogus");
-        const err = await create(bad.nsFile).then(
-            () => {
-                created.push(bad.namespace);
-                assert.fail("a namespace with enforce=bogus was admitted");
-            },
-            (e: Error) => e.message,
-        );
-        t.diagnostic(`enforce=bogus: ${err.slice(err.indexOf(bad.nsFile) + bad.nsFile.length)}`);
-        assert.match(err, new RegExp(`${enforce.replace(/\./g, "\\.")}.*bogus|bogus.*${enforce.replace(/\./g, "\\.")}`, "s"), err);
     });
 });
 

@@ -97,7 +97,7 @@ describe("a one-node cluster built here (test/helpers/cluster.ts)", { timeout: 1
         }
     });
 
-    it("Pod Security: the project's namespace labels and DaemonSet pod are admitted; the same pod in a baseline namespace is rejected, naming why", async (t) => {
+    it("Pod Security: the project's namespace labels and DaemonSet pod are admitted; the same pod is rejected under baseline and restricted, naming why, and an invalid level is refused", async (t) => {
         const c = need(t);
         if (!c) return;
         const rendered = renderManifests({ image: "pcp-eval:psa", namespace: "pe14-psa", instance: "pe14-psa", managedBy: "kubectl", imagePullPolicy: "Never" });

@@ -6,7 +6,7 @@ import { hostCommand, HostCommandBackend } from "./hostCommand";
 import { KubernetesConfig } from "./config";
 import { constants } from "./constants";
 import { checkImage, renderManifests } from "./k8sManifests";
-import { runJson } from "./run";
+import { run } from "./run";
 import { scriptCommandOutput } from "./shell";
 
 export interface PcpDaemonSetArgs {
@@ -88,7 +88,15 @@ async function readEndpoints(inputs: DaemonSetEndpointsInputs): Promise<NodeEndp
         "--namespace", inputs.namespace,
         "get", "pods", "--selector", inputs.selector, "--output", "json",
     ];
-    const pods = await runJson<PodListJson>("kubectl", args, { timeoutMs: inputs.timeoutSeconds * 1000, echo: false });
+    // kubectl's JSON spans many lines (not the host scripts' one-line contract): parse all of stdout.
+    const label = ["kubectl", ...args].join(" ");
+    const { stdout } = await run("kubectl", args, { timeoutMs: inputs.timeoutSeconds * 1000, echo: false, label });
+    let pods: PodListJson;
+    try {
+        pods = JSON.parse(stdout) as PodListJson;
+    } catch {
+        throw new Error(`${label}: expected a JSON pod list on stdout, got: ${stdout.slice(0, 400)}`);
+    }
     return nodeEndpoints(pods, inputs.pmcdPort, inputs.pmproxyPort);
 }
 

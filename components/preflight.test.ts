@@ -52,6 +52,13 @@ describe("preflight", () => {
         assert.equal(report.kvmUsable, true);
     });
 
+    it("a containerd cluster without a container needs no Docker: the cluster imports the image itself", () => {
+        const host = fakeHost({ failing: ["docker"] });
+        const k8sOnly = { kubernetesEnabled: true, kubeContext: "minikube", containerEnabled: false };
+        assert.deepEqual(preflight(cfgOf({ ...k8sOnly, kubeContainerd: "/run/containerd/containerd.sock" }), host).missing, []);
+        assert.deepEqual(preflight(cfgOf(k8sOnly), host).missing.map((f) => f.item), ["docker daemon"]);
+    });
+
     it("lists every missing item with how to get it, in one report", () => {
         const host = fakeHost({ failing: ["nix", "docker"], netMissing: ["ip", "nft", "privileges", "/dev/net/tun"], contexts: ["kind-x"] });
         const report = preflight(cfgOf({ ...full, useSudo: true }), host);

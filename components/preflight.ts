@@ -79,7 +79,8 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string =
     const missing: Finding[] = [];
     const notes: string[] = [];
     const needsNix = cfg.vms.length > 0 || cfg.container !== undefined || cfg.kubernetes !== undefined;
-    const needsDocker = cfg.container !== undefined || cfg.kubernetes !== undefined;
+    // The same rule as environment.ts's dockerLoad: a containerd cluster (kubeContainerd) imports the image itself.
+    const needsDocker = cfg.container !== undefined || (cfg.kubernetes !== undefined && cfg.kubernetes.containerd === "");
     const needsPrivilege = cfg.bridge !== undefined;
 
     if (needsNix) {

@@ -28,8 +28,11 @@ if command -v go >/dev/null; then
     prepare "Pulumi engine (tools/build.sh)" bash tools/build.sh
     PCP_EVAL_TOOLS_BIN=$(bash tools/build.sh --print | jq -r .binDir)
     export PCP_EVAL_TOOLS_BIN
-    # The test cluster's binaries (test/helpers/cluster.ts), cached the same way
-    # (cold: Go module download and build of k8s.io/kubernetes, tens of minutes).
+    # The kubernetes provider plugin the k8s e2e's engine runs, and the test
+    # cluster's binaries (test/helpers/cluster.ts), cached the same way; the
+    # tests then only look them up (--print). Cold: Go module downloads and
+    # builds of pulumi-kubernetes (~11 min) and k8s.io/kubernetes (tens of minutes).
+    prepare "Kubernetes provider plugin (tools/build-kubernetes.sh provider)" bash tools/build-kubernetes.sh provider
     prepare "Kubernetes cluster binaries (tools/build-kubernetes.sh cluster)" bash tools/build-kubernetes.sh cluster
     export PCP_EVAL_KUBERNETES_BUILT=true
 fi

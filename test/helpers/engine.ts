@@ -37,6 +37,7 @@ const projectEntries = [
     "package.json",
     "tsconfig.json",
     "components",
+    "manifests",
     "host",
     "verify",
     "nix",

@@ -97,7 +97,7 @@ describe("a one-node cluster built here (test/helpers/cluster.ts)", { timeout: 1
         }
     });
 
-    it("Pod Security: the project's namespace labels and DaemonSet pod are admitted; the same pod in a baseline namespace is rejected, naming why", async (t) => {
+    it("Pod Security: the project's namespace labels and DaemonSet pod are admitted; the same pod is rejected under baseline and restricted, naming why, and an invalid level is refused", async (t) => {
         const c = need(t);
         if (!c) return;
         const rendered = renderManifests({ image: "pcp-eval:psa", namespace: "pe14-psa", instance: "pe14-psa", managedBy: "kubectl", imagePullPolicy: "Never" });
@@ -105,7 +105,7 @@ describe("a one-node cluster built here (test/helpers/cluster.ts)", { timeout: 1
         // The namespace for real (its pod-security labels pass admission), the DaemonSet as a server-side dry run.
         fs.writeFileSync(path.join(dir, "namespace.json"), JSON.stringify(rendered.namespace));
         fs.writeFileSync(path.join(dir, "daemonset.json"), JSON.stringify(rendered.daemonSet));
-        t.after(() => c.kubectl(["delete", "namespace", "pe14-psa", "pe14-baseline", "--ignore-not-found", "--wait=false"]).then(() => undefined));
+        t.after(() => c.kubectl(["delete", "namespace", "pe14-psa", "pe14-baseline", "pe14-restricted", "pe14-bogus", "--ignore-not-found", "--wait=false"]).then(() => undefined));
         await c.kubectl(["create", "-f", path.join(dir, "namespace.json")]);
         const labels = JSON.parse(await c.kubectl(["get", "namespace", "pe14-psa", "-o", "jsonpath={.metadata.labels}"])) as Record<string, string>;
         assert.equal(labels["pod-security.kubernetes.io/enforce"], "privileged");
@@ -123,14 +123,28 @@ describe("a one-node cluster built here (test/helpers/cluster.ts)", { timeout: 1
         assert.equal(admitted.code, 0, `admitted in the project's namespace: ${admitted.stderr}`);
         assert.doesNotMatch(admitted.stderr, /PodSecurity/, "no Pod Security warning in the project's namespace");
 
-        // A namespace that enforces "baseline" rejects the same pod, and says why.
-        await c.kubectl(["create", "namespace", "pe14-baseline"]);
-        await c.kubectl(["label", "namespace", "pe14-baseline", "pod-security.kubernetes.io/enforce=baseline"]);
-        const rejected = await c.exec(path.join(c.binDir, "kubectl"), ["--context", c.context, "create", "--dry-run=server", "-f", podFor("pe14-baseline")]);
-        assert.notEqual(rejected.code, 0, "baseline rejects the DaemonSet's pod");
-        assert.match(rejected.stderr, /violates PodSecurity "baseline:latest"/);
-        assert.match(rejected.stderr, /host namespaces \(hostNetwork=true, hostPID=true\)/);
-        assert.match(rejected.stderr, /hostPath volumes/);
+        // Namespaces that enforce "baseline" or "restricted" reject the same pod, and say why: the
+        // host's namespaces, ports and read-only hostPath volumes it needs (the reason the project's
+        // namespace opts into "privileged"), never privilege or capabilities (it asks for none).
+        for (const level of ["baseline", "restricted"]) {
+            const ns = `pe14-${level}`;
+            await c.kubectl(["create", "namespace", ns]);
+            await c.kubectl(["label", "namespace", ns, `pod-security.kubernetes.io/enforce=${level}`]);
+            const rejected = await c.exec(path.join(c.binDir, "kubectl"), ["--context", c.context, "create", "--dry-run=server", "-f", podFor(ns)]);
+            assert.notEqual(rejected.code, 0, `${level} rejects the DaemonSet's pod`);
+            assert.match(rejected.stderr, new RegExp(`violates PodSecurity "${level}:latest"`), rejected.stderr);
+            assert.match(rejected.stderr, /host namespaces \(hostNetwork=true, hostPID=true\)/, rejected.stderr);
+            // baseline: "hostPath volumes (volumes ...)"; restricted: "restricted volume types (... "hostPath")".
+            assert.match(rejected.stderr, /hostPath volumes \(volumes "host-proc"|restricted volume types \(volumes "host-proc".*"hostPath"\)/, rejected.stderr);
+            assert.doesNotMatch(rejected.stderr, /privileged \(container|non-default capabilities|allowPrivilegeEscalation != false|runAsNonRoot != true|seccompProfile/, rejected.stderr);
+            t.diagnostic(`${level}: ${rejected.stderr.slice(rejected.stderr.indexOf("violates")).trim()}`);
+        }
+
+        // A level that does not exist: the namespace itself is refused, naming the label.
+        fs.writeFileSync(path.join(dir, "bogus.json"), JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: "pe14-bogus", labels: { "pod-security.kubernetes.io/enforce": "bogus" } } }));
+        const bogus = await c.exec(path.join(c.binDir, "kubectl"), ["--context", c.context, "create", "-f", path.join(dir, "bogus.json")]);
+        assert.notEqual(bogus.code, 0, "a namespace with enforce=bogus is refused");
+        assert.match(bogus.stderr, /metadata\.labels\[pod-security\.kubernetes\.io\/enforce\]: Invalid value: "bogus"/, bogus.stderr);
     });
 
     it("oci.sh cluster-load --containerd imports an image into the k8s.io namespace under its reference, cluster-remove takes it away", async (t) => {

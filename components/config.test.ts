@@ -66,8 +66,9 @@ describe("config defaults", () => {
             ],
         );
         assert.equal(cfg.vms[0]!.tap, undefined);
-        assert.deepEqual(cfg.vms[1]!.tap, { device: `${constants.network.tapPrefix}0`, address: constants.network.firstVmAddress, mac: `${constants.network.macPrefix}:01` });
-        assert.deepEqual(cfg.vms[2]!.tap, { device: `${constants.network.tapPrefix}1`, address: "10.177.0.99", mac: `${constants.network.macPrefix}:02` });
+        // A TAP VM's slot is its variant's tapIndex, whatever else the list holds (components/plan.ts).
+        assert.deepEqual(cfg.vms[1]!.tap, { device: `${constants.network.tapPrefix}2`, address: "10.177.0.22", mac: `${constants.network.macPrefix}:03` });
+        assert.deepEqual(cfg.vms[2]!.tap, { device: `${constants.network.tapPrefix}0`, address: "10.177.0.99", mac: `${constants.network.macPrefix}:01` });
     });
 
     it("the container's ports move with containerPortOffset", () => {

@@ -4,7 +4,7 @@ import { VmSpec } from "./config";
 import { constants, consolePorts, ConsolePorts, forwardedPorts, servicesTimeoutSeconds } from "./constants";
 import { MicroVmProcess } from "./microVmProcess";
 import { HostCommandBackend } from "./hostCommand";
-import { NixBuild } from "./nixBuild";
+import { NixBuild, projectRelative } from "./nixBuild";
 import { flakeRef, nixString } from "./nixEval";
 import { Target } from "./targets";
 
@@ -143,8 +143,11 @@ export class MicroVm extends pulumi.ComponentResource {
             {
                 name: args.spec.name,
                 runner: args.storePath,
-                stateDir: path.join(args.stateDir, "vms"),
-                scriptPath: path.join(args.projectDir, "host", "vm.sh"),
+                accel: args.useKvm ? "kvm" : "tcg",
+                // Relative to the project: moving the checkout (with its state) replaces no VM.
+                dir: args.projectDir,
+                stateDir: projectRelative(path.join(args.stateDir, "vms"), args.projectDir),
+                scriptPath: path.join("host", "vm.sh"),
                 ports: hostPorts(args.spec),
                 probes: readinessProbes(this.target),
                 timeouts: {

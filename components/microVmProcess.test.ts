@@ -184,6 +184,29 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         }
     });
 
+    it("diff: a moved checkout (dir only, paths relative to it) or the same state dir written relative is an update, never a replace", async () => {
+        const diff = provider.diff as DiffFn;
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 4242 }));
+        const projectDir = path.dirname(props.stateDir);
+        const relative = { ...props, dir: projectDir, stateDir: path.basename(props.stateDir) };
+        assert.deepEqual(await diff(props.vmDir, props, relative), { changes: true, replaces: [], deleteBeforeReplace: true });
+        const moved = { ...relative, dir: "/elsewhere/pcp-eval" };
+        assert.deepEqual(await diff(props.vmDir, relative, moved), { changes: true, replaces: [], deleteBeforeReplace: true });
+        assert.deepEqual(await diff(props.vmDir, relative, { ...relative, stateDir: "other" }), { changes: true, replaces: ["stateDir"], deleteBeforeReplace: true });
+    });
+
+    it("diff names a changed KVM verdict as the reason of a replacement (and an old state without accel is no change)", async () => {
+        const diff = provider.diff as DiffFn;
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 4242 }));
+        const kvm = { ...props, accel: "kvm" as const };
+        assert.deepEqual(await diff(props.vmDir, kvm, { ...kvm, accel: "tcg", runner: "/nix/store/tcg-runner" }), {
+            changes: true,
+            replaces: ["runner", "accel"],
+            deleteBeforeReplace: true,
+        });
+        assert.deepEqual(await diff(props.vmDir, props, kvm), { changes: false, replaces: [], deleteBeforeReplace: true });
+    });
+
     it("delete runs vm.sh stop with the shutdown and exit timeouts, purging the VM dir", async () => {
         write("stop.json", JSON.stringify({ name: "eval", stopped: true, how: "graceful" }));
         await (provider.delete as DeleteFn)(props.vmDir, props);

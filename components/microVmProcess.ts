@@ -22,11 +22,23 @@ import { runJson } from "./run";
 export interface MicroVmProcessInputs {
     /** VM instance name; its state lives in `<stateDir>/<name>`. */
     name: string;
+    /**
+     * Working directory of vm.sh (the project): stateDir and scriptPath may be
+     * relative to it, so a moved checkout changes only this, an update that
+     * leaves the running VM alone.
+     */
+    dir?: string;
     /** Store path of the runner; `<runner>/bin/microvm-run` starts the VM. */
     runner: string;
-    /** Directory holding one sub-directory per VM. */
+    /**
+     * The accelerator the runner was built for (a host fact: the KVM probe's
+     * verdict). Not passed to vm.sh: it is here so that a plan replacing a VM
+     * because the verdict changed names that reason, next to "runner".
+     */
+    accel?: "kvm" | "tcg";
+    /** Directory holding one sub-directory per VM (absolute, or relative to dir). */
     stateDir: string;
-    /** Absolute path of host/vm.sh. */
+    /** Path of host/vm.sh (absolute, or relative to dir). */
     scriptPath: string;
     /** Host ports (forwards and consoles) that must be free before start. */
     ports: number[];
@@ -118,6 +130,7 @@ export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | 
  */
 export function runVmSh<T>(inputs: MicroVmProcessInputs, verb: "start" | "stop" | "status", echo = true, options: VmShOptions = {}): Promise<T> {
     return runJson<T>("bash", [inputs.scriptPath, ...vmShArgs(inputs, verb, options)], {
+        cwd: inputs.dir,
         label: `vm.sh ${verb} ${inputs.name}`,
         echo,
         // vm.sh's failure report: the phase, the probe error and the VM's log tails.
@@ -136,8 +149,11 @@ export function checkInputs(news: MicroVmProcessInputs): Array<{ property: strin
     if (known(news.name) && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/.test(String(news.name))) {
         fail("name", `'${news.name}': use letters, digits, '.', '_' and '-' (at most 63, not starting with a symbol)`);
     }
+    if (known(news.dir) && !String(news.dir).startsWith("/")) fail("dir", `'${news.dir}' must be an absolute path`);
     for (const key of ["stateDir", "scriptPath"] as const) {
-        if (known(news[key]) && !String(news[key]).startsWith("/")) fail(key, `'${news[key]}' must be an absolute path`);
+        if (known(news[key]) && !String(news[key]).startsWith("/") && news.dir === undefined) {
+            fail(key, `'${news[key]}' must be an absolute path, or give dir to resolve it against`);
+        }
     }
     if (known(news.runner) && String(news.runner).trim() === "") fail("runner", "must be the runner's store path");
     if (known(news.ports)) {
@@ -175,7 +191,7 @@ export function checkInputs(news: MicroVmProcessInputs): Array<{ property: strin
 }
 
 const replaceKeys = ["name", "runner", "stateDir", "ports"] as const;
-const updateKeys = ["scriptPath", "probes", "timeouts"] as const;
+const updateKeys = ["scriptPath", "probes", "timeouts", "dir"] as const;
 
 export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProcessInputs, MicroVmProcessState> = {
     async check(_olds, news) {
@@ -210,7 +226,14 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
 
     async diff(_id, olds, news) {
         const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
-        const replaces: string[] = replaceKeys.filter((k) => !same(olds[k], news[k]));
+        // A state dir written differently (absolute before, project-relative now) but naming the same place is no move.
+        const samePlace = (a: MicroVmProcessInputs, b: MicroVmProcessInputs): boolean => {
+            const nodePath: typeof import("node:path") = require("node:path");
+            return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
+        };
+        const replaces: string[] = replaceKeys.filter((k) => (k === "stateDir" ? !samePlace(olds, news) : !same(olds[k], news[k])));
+        // A state recorded before accel was an input has none: that is no change.
+        if (olds.accel !== undefined && news.accel !== undefined && olds.accel !== news.accel) replaces.push("accel");
         // Without a refresh, `up` still notices a VM whose process died. A
         // host error (vm.sh missing, a broken state dir) fails the diff with
         // its message rather than planning nothing.

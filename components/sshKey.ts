@@ -30,6 +30,8 @@ export class SshKey extends pulumi.ComponentResource {
             {
                 create: scriptCommand("ssh-key.sh", "ensure", { dir, comment: `pcp-eval-${args.stack}` }),
                 delete: scriptCommand("ssh-key.sh", "remove", { dir }),
+                // A key gone from disk is drift: the repair makes a new one, and the VMs that authorise it are rebuilt.
+                check: scriptCommand("ssh-key.sh", "status", { dir }),
                 dir: args.projectDir,
             },
             { parent: this },

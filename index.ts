@@ -39,7 +39,9 @@ function main() {
         throw new pulumi.RunError((err as Error).message);
     }
     const projectDir = cfg.projectDir;
-    return provisionEnvironment(cfg, { useKvm: report.kvmUsable, storePaths: (e) => storePathEvaluator.evaluate(e, projectDir) }).outputs;
+    // The KVM verdict is not an input of any runner: each VM reads it when it starts (pcp-eval:vmAccel auto).
+    const kvmVerdict = path.join(projectCacheDir(), "kvm-probe");
+    return provisionEnvironment(cfg, { kvmVerdict, storePaths: (e) => storePathEvaluator.evaluate(e, projectDir) }).outputs;
 }
 
 export = main();

@@ -39,6 +39,12 @@ describe("vmShArgs", () => {
             "--timeout", "process=5", "--timeout", "services=60", "--timeout", "shutdown=30", "--timeout", "exit=60",
         ]);
     });
+    it("start passes the accelerator setting, and the verdict file for auto only", () => {
+        const start = (extra: Partial<MicroVmProcessInputs>): string[] => vmShArgs({ ...inputs, ...extra }, "start").slice(7, 11);
+        assert.deepEqual(start({ accel: "auto", kvmVerdict: "/c/kvm-probe" }), ["--accel", "auto", "--kvm-verdict", "/c/kvm-probe"]);
+        assert.deepEqual(start({ accel: "tcg", kvmVerdict: "/c/kvm-probe" }).slice(0, 3), ["--accel", "tcg", "--port"]);
+        assert.ok(!vmShArgs(inputs, "start").includes("--accel"), "no setting: the runner's default");
+    });
     it("stop passes only the shutdown and exit timeouts; status only name and state dir", () => {
         assert.deepEqual(vmShArgs(inputs, "stop"), [
             "stop", "--name", "eval", "--state-dir", "/srv/state/vms", "--shutdown-timeout", "30", "--exit-timeout", "60",
@@ -195,16 +201,18 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         assert.deepEqual(await diff(props.vmDir, relative, { ...relative, stateDir: "other" }), { changes: true, replaces: ["stateDir"], deleteBeforeReplace: true });
     });
 
-    it("diff names a changed KVM verdict as the reason of a replacement (and an old state without accel is no change)", async () => {
+    it("the KVM verdict is read at start, so it replaces nothing; a changed accelerator setting replaces with 'accel' as the reason", async () => {
         const diff = provider.diff as DiffFn;
         write("status.json", JSON.stringify({ name: "eval", running: true, pid: 4242 }));
-        const kvm = { ...props, accel: "kvm" as const };
-        assert.deepEqual(await diff(props.vmDir, kvm, { ...kvm, accel: "tcg", runner: "/nix/store/tcg-runner" }), {
-            changes: true,
-            replaces: ["runner", "accel"],
-            deleteBeforeReplace: true,
-        });
-        assert.deepEqual(await diff(props.vmDir, props, kvm), { changes: false, replaces: [], deleteBeforeReplace: true });
+        const auto = { ...props, accel: "auto" as const, kvmVerdict: "/cache/pcp-eval/kvm-probe" };
+        // The same inputs whatever the verdict: the runner and the process carry the setting, not the fact.
+        assert.deepEqual(await diff(props.vmDir, auto, { ...auto }), { changes: false, replaces: [], deleteBeforeReplace: true });
+        // The verdict file moved (another cache dir): an update, the VM keeps running.
+        assert.deepEqual(await diff(props.vmDir, auto, { ...auto, kvmVerdict: "/other/kvm-probe" }), { changes: true, replaces: [], deleteBeforeReplace: true });
+        assert.deepEqual(await diff(props.vmDir, auto, { ...auto, accel: "tcg" }), { changes: true, replaces: ["accel"], deleteBeforeReplace: true });
+        // A state recorded before accel was an input has none: no change.
+        assert.deepEqual(await diff(props.vmDir, props, auto), { changes: true, replaces: [], deleteBeforeReplace: true });
+        assert.deepEqual(await diff(props.vmDir, props, { ...props, accel: "auto" }), { changes: false, replaces: [], deleteBeforeReplace: true });
     });
 
     it("delete runs vm.sh stop with the shutdown and exit timeouts, purging the VM dir", async () => {

@@ -31,11 +31,15 @@ export interface MicroVmProcessInputs {
     /** Store path of the runner; `<runner>/bin/microvm-run` starts the VM. */
     runner: string;
     /**
-     * The accelerator the runner was built for (a host fact: the KVM probe's
-     * verdict). Not passed to vm.sh: it is here so that a plan replacing a VM
-     * because the verdict changed names that reason, next to "runner".
+     * The accelerator setting (pcp-eval:vmAccel), passed to `vm.sh start
+     * --accel`: the accelerator is chosen when the VM starts, not built into
+     * the runner, so a changed KVM verdict (a host fact) replaces nothing; auto
+     * reads the verdict remembered for this boot in kvmVerdict. A changed
+     * setting restarts the VM, with "accel" as the plan's reason.
      */
-    accel?: "kvm" | "tcg";
+    accel?: "auto" | "kvm" | "tcg";
+    /** The KVM verdict file host/kvm-probe.sh writes (preflight runs it on up), read by accel auto. */
+    kvmVerdict?: string;
     /** Directory holding one sub-directory per VM (absolute, or relative to dir). */
     stateDir: string;
     /** Path of host/vm.sh (absolute, or relative to dir). */
@@ -59,6 +63,8 @@ export interface MicroVmProcessState extends MicroVmProcessInputs {
     readyMs: number;
     /** The VM's state dir (pid file, logs, QMP socket). */
     vmDir: string;
+    /** The accelerator this start used (absent: the runner's default). */
+    accelUsed?: "kvm" | "tcg";
 }
 
 /** `vm.sh start` stdout. */
@@ -71,6 +77,7 @@ export interface VmStartResult {
     ports: number[];
     stateDir: string;
     log: string;
+    accel?: "kvm" | "tcg" | null;
 }
 
 /** `vm.sh stop` stdout. */
@@ -106,6 +113,8 @@ export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | 
     const timeouts = inputs.timeouts ?? {};
     if (verb === "start") {
         const args = [...base, "--runner", inputs.runner];
+        if (inputs.accel !== undefined) args.push("--accel", inputs.accel);
+        if (inputs.accel === "auto" && inputs.kvmVerdict !== undefined) args.push("--kvm-verdict", inputs.kvmVerdict);
         for (const p of inputs.ports) args.push("--port", String(p));
         for (const p of inputs.probes) args.push("--probe", p);
         for (const [phase, seconds] of Object.entries(timeouts)) {
@@ -191,7 +200,7 @@ export function checkInputs(news: MicroVmProcessInputs): Array<{ property: strin
 }
 
 const replaceKeys = ["name", "runner", "stateDir", "ports"] as const;
-const updateKeys = ["scriptPath", "probes", "timeouts", "dir"] as const;
+const updateKeys = ["scriptPath", "probes", "timeouts", "dir", "kvmVerdict"] as const;
 
 export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProcessInputs, MicroVmProcessState> = {
     async check(_olds, news) {
@@ -212,6 +221,7 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
             startedAt: started.startedAt,
             readyMs: started.readyMs,
             vmDir: started.stateDir,
+            ...(started.accel ? { accelUsed: started.accel } : {}),
         };
         return { id: started.stateDir, outs };
     },
@@ -232,7 +242,7 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
             return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
         };
         const replaces: string[] = replaceKeys.filter((k) => (k === "stateDir" ? !samePlace(olds, news) : !same(olds[k], news[k])));
-        // A state recorded before accel was an input has none: that is no change.
+        // The accelerator setting (never the KVM verdict, which is read at start); a state recorded before accel was an input has none: no change.
         if (olds.accel !== undefined && news.accel !== undefined && olds.accel !== news.accel) replaces.push("accel");
         // Without a refresh, `up` still notices a VM whose process died. A
         // host error (vm.sh missing, a broken state dir) fails the diff with
@@ -247,7 +257,7 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
 
     async update(_id, olds, news) {
         // Only probes, timeouts or the script path changed: the running VM stays as it is.
-        return { outs: { ...news, pid: olds.pid, startedAt: olds.startedAt, readyMs: olds.readyMs, vmDir: olds.vmDir } };
+        return { outs: { ...news, pid: olds.pid, startedAt: olds.startedAt, readyMs: olds.readyMs, vmDir: olds.vmDir, ...(olds.accelUsed ? { accelUsed: olds.accelUsed } : {}) } };
     },
 
     async delete(_id, props) {

@@ -28,7 +28,7 @@ function configOf(raw: Record<string, unknown>, stack = "test"): PcpEvalConfig {
 }
 
 async function record(cfg: PcpEvalConfig): Promise<{ recording: Recording; env: Environment; outputs: Record<string, unknown> }> {
-    const { recording, result } = await recordProgram(() => provisionEnvironment(cfg, { useKvm: false, vmUser: "pcp-tester", storePaths: fakeStorePaths }), { stack: cfg.stack });
+    const { recording, result } = await recordProgram(() => provisionEnvironment(cfg, { kvmVerdict: "/cache/pcp-eval/kvm-probe", vmUser: "pcp-tester", storePaths: fakeStorePaths }), { stack: cfg.stack });
     const outputs: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(result.outputs)) outputs[k] = await resolve(v as never);
     return { recording, env: result, outputs };
@@ -179,7 +179,11 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.match(create, /address = \\?"10\.177\.0\.22\\?"/);
         assert.match(create, /ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKey/);
         assert.match(create, /debugMode = false/);
-        assert.match(create, /useKvm = false/);
+        // The accelerator is no input of the runner: the VM picks it when it starts.
+        assert.doesNotMatch(create, /useKvm|accel/);
+        const process = recording.byName("vm-grafana-process").inputs;
+        assert.equal(process.accel, "auto");
+        assert.equal(process.kvmVerdict, "/cache/pcp-eval/kvm-probe");
     });
 });
 

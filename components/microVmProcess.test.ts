@@ -196,8 +196,14 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         const projectDir = path.dirname(props.stateDir);
         const relative = { ...props, dir: projectDir, stateDir: path.basename(props.stateDir) };
         assert.deepEqual(await diff(props.vmDir, props, relative), { changes: true, replaces: [], deleteBeforeReplace: true });
-        const moved = { ...relative, dir: "/elsewhere/pcp-eval" };
-        assert.deepEqual(await diff(props.vmDir, relative, moved), { changes: true, replaces: [], deleteBeforeReplace: true });
+        // The checkout moved (the old one is gone): the VM is asked for where it is now.
+        const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), "pe15-moved-"));
+        try {
+            const moved = { ...relative, dir: elsewhere };
+            assert.deepEqual(await diff(props.vmDir, { ...relative, dir: path.join(elsewhere, "gone") }, moved), { changes: true, replaces: [], deleteBeforeReplace: true });
+        } finally {
+            fs.rmSync(elsewhere, { recursive: true, force: true });
+        }
         assert.deepEqual(await diff(props.vmDir, relative, { ...relative, stateDir: "other" }), { changes: true, replaces: ["stateDir"], deleteBeforeReplace: true });
     });
 

@@ -248,7 +248,8 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
         // host error (vm.sh missing, a broken state dir) fails the diff with
         // its message rather than planning nothing.
         if (replaces.length === 0 && olds.pid !== undefined) {
-            const status = await runVmSh<VmStatus>(olds, "status", false);
+            // Asked where the VM is now: the same VM, but a moved checkout's old place is gone.
+            const status = await runVmSh<VmStatus>({ ...olds, dir: news.dir ?? olds.dir, scriptPath: news.scriptPath }, "status", false);
             if (!status.running || status.pid !== olds.pid) replaces.push("pid");
         }
         const changes = replaces.length > 0 || updateKeys.some((k) => !same(olds[k], news[k]));

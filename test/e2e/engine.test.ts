@@ -10,7 +10,9 @@
  * VM replacement) and its revert (the earlier store paths), drift
  * after `kill -9` of a VM (refresh, then up), an out-link deleted by hand
  * (refresh, then up), adding a TAP VM, then removing the first TAP VM from the
- * config, destroy, stack rm; then an `up` killed midway, cancel, up, destroy.
+ * config, moving the checkout, destroy, stack rm; then an `up` killed midway,
+ * cancel, up, destroy. Right after the no-op up: a skipped KVM check (a
+ * different host fact) changes no plan.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -161,6 +163,22 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         const { json } = await q.pulumiJson(["up", "--yes", "--expect-no-changes", "--stack", stackName]);
         assert.deepEqual(summary(json), { same: ciResourceCount });
         assert.deepEqual(vmNames.map((n) => q.vmStatus(n).pid), pids);
+    });
+
+    it("a host fact replaces nothing: with the KVM check skipped (no verdict at all), the plan is unchanged", async (t) => {
+        if (!requireTools(t, needs)) return;
+        const q = project();
+        // Before issue 15 the verdict was built into every runner: skipping the check (KVM assumed)
+        // on this host, where the probe says TCG, rebuilt every runner and replaced every VM.
+        await q.pulumiOk(["config", "set", "pcp-eval:skipPreflight", "true", "--stack", stackName]);
+        try {
+            const { json } = await q.pulumiJson(["preview", "--expect-no-changes", "--stack", stackName]);
+            assert.deepEqual(summary(json), { same: ciResourceCount });
+        } finally {
+            await q.pulumiOk(["config", "rm", "pcp-eval:skipPreflight", "--stack", stackName]);
+        }
+        const { json } = await q.pulumiJson(["preview", "--expect-no-changes", "--stack", stackName]);
+        assert.deepEqual(summary(json), { same: ciResourceCount });
     });
 
     // The runners read test/fixtures/vm/microvm-run.tail.sh (a shell file,
@@ -322,6 +340,25 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         assert.deepEqual(Object.keys(urls).sort(), ["base", "bpf"]);
         assert.equal(urls.bpf, bpfUrl, "and its address");
         assert.equal(q.httpStatus(`${urls.bpf}/pmapi/context`), 200);
+    });
+
+    it("the checkout moved elsewhere (with its state): up replaces nothing and every VM keeps running", async (t) => {
+        if (!requireTools(t, needs)) return;
+        const q = project();
+        const names = Object.keys((await q.outputs()).pmproxyUrls as Record<string, string>).sort();
+        const pids = Object.fromEntries(names.map((n) => [n, q.vmStatus(n).pid]));
+        q.moveProject("moved");
+        // Only where commands run (dir) and the absolute paths in host commands change: updates.
+        const preview = await q.pulumiJson(["preview", "--stack", stackName]);
+        assert.deepEqual(changed(preview.json).filter((s) => s.op !== "update"), [], JSON.stringify(changed(preview.json)));
+        const { json } = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
+        assert.deepEqual(changed(json).filter((s) => s.op !== "update"), [], JSON.stringify(changed(json)));
+        for (const n of names) assert.equal(q.vmStatus(n).pid, pids[n], `${n} kept running`);
+        const urls = (await q.outputs()).pmproxyUrls as Record<string, string>;
+        for (const n of names) assert.equal(q.httpStatus(`${urls[n]}/pmapi/context`), 200, `pmproxy of ${n}`);
+        // The out-links (GC roots) are in the new place, made again by the builds' updates.
+        assert.equal(q.outLinks().length, names.length);
+        await q.pulumiOk(["up", "--yes", "--expect-no-changes", "--stack", stackName]);
     });
 
     it("pulumi destroy --yes leaves no process, link, nft table or out-link; pulumi stack rm works", async (t) => {

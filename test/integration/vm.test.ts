@@ -26,6 +26,7 @@ import {
 } from "../../components/microVmProcess";
 import {
     buildFixture,
+    standInRunner,
     consoleExchange,
     freePorts,
     makeRunner,
@@ -415,13 +416,7 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
     it("the accelerator is chosen at start: --accel kvm|tcg, or auto from the verdict remembered for this boot; the runner gets PCP_EVAL_ACCEL", { timeout: TEST_TIMEOUT }, async (t) => {
         if (!gate(t)) return;
         // A stand-in runner that writes down the accelerator it was given, then runs until stopped.
-        const runner = path.join(root, "runner-accel");
-        fs.mkdirSync(path.join(runner, "bin"), { recursive: true });
-        fs.writeFileSync(
-            path.join(runner, "bin", "microvm-run"),
-            ["#!/usr/bin/env bash", 'printf %s "${PCP_EVAL_ACCEL-unset}" >accel.txt', "trap 'exit 0' TERM", "sleep 600 & wait", ""].join("\n"),
-            { mode: 0o755 },
-        );
+        const runner = standInRunner(path.join(root, "runner-accel"), ['printf %s "${PCP_EVAL_ACCEL-unset}" >accel.txt', "trap 'exit 0' TERM", "sleep 600 & wait"]);
         const boot = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
         const verdict = path.join(root, "kvm-probe");
         const cases: Array<{ args: string[]; file?: string; want: string; accel: string | null; note?: RegExp }> = [

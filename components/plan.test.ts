@@ -3,8 +3,11 @@ import { describe, it } from "node:test";
 import { parseConfig } from "./config";
 import { constants, Variant, variants } from "./constants";
 import { hostPorts } from "./microVm";
-import { parseCidr } from "./net";
+import { formatIpv4, parseCidr, parseIpv4 } from "./net";
 import { planTaps, slotCount, TapRequest } from "./plan";
+
+/** The address of TAP slot i: the first VM address plus i (nix/constants.json). */
+const slotAddress = (i: number): string => formatIpv4(parseIpv4(constants.network.firstVmAddress)! + i);
 
 const subnet = parseCidr(constants.network.subnet)!;
 
@@ -52,7 +55,7 @@ describe("TAP plan (components/plan.ts)", () => {
     it("gives each variant its tapIndex slot: device, MAC and address", () => {
         const plan = planTaps([{ name: "b", variant: "eval" }, { name: "a", variant: "base" }], subnet);
         assert.deepEqual(plan.a, { index: 0, device: `${constants.network.tapPrefix}0`, mac: `${constants.network.macPrefix}:01`, address: constants.network.firstVmAddress });
-        assert.deepEqual(plan.b, { index: 1, device: `${constants.network.tapPrefix}1`, mac: `${constants.network.macPrefix}:02`, address: "10.177.0.21" });
+        assert.deepEqual(plan.b, { index: 1, device: `${constants.network.tapPrefix}1`, mac: `${constants.network.macPrefix}:02`, address: slotAddress(1) });
     });
 
     it("leaves the address out where the subnet has no room for the slot", () => {
@@ -107,6 +110,6 @@ describe("TAP plan (components/plan.ts)", () => {
         const before = parseConfig(raw(["bpf:user", "base:tap", "eval:tap"]), "prop", "/project").vms.find((v) => v.name === "eval")!;
         const after = parseConfig(raw(["bpf:user", "eval:tap"]), "prop", "/project").vms.find((v) => v.name === "eval")!;
         assert.deepEqual(after.tap, before.tap);
-        assert.equal(after.tap!.address, "10.177.0.21");
+        assert.equal(after.tap!.address, slotAddress(1));
     });
 });

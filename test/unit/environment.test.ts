@@ -11,9 +11,13 @@ import YAML from "yaml";
 import { parseConfig, PcpEvalConfig } from "../../components/config";
 import * as pulumi from "@pulumi/pulumi";
 import { consolePorts, constants, forwardedPorts } from "../../components/constants";
+import { formatIpv4, parseIpv4 } from "../../components/net";
 import { grafanaCatalog } from "../../components/grafanaCatalog";
 import { Environment, provisionEnvironment } from "../../components/environment";
 import { fakeStorePaths, recordProgram, Recording, resolve } from "../helpers/mocks";
+
+/** The address of TAP slot i: the first VM address plus i (nix/constants.json). */
+const slotAddress = (i: number): string => formatIpv4(parseIpv4(constants.network.firstVmAddress)! + i);
 
 const projectDir = path.resolve(__dirname, "../..");
 
@@ -111,7 +115,7 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
     it("exports URLs for the grafana VM on its TAP address and pmproxy URLs per target", async () => {
         const { outputs } = await record(cfg);
         // The grafana variant's slot (tapIndex 2, components/plan.ts).
-        const tapAddress = "10.177.0.22";
+        const tapAddress = slotAddress(2);
         assert.equal(outputs.grafanaUrl, `http://${tapAddress}:${constants.ports.grafana}`);
         assert.equal(outputs.prometheusUrl, `http://${tapAddress}:${constants.ports.prometheus}`);
         const evalPorts = forwardedPorts("eval");
@@ -155,7 +159,7 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
     it("exports a direct URL per provisioned dashboard and the Grafana admin password as a secret", async () => {
         const { env, outputs, recording } = await record(cfg);
         // The grafana variant's TAP slot (tapIndex 2, components/plan.ts).
-        const grafanaUrl = `http://10.177.0.22:${constants.ports.grafana}`;
+        const grafanaUrl = `http://${slotAddress(2)}:${constants.ports.grafana}`;
         assert.deepEqual(
             outputs.grafanaDashboards,
             Object.fromEntries(Object.keys(grafanaCatalog.dashboards).map((uid) => [uid, `${grafanaUrl}/d/${uid}`])),

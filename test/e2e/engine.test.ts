@@ -349,9 +349,10 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         const pids = Object.fromEntries(names.map((n) => [n, q.vmStatus(n).pid]));
         q.moveProject("moved");
         // Only where commands run (dir) and the absolute paths in host commands change: updates.
+        // Both run before any assertion, so the state follows the move whatever the plan said (later steps run here).
         const preview = await q.pulumiJson(["preview", "--stack", stackName]);
-        assert.deepEqual(changed(preview.json).filter((s) => s.op !== "update"), [], JSON.stringify(changed(preview.json)));
         const { json } = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
+        assert.deepEqual(changed(preview.json).filter((s) => s.op !== "update"), [], JSON.stringify(changed(preview.json)));
         assert.deepEqual(changed(json).filter((s) => s.op !== "update"), [], JSON.stringify(changed(json)));
         for (const n of names) assert.equal(q.vmStatus(n).pid, pids[n], `${n} kept running`);
         const urls = (await q.outputs()).pmproxyUrls as Record<string, string>;

@@ -11,7 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, loadConfig } from "./components/config";
 import { provisionEnvironment } from "./components/environment";
 import { storePathEvaluator } from "./components/nixEval";
-import { cachedPreflight, enforcePreflight, preflight, PreflightReport, projectCacheDir, realHost } from "./components/preflight";
+import { cachedPreflight, enforcePreflight, preflight, preflightCacheKey, PreflightReport, projectCacheDir, realHost } from "./components/preflight";
 
 function main() {
     let cfg;
@@ -25,15 +25,25 @@ function main() {
     const report: PreflightReport = cfg.skipPreflight
         ? { missing: [], notes: ["preflight skipped (pcp-eval:skipPreflight)"], kvmUsable: cfg.vmAccel !== "tcg" }
         : // A fact about the host, not the stack: cached outside the stack's state, which destroy empties.
-          // A clean verdict is reused for a few minutes (the preview and update of one `up`, and no-op runs).
-          cachedPreflight(cfg, () => preflight(cfg, realHost, os.release(), path.join(projectCacheDir(), "kvm-probe")));
+          // A clean verdict is reused for a few minutes (the preview and update of one `up`, and no-op runs);
+          // a preview reads it but writes none and boots no KVM probe.
+          cachedPreflight(
+              cfg,
+              () => preflight(cfg, realHost, os.release(), path.join(projectCacheDir(), "kvm-probe"), pulumi.runtime.isDryRun()),
+              projectCacheDir(),
+              Date.now,
+              preflightCacheKey(cfg),
+              pulumi.runtime.isDryRun(),
+          );
     try {
         enforcePreflight(report, pulumi.runtime.isDryRun(), (message) => pulumi.log.warn(message));
     } catch (err) {
         throw new pulumi.RunError((err as Error).message);
     }
     const projectDir = cfg.projectDir;
-    return provisionEnvironment(cfg, { useKvm: report.kvmUsable, storePaths: (e) => storePathEvaluator.evaluate(e, projectDir) }).outputs;
+    // The KVM verdict is not an input of any runner: each VM reads it when it starts (pcp-eval:vmAccel auto).
+    const kvmVerdict = path.join(projectCacheDir(), "kvm-probe");
+    return provisionEnvironment(cfg, { kvmVerdict, storePaths: (e) => storePathEvaluator.evaluate(e, projectDir) }).outputs;
 }
 
 export = main();

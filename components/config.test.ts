@@ -4,6 +4,10 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import { ConfigError, parseConfig, PcpEvalConfig } from "./config";
 import { constants, forwardedPorts } from "./constants";
+import { formatIpv4, parseIpv4 } from "./net";
+
+/** The address of TAP slot i: the first VM address plus i (nix/constants.json). */
+const slotAddress = (i: number): string => formatIpv4(parseIpv4(constants.network.firstVmAddress)! + i);
 
 const projectDir = "/srv/pcp-eval";
 /** Real public keys (made with ssh-keygen for these tests; the private halves were discarded). */
@@ -66,8 +70,9 @@ describe("config defaults", () => {
             ],
         );
         assert.equal(cfg.vms[0]!.tap, undefined);
-        assert.deepEqual(cfg.vms[1]!.tap, { device: `${constants.network.tapPrefix}0`, address: constants.network.firstVmAddress, mac: `${constants.network.macPrefix}:01` });
-        assert.deepEqual(cfg.vms[2]!.tap, { device: `${constants.network.tapPrefix}1`, address: "10.177.0.99", mac: `${constants.network.macPrefix}:02` });
+        // A TAP VM's slot is its variant's tapIndex, whatever else the list holds (components/plan.ts).
+        assert.deepEqual(cfg.vms[1]!.tap, { device: `${constants.network.tapPrefix}2`, address: slotAddress(2), mac: `${constants.network.macPrefix}:03` });
+        assert.deepEqual(cfg.vms[2]!.tap, { device: `${constants.network.tapPrefix}0`, address: "10.177.0.99", mac: `${constants.network.macPrefix}:01` });
     });
 
     it("the container's ports move with containerPortOffset", () => {

@@ -12,6 +12,7 @@ import { constants, consolePorts, forwardedPorts, isVariant, Variant, variants }
 import { HostCommandBackend, hostCommandBackends } from "./hostCommand";
 import { Cidr, parseCidr, parseIpv4, formatIpv4 } from "./net";
 import { sshPublicKeyProblem } from "./sshPublicKey";
+import { planTaps } from "./plan";
 
 export const projectName = "pcp-eval";
 
@@ -437,8 +438,12 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     const vms: VmSpec[] = [];
     const vmClaims: PortClaim[] = [];
     const usedAddresses = new Map<string, string>();
-    let tapIndex = 0;
-    const firstVmAddress = parseIpv4(constants.network.firstVmAddress) ?? 0;
+    // Each TAP VM's device, MAC and default address come from the plan, which
+    // looks at no other VM: adding or removing one moves none of the others.
+    const tapPlan = planTaps(
+        entries.filter((e, i) => e.networking === "tap" && entries.findIndex((f) => f.name === e.name) === i),
+        subnet,
+    );
     for (const entry of entries) {
         const earlier = seenNames.get(entry.name);
         if (earlier !== undefined) {
@@ -473,12 +478,12 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
             if (!bridgeEnabled) {
                 problems.push(`${entry.source}: VM "${entry.name}" uses tap networking but the bridge is off; set ${key("bridgeEnabled")} true or use "${entry.variant}:user"`);
             }
-            const device = `${constants.network.tapPrefix}${tapIndex}`;
-            const mac = `${constants.network.macPrefix}:${(constants.network.firstMacSuffix + tapIndex).toString(16).padStart(2, "0")}`;
-            let address = entry.address ?? formatIpv4(firstVmAddress + tapIndex);
-            tapIndex += 1;
+            const { device, mac, address: slotAddress } = tapPlan[entry.name]!;
+            let address = entry.address ?? slotAddress ?? "";
             const addr = parseIpv4(address);
-            if (addr === undefined) {
+            if (entry.address === undefined && slotAddress === undefined) {
+                problems.push(`${entry.source}: the bridge subnet ${subnetRaw} is too small for this VM's default address; set address=<an address inside it> or use a larger subnet`);
+            } else if (addr === undefined) {
                 problems.push(`${entry.source}: address "${address}" is not an IPv4 address`);
             } else if (subnet !== undefined) {
                 if (!subnet.hostAddress(addr)) {

@@ -18,8 +18,11 @@ import { TapBridge } from "./tapBridge";
 import { Target } from "./targets";
 
 export interface EnvironmentOptions {
-    /** From the preflight; false makes the VM runners use TCG. */
-    useKvm: boolean;
+    /**
+     * The KVM verdict file host/kvm-probe.sh writes (preflight probes on up):
+     * with pcp-eval:vmAccel auto, each VM reads it when it starts.
+     */
+    kvmVerdict: string;
     /** The user who runs the VMs and owns the TAP devices. */
     vmUser?: string;
     /**
@@ -92,7 +95,8 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
         system: cfg.system,
         pcpSource: cfg.pcpSource,
         debugMode: cfg.debugMode,
-        useKvm: options.useKvm,
+        vmAccel: cfg.vmAccel,
+        kvmVerdict: options.kvmVerdict,
     }));
 
     // What Nix would build, from one evaluation for the image and every runner.

@@ -4,7 +4,7 @@ import { VmSpec } from "./config";
 import { constants, consolePorts, ConsolePorts, forwardedPorts, servicesTimeoutSeconds } from "./constants";
 import { MicroVmProcess } from "./microVmProcess";
 import { HostCommandBackend } from "./hostCommand";
-import { NixBuild } from "./nixBuild";
+import { NixBuild, projectRelative } from "./nixBuild";
 import { flakeRef, nixString } from "./nixEval";
 import { Target } from "./targets";
 
@@ -16,7 +16,10 @@ export interface MicroVmArgs {
     pcpSource: "nixpkgs" | "upstream";
     debugMode: boolean;
     /** False when the host's KVM does not work; the runner then uses TCG. */
-    useKvm: boolean;
+    /** pcp-eval:vmAccel: the VM process picks the accelerator when it starts (auto: the remembered KVM verdict). */
+    vmAccel: "auto" | "kvm" | "tcg";
+    /** The KVM verdict file (host/kvm-probe.sh's cache), read by vmAccel auto at start. */
+    kvmVerdict: string;
     sshPublicKey: pulumi.Input<string>;
     sshPrivateKeyPath?: string;
     stateDir: string;
@@ -29,7 +32,7 @@ export interface MicroVmArgs {
 }
 
 /** The Nix expression that builds one VM's runner through the flake's parametric function. */
-export function runnerExpression(args: Pick<MicroVmArgs, "spec" | "flake" | "system" | "pcpSource" | "debugMode" | "useKvm">, sshPublicKey: string): string {
+export function runnerExpression(args: Pick<MicroVmArgs, "spec" | "flake" | "system" | "pcpSource" | "debugMode">, sshPublicKey: string): string {
     const { spec } = args;
     const fields = [
         `variant = ${nixString(spec.variant)};`,
@@ -43,7 +46,6 @@ export function runnerExpression(args: Pick<MicroVmArgs, "spec" | "flake" | "sys
         `memoryMiB = ${spec.memoryMiB};`,
         `vcpus = ${spec.vcpus};`,
         `pcpSource = ${nixString(args.pcpSource)};`,
-        `useKvm = ${args.useKvm};`,
     ].filter((f) => f !== "");
     return `(builtins.getFlake ${nixString(flakeRef(args.flake))}).lib.${args.system}.mkMicrovmRunner { ${fields.join(" ")} }`;
 }
@@ -143,8 +145,13 @@ export class MicroVm extends pulumi.ComponentResource {
             {
                 name: args.spec.name,
                 runner: args.storePath,
-                stateDir: path.join(args.stateDir, "vms"),
-                scriptPath: path.join(args.projectDir, "host", "vm.sh"),
+                // Chosen at start (vm.sh), not built into the runner: a KVM verdict that changes replaces nothing.
+                accel: args.vmAccel,
+                kvmVerdict: args.kvmVerdict,
+                // Relative to the project: moving the checkout (with its state) replaces no VM.
+                dir: args.projectDir,
+                stateDir: projectRelative(path.join(args.stateDir, "vms"), args.projectDir),
+                scriptPath: path.join("host", "vm.sh"),
                 ports: hostPorts(args.spec),
                 probes: readinessProbes(this.target),
                 timeouts: {

@@ -39,6 +39,12 @@ describe("vmShArgs", () => {
             "--timeout", "process=5", "--timeout", "services=60", "--timeout", "shutdown=30", "--timeout", "exit=60",
         ]);
     });
+    it("start passes the accelerator setting, and the verdict file for auto only", () => {
+        const start = (extra: Partial<MicroVmProcessInputs>): string[] => vmShArgs({ ...inputs, ...extra }, "start").slice(7, 11);
+        assert.deepEqual(start({ accel: "auto", kvmVerdict: "/c/kvm-probe" }), ["--accel", "auto", "--kvm-verdict", "/c/kvm-probe"]);
+        assert.deepEqual(start({ accel: "tcg", kvmVerdict: "/c/kvm-probe" }).slice(0, 3), ["--accel", "tcg", "--port"]);
+        assert.ok(!vmShArgs(inputs, "start").includes("--accel"), "no setting: the runner's default");
+    });
     it("stop passes only the shutdown and exit timeouts; status only name and state dir", () => {
         assert.deepEqual(vmShArgs(inputs, "stop"), [
             "stop", "--name", "eval", "--state-dir", "/srv/state/vms", "--shutdown-timeout", "30", "--exit-timeout", "60",
@@ -182,6 +188,37 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         } finally {
             fs.rmSync(path.join(dir, "fail"));
         }
+    });
+
+    it("diff: a moved checkout (dir only, paths relative to it) or the same state dir written relative is an update, never a replace", async () => {
+        const diff = provider.diff as DiffFn;
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 4242 }));
+        const projectDir = path.dirname(props.stateDir);
+        const relative = { ...props, dir: projectDir, stateDir: path.basename(props.stateDir) };
+        assert.deepEqual(await diff(props.vmDir, props, relative), { changes: true, replaces: [], deleteBeforeReplace: true });
+        // The checkout moved (the old one is gone): the VM is asked for where it is now.
+        const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), "pe15-moved-"));
+        try {
+            const moved = { ...relative, dir: elsewhere };
+            assert.deepEqual(await diff(props.vmDir, { ...relative, dir: path.join(elsewhere, "gone") }, moved), { changes: true, replaces: [], deleteBeforeReplace: true });
+        } finally {
+            fs.rmSync(elsewhere, { recursive: true, force: true });
+        }
+        assert.deepEqual(await diff(props.vmDir, relative, { ...relative, stateDir: "other" }), { changes: true, replaces: ["stateDir"], deleteBeforeReplace: true });
+    });
+
+    it("the KVM verdict is read at start, so it replaces nothing; a changed accelerator setting replaces with 'accel' as the reason", async () => {
+        const diff = provider.diff as DiffFn;
+        write("status.json", JSON.stringify({ name: "eval", running: true, pid: 4242 }));
+        const auto = { ...props, accel: "auto" as const, kvmVerdict: "/cache/pcp-eval/kvm-probe" };
+        // The same inputs whatever the verdict: the runner and the process carry the setting, not the fact.
+        assert.deepEqual(await diff(props.vmDir, auto, { ...auto }), { changes: false, replaces: [], deleteBeforeReplace: true });
+        // The verdict file moved (another cache dir): an update, the VM keeps running.
+        assert.deepEqual(await diff(props.vmDir, auto, { ...auto, kvmVerdict: "/other/kvm-probe" }), { changes: true, replaces: [], deleteBeforeReplace: true });
+        assert.deepEqual(await diff(props.vmDir, auto, { ...auto, accel: "tcg" }), { changes: true, replaces: ["accel"], deleteBeforeReplace: true });
+        // A state recorded before accel was an input has none: no change.
+        assert.deepEqual(await diff(props.vmDir, props, auto), { changes: true, replaces: [], deleteBeforeReplace: true });
+        assert.deepEqual(await diff(props.vmDir, props, { ...props, accel: "auto" }), { changes: false, replaces: [], deleteBeforeReplace: true });
     });
 
     it("delete runs vm.sh stop with the shutdown and exit timeouts, purging the VM dir", async () => {

@@ -22,11 +22,27 @@ import { runJson } from "./run";
 export interface MicroVmProcessInputs {
     /** VM instance name; its state lives in `<stateDir>/<name>`. */
     name: string;
+    /**
+     * Working directory of vm.sh (the project): stateDir and scriptPath may be
+     * relative to it, so a moved checkout changes only this, an update that
+     * leaves the running VM alone.
+     */
+    dir?: string;
     /** Store path of the runner; `<runner>/bin/microvm-run` starts the VM. */
     runner: string;
-    /** Directory holding one sub-directory per VM. */
+    /**
+     * The accelerator setting (pcp-eval:vmAccel), passed to `vm.sh start
+     * --accel`: the accelerator is chosen when the VM starts, not built into
+     * the runner, so a changed KVM verdict (a host fact) replaces nothing; auto
+     * reads the verdict remembered for this boot in kvmVerdict. A changed
+     * setting restarts the VM, with "accel" as the plan's reason.
+     */
+    accel?: "auto" | "kvm" | "tcg";
+    /** The KVM verdict file host/kvm-probe.sh writes (preflight runs it on up), read by accel auto. */
+    kvmVerdict?: string;
+    /** Directory holding one sub-directory per VM (absolute, or relative to dir). */
     stateDir: string;
-    /** Absolute path of host/vm.sh. */
+    /** Path of host/vm.sh (absolute, or relative to dir). */
     scriptPath: string;
     /** Host ports (forwards and consoles) that must be free before start. */
     ports: number[];
@@ -47,6 +63,8 @@ export interface MicroVmProcessState extends MicroVmProcessInputs {
     readyMs: number;
     /** The VM's state dir (pid file, logs, QMP socket). */
     vmDir: string;
+    /** The accelerator this start used (absent: the runner's default). */
+    accelUsed?: "kvm" | "tcg";
 }
 
 /** `vm.sh start` stdout. */
@@ -59,6 +77,7 @@ export interface VmStartResult {
     ports: number[];
     stateDir: string;
     log: string;
+    accel?: "kvm" | "tcg" | null;
 }
 
 /** `vm.sh stop` stdout. */
@@ -94,6 +113,8 @@ export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | 
     const timeouts = inputs.timeouts ?? {};
     if (verb === "start") {
         const args = [...base, "--runner", inputs.runner];
+        if (inputs.accel !== undefined) args.push("--accel", inputs.accel);
+        if (inputs.accel === "auto" && inputs.kvmVerdict !== undefined) args.push("--kvm-verdict", inputs.kvmVerdict);
         for (const p of inputs.ports) args.push("--port", String(p));
         for (const p of inputs.probes) args.push("--probe", p);
         for (const [phase, seconds] of Object.entries(timeouts)) {
@@ -118,6 +139,7 @@ export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | 
  */
 export function runVmSh<T>(inputs: MicroVmProcessInputs, verb: "start" | "stop" | "status", echo = true, options: VmShOptions = {}): Promise<T> {
     return runJson<T>("bash", [inputs.scriptPath, ...vmShArgs(inputs, verb, options)], {
+        cwd: inputs.dir,
         label: `vm.sh ${verb} ${inputs.name}`,
         echo,
         // vm.sh's failure report: the phase, the probe error and the VM's log tails.
@@ -136,8 +158,11 @@ export function checkInputs(news: MicroVmProcessInputs): Array<{ property: strin
     if (known(news.name) && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/.test(String(news.name))) {
         fail("name", `'${news.name}': use letters, digits, '.', '_' and '-' (at most 63, not starting with a symbol)`);
     }
+    if (known(news.dir) && !String(news.dir).startsWith("/")) fail("dir", `'${news.dir}' must be an absolute path`);
     for (const key of ["stateDir", "scriptPath"] as const) {
-        if (known(news[key]) && !String(news[key]).startsWith("/")) fail(key, `'${news[key]}' must be an absolute path`);
+        if (known(news[key]) && !String(news[key]).startsWith("/") && news.dir === undefined) {
+            fail(key, `'${news[key]}' must be an absolute path, or give dir to resolve it against`);
+        }
     }
     if (known(news.runner) && String(news.runner).trim() === "") fail("runner", "must be the runner's store path");
     if (known(news.ports)) {
@@ -175,7 +200,7 @@ export function checkInputs(news: MicroVmProcessInputs): Array<{ property: strin
 }
 
 const replaceKeys = ["name", "runner", "stateDir", "ports"] as const;
-const updateKeys = ["scriptPath", "probes", "timeouts"] as const;
+const updateKeys = ["scriptPath", "probes", "timeouts", "dir", "kvmVerdict"] as const;
 
 export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProcessInputs, MicroVmProcessState> = {
     async check(_olds, news) {
@@ -196,6 +221,7 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
             startedAt: started.startedAt,
             readyMs: started.readyMs,
             vmDir: started.stateDir,
+            ...(started.accel ? { accelUsed: started.accel } : {}),
         };
         return { id: started.stateDir, outs };
     },
@@ -210,12 +236,20 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
 
     async diff(_id, olds, news) {
         const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
-        const replaces: string[] = replaceKeys.filter((k) => !same(olds[k], news[k]));
+        // A state dir written differently (absolute before, project-relative now) but naming the same place is no move.
+        const samePlace = (a: MicroVmProcessInputs, b: MicroVmProcessInputs): boolean => {
+            const nodePath: typeof import("node:path") = require("node:path");
+            return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
+        };
+        const replaces: string[] = replaceKeys.filter((k) => (k === "stateDir" ? !samePlace(olds, news) : !same(olds[k], news[k])));
+        // The accelerator setting (never the KVM verdict, which is read at start); a state recorded before accel was an input has none: no change.
+        if (olds.accel !== undefined && news.accel !== undefined && olds.accel !== news.accel) replaces.push("accel");
         // Without a refresh, `up` still notices a VM whose process died. A
         // host error (vm.sh missing, a broken state dir) fails the diff with
         // its message rather than planning nothing.
         if (replaces.length === 0 && olds.pid !== undefined) {
-            const status = await runVmSh<VmStatus>(olds, "status", false);
+            // Asked where the VM is now: the same VM, but a moved checkout's old place is gone.
+            const status = await runVmSh<VmStatus>({ ...olds, dir: news.dir ?? olds.dir, scriptPath: news.scriptPath }, "status", false);
             if (!status.running || status.pid !== olds.pid) replaces.push("pid");
         }
         const changes = replaces.length > 0 || updateKeys.some((k) => !same(olds[k], news[k]));
@@ -224,7 +258,7 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
 
     async update(_id, olds, news) {
         // Only probes, timeouts or the script path changed: the running VM stays as it is.
-        return { outs: { ...news, pid: olds.pid, startedAt: olds.startedAt, readyMs: olds.readyMs, vmDir: olds.vmDir } };
+        return { outs: { ...news, pid: olds.pid, startedAt: olds.startedAt, readyMs: olds.readyMs, vmDir: olds.vmDir, ...(olds.accelUsed ? { accelUsed: olds.accelUsed } : {}) } };
     },
 
     async delete(_id, props) {

@@ -1,3 +1,5 @@
+import * as crypto from "node:crypto";
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { hostCommand, HostCommandBackend, HostCommandResource } from "./hostCommand";
 import { constants } from "./constants";
@@ -10,7 +12,10 @@ export interface NixBuildArgs {
     installable?: pulumi.Input<string>;
     /** A Nix expression (built with --impure, e.g. a call of the flake's lib.mkMicrovmRunner). */
     expr?: pulumi.Input<string>;
-    /** GC root kept while the resource exists; its removal is the delete. */
+    /**
+     * Where the GC root goes, without its generation: the out-link is
+     * `<outLink>-<key>`, the key a hash of the store path built (see buildKey).
+     */
     outLink: string;
     /**
      * Rebuild when, and only when, this changes: the store path Nix will build,
@@ -23,13 +28,38 @@ export interface NixBuildArgs {
 }
 
 /**
+ * The generation key of an out-link: a hash of the store path being built
+ * (the build's trigger), so one store path always has one link name and a
+ * new build never writes over the link the old generation's delete removes.
+ */
+export function buildKey(storePath: string): string {
+    return crypto.createHash("sha256").update(storePath).digest("hex").slice(0, 12);
+}
+
+/** The out-link relative to the project when it lies inside it, so commands do not name the checkout's location. */
+export function projectRelative(file: string, projectDir: string): string {
+    const rel = path.relative(projectDir, file);
+    return rel !== "" && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file;
+}
+
+/**
  * `nix build` of one flake output into an out-link under the stack's state
  * directory. The out-link is a GC root, so the store path stays while the
  * stack needs it and is collectable after destroy.
+ *
+ * Each generation of a build has an out-link of its own (`<outLink>-<key>`),
+ * so a replacement is safe in either order the engine may use: built before
+ * the old one is removed (create-before-delete, local.Command's default), the
+ * old delete removes only the old link; removed first (delete-before-replace,
+ * the dynamic backend), the engine stops the VM that uses it first, because
+ * the VM's runner input is this build's output. A fixed path lost the root
+ * under a running VM in the first order: the new build wrote the link, then
+ * the old resource's delete removed it.
  */
 export class NixBuild extends pulumi.ComponentResource {
     public readonly storePath: pulumi.Output<string>;
-    public readonly outLink: string;
+    /** The out-link of the current generation, relative to the project when inside it. */
+    public readonly outLink: pulumi.Output<string>;
     /** The command resource; depend on it to wait for the build. */
     public readonly build: HostCommandResource;
 
@@ -38,10 +68,11 @@ export class NixBuild extends pulumi.ComponentResource {
         if ((args.installable === undefined) === (args.expr === undefined)) {
             throw new Error(`NixBuild ${name}: give exactly one of installable and expr`);
         }
-        this.outLink = args.outLink;
+        const base = projectRelative(args.outLink, args.projectDir);
+        this.outLink = pulumi.output(args.fingerprint).apply((storePath) => `${base}-${buildKey(storePath)}`);
         const target = { installable: args.installable, expr: args.expr, impure: args.expr !== undefined };
         const buildCommand = scriptCommandOutput("nix-build.sh", "build", {
-            "out-link": args.outLink,
+            "out-link": this.outLink,
             ...target,
             timeout: constants.timeoutsSeconds.build,
         });
@@ -51,7 +82,9 @@ export class NixBuild extends pulumi.ComponentResource {
             {
                 create: buildCommand,
                 update: buildCommand,
-                delete: scriptCommandOutput("nix-build.sh", "remove", { "out-link": args.outLink }),
+                delete: scriptCommandOutput("nix-build.sh", "remove", { "out-link": this.outLink }),
+                // Refresh compares the out-link with the recorded build: gone or pointing elsewhere is drift.
+                check: scriptCommandOutput("nix-build.sh", "status", { "out-link": this.outLink }),
                 dir: args.projectDir,
                 triggers: [args.fingerprint],
             },

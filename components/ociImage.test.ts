@@ -78,7 +78,7 @@ describe("OciImage", () => {
         const { recording } = await build(container);
         const ports = recording.byName("pcp-image-ports").inputs as { create: string };
         assert.equal(ports.create, "bash host/oci.sh check-ports --address 127.0.0.1 --port 45321 --port 45322");
-        assert.deepEqual(recording.dependencyNames("pcp-image-container").sort(), ["pcp-image-load", "pcp-image-ports"]);
+        assert.deepEqual(recording.dependencyNames("pcp-image-container").sort(), ["pcp-image-load-state", "pcp-image-ports"]);
         const ready = recording.byName("pcp-image-pmcd-ready").inputs as { create: string };
         assert.equal(ready.create, `bash host/oci.sh wait-pmcd --address 127.0.0.1 --port 45321 --timeout ${constants.timeoutsSeconds.services}`);
         assert.ok(recording.dependencyNames("pcp-image-pmcd-ready").includes("pcp-image-container"));

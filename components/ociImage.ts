@@ -89,6 +89,8 @@ export class OciImage extends pulumi.ComponentResource {
                 ? {
                       create: scriptCommandOutput("oci.sh", "load", flags),
                       delete: scriptCommandOutput("oci.sh", "remove", flags),
+                      // An image tag removed by hand is drift; the repair loads it again.
+                      check: scriptCommandOutput("oci.sh", "status", flags),
                       dir: args.projectDir,
                       triggers: [args.storePath],
                   }

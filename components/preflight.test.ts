@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseConfig, PcpEvalConfig } from "./config";
+import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { requireTools } from "../test/helpers/tools";
-import * as fs from "node:fs";
-import { cachedPreflight, enforcePreflight, HostProbe, kvmProbeScript, preflight, preflightCacheKey, preflightCacheTtlMs, projectCacheDir, realHost } from "./preflight";
+import { cachedPreflight, enforcePreflight, HostProbe, kvmProbeScript, preflight, preflightCacheKey, preflightCacheTtlMs, projectCacheDir, realHost, rememberedKvmVerdict } from "./preflight";
 
 function cfgOf(raw: Record<string, unknown>): PcpEvalConfig {
     return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [`pcp-eval:${k}`, typeof v === "string" ? v : JSON.stringify(v)])), "unit", "/srv/p");
@@ -126,6 +126,28 @@ describe("preflight", () => {
         assert.ok(report.notes.some((n) => /set pcp-eval:vmAccel tcg if VMs hang/.test(n)));
     });
 
+    it("preview runs no probe and writes nothing: it uses the verdict remembered for this boot, else plans TCG and says up will probe", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe15-preflight-"));
+        try {
+            const cache = path.join(dir, "kvm-probe");
+            const host = fakeHost({});
+            const none = preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test", cache, true);
+            assert.equal(none.kvmUsable, false);
+            assert.ok(none.notes.some((n) => /preview runs no KVM test boot.*`pulumi up` probes KVM/.test(n)), none.notes.join("\n"));
+            assert.deepEqual(host.calls.filter((c) => c.includes("kvm-probe")), [], "no probe boot in a preview");
+            assert.deepEqual(fs.readdirSync(dir), [], "no file written by a preview");
+
+            const boot = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+            fs.writeFileSync(cache, `${boot} yes a test boot ran to its end\n`);
+            assert.equal(preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test", cache, true).kvmUsable, true);
+            fs.writeFileSync(cache, `another-boot yes a test boot ran to its end\n`);
+            assert.equal(rememberedKvmVerdict(cache), undefined, "a verdict of another boot is not this boot's");
+            assert.deepEqual(host.calls.filter((c) => c.includes("kvm-probe")), []);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
     it("no /dev/kvm: TCG without asking the probe", () => {
         const host = fakeHost({ missingPaths: ["/dev/kvm"] });
         assert.equal(preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test").kvmUsable, false);
@@ -196,6 +218,24 @@ describe("cachedPreflight", () => {
             const again = run();
             assert.equal(again.cached, false);
             assert.equal(again.missing[0]?.item, "nix");
+        });
+    });
+
+    it("a preview reads a kept verdict but writes none and boots no KVM probe", () => {
+        withCache((dir) => {
+            const vmCfg = cfgOf({ vms: ["base"] });
+            const host = fakeHost({});
+            const kvmCache = path.join(dir, "kvm-probe");
+            const preview = () => cachedPreflight(vmCfg, () => preflight(vmCfg, host, "6.1.0-test", kvmCache, true), dir, () => 5, "k3", true);
+            assert.equal(preview().cached, false);
+            assert.deepEqual(fs.readdirSync(dir), [], "a preview leaves the cache dir empty");
+            assert.deepEqual(host.calls.filter((c) => c.includes("kvm-probe")), [], "a preview calls no probe");
+            // An up keeps its clean verdict; the next preview reuses it without checking anything.
+            const up = cachedPreflight(vmCfg, () => preflight(vmCfg, host, "6.1.0-test", kvmCache), dir, () => 5, "k3");
+            assert.equal(up.cached, false);
+            const checks = host.calls.length;
+            assert.equal(preview().cached, true);
+            assert.equal(host.calls.length, checks);
         });
     });
 

@@ -75,7 +75,34 @@ export function kvmWorks(host: HostProbe, release: string, cacheFile: string = p
     return { usable: false, why: `the KVM probe (${kvmProbeScript}) failed: ${probe.stderr.trim().split("\n").pop() || "no answer"}` };
 }
 
-export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string = os.release(), kvmCacheFile: string = path.join(projectCacheDir(), "kvm-probe")): PreflightReport {
+/**
+ * The verdict host/kvm-probe.sh remembered for this host boot ("<boot_id>
+ * yes|no <why>" in its cache file), read without probing or writing: what a
+ * preview may know. Undefined when none is remembered for this boot.
+ */
+export function rememberedKvmVerdict(cacheFile: string, bootIdFile = "/proc/sys/kernel/random/boot_id"): { usable: boolean; why: string } | undefined {
+    try {
+        const boot = fs.readFileSync(bootIdFile, "utf8").trim();
+        const m = /^(\S+) (yes|no) ?(.*)$/.exec(fs.readFileSync(cacheFile, "utf8").split("\n")[0] ?? "");
+        if (m === null || m[1] !== boot) return undefined;
+        return { usable: m[2] === "yes", why: `${m[3] || "remembered"} (remembered for this boot)` };
+    } catch {
+        return undefined;
+    }
+}
+
+/**
+ * `dryRun` (preview) runs no KVM test boot and writes no verdict: a preview
+ * is quick and touches nothing. It uses the verdict remembered for this boot,
+ * or, with none, plans for TCG and says that `up` will probe.
+ */
+export function preflight(
+    cfg: PcpEvalConfig,
+    host: HostProbe,
+    release: string = os.release(),
+    kvmCacheFile: string = path.join(projectCacheDir(), "kvm-probe"),
+    dryRun = false,
+): PreflightReport {
     const missing: Finding[] = [];
     const notes: string[] = [];
     const needsNix = cfg.vms.length > 0 || cfg.container !== undefined || cfg.kubernetes !== undefined;
@@ -105,8 +132,13 @@ export function preflight(cfg: PcpEvalConfig, host: HostProbe, release: string =
             notes.push(`VMs use ${cfg.vmAccel.toUpperCase()} (pcp-eval:vmAccel)`);
         } else if (!host.run("qemu-system-x86_64", ["--version"], 10000).ok) {
             notes.push("qemu-system-x86_64 is not on PATH; the Nix-built runners bring their own QEMU, but the KVM check could not run, so VMs use TCG (slow)");
+        } else if (dryRun && rememberedKvmVerdict(kvmCacheFile) === undefined) {
+            notes.push(
+                "preview runs no KVM test boot and writes nothing, and no KVM verdict is remembered for this boot yet: " +
+                    "`pulumi up` probes KVM first; each VM picks KVM or TCG from that verdict when it starts (no runner depends on it)",
+            );
         } else {
-            const kvm = kvmWorks(host, release, kvmCacheFile);
+            const kvm = dryRun ? rememberedKvmVerdict(kvmCacheFile)! : kvmWorks(host, release, kvmCacheFile);
             kvmUsable = kvm.usable;
             notes.push(kvm.usable ? `KVM works (${kvm.why}): VMs use hardware virtualisation` : `KVM is not usable (${kvm.why}); VMs run under TCG, several times slower`);
         }
@@ -230,7 +262,9 @@ export function preflightCacheKey(cfg: PcpEvalConfig, readText: (file: string) =
  * project's cache directory, keyed by preflightCacheKey; a verdict with
  * findings is never kept, so a fix shows at once. What changes inside the TTL
  * without changing the key (a tool removed by hand) still fails, later, in
- * the host script that needs it, with that script's own error.
+ * the host script that needs it, with that script's own error. A preview
+ * (`readOnly`) may reuse a kept verdict but never writes one: preview touches
+ * nothing on the host.
  */
 export function cachedPreflight(
     cfg: PcpEvalConfig,
@@ -238,6 +272,7 @@ export function cachedPreflight(
     cacheDir: string = projectCacheDir(),
     now: () => number = Date.now,
     key: string = preflightCacheKey(cfg),
+    readOnly = false,
 ): PreflightReport & { cached: boolean } {
     const file = path.join(cacheDir, "preflight", `${key}.json`);
     try {
@@ -248,7 +283,7 @@ export function cachedPreflight(
         // None kept, or unreadable: check afresh.
     }
     const report = compute();
-    if (report.missing.length === 0) {
+    if (report.missing.length === 0 && !readOnly) {
         try {
             fs.mkdirSync(path.dirname(file), { recursive: true });
             const tmp = `${file}.${process.pid}.tmp`;

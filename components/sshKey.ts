@@ -1,3 +1,4 @@
+import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { hostCommand, HostCommandBackend } from "./hostCommand";
@@ -30,11 +31,29 @@ export class SshKey extends pulumi.ComponentResource {
             {
                 create: scriptCommand("ssh-key.sh", "ensure", { dir, comment: `pcp-eval-${args.stack}` }),
                 delete: scriptCommand("ssh-key.sh", "remove", { dir }),
+                // A key gone from disk is drift: the repair makes a new one, and the VMs that authorise it are rebuilt.
+                check: scriptCommand("ssh-key.sh", "status", { dir }),
                 dir: args.projectDir,
             },
             { parent: this },
         );
-        this.publicKey = keygen.stdout.apply((out) => parseScriptJson<{ publicKey: string }>(out, "ssh key").publicKey);
+        const printed = keygen.stdout.apply((out) => parseScriptJson<{ publicKey: string }>(out, "ssh key").publicKey);
+        // A preview does not know the output of a keygen it plans to update (a moved checkout changes
+        // its dir), and an unknown key would plan every runner's replacement. The pair on disk is what
+        // that update prints (ensure keeps an existing pair), so a preview reads it; up uses the output.
+        const onDisk = pulumi.runtime.isDryRun() ? publicKeyOnDisk(this.privateKeyPath) : undefined;
+        this.publicKey = onDisk !== undefined ? pulumi.output(onDisk) : printed;
         this.registerOutputs({ publicKey: this.publicKey, privateKeyPath: this.privateKeyPath });
+    }
+}
+
+/** The public key of a complete pair at privateKeyPath (as ssh-key.sh prints it), or undefined. */
+export function publicKeyOnDisk(privateKeyPath: string): string | undefined {
+    try {
+        if (!fs.statSync(privateKeyPath).isFile()) return undefined;
+        const pub = fs.readFileSync(`${privateKeyPath}.pub`, "utf8").replace(/\n+$/, "");
+        return pub === "" ? undefined : pub;
+    } catch {
+        return undefined;
     }
 }

@@ -35,8 +35,10 @@ describe("TapBridge", () => {
     it("asks net.sh for the configured bridge, gateway and table, under the stack's state dir", async () => {
         const { recording, cfg } = await record(["eval:tap"], true);
         const bridge = recording.byName("network-bridge").inputs;
-        assert.equal(bridge.scriptPath, path.join(projectDir, "host", "net.sh"));
-        assert.equal(bridge.stateDir, path.join(cfg.stateDir, "net"));
+        // Paths relative to the project, which is the scripts' working directory: a moved checkout replaces nothing.
+        assert.equal(bridge.dir, projectDir);
+        assert.equal(path.resolve(projectDir, String(bridge.scriptPath)), path.join(projectDir, "host", "net.sh"));
+        assert.equal(path.resolve(projectDir, String(bridge.stateDir)), path.join(cfg.stateDir, "net"));
         assert.equal(bridge.bridge, constants.network.bridge);
         assert.equal(bridge.gatewayCidr, `${constants.network.gateway}/${constants.network.subnet.split("/")[1]}`);
         assert.equal(bridge.nftTable, constants.network.nftTable);
@@ -46,9 +48,10 @@ describe("TapBridge", () => {
     it("makes one TAP resource per TAP VM, after the bridge, multi-queue exactly when the VM has more than one vCPU", async () => {
         const { recording, result } = await record(["eval:tap", "base:tap,vcpus=1", "bpf"]);
         assert.deepEqual(recording.resources.filter((r) => r.name.startsWith("network-pcptap")).map((r) => r.name),
-            [`network-${constants.network.tapPrefix}0`, `network-${constants.network.tapPrefix}1`]);
-        const tap0 = recording.byName(`network-${constants.network.tapPrefix}0`);
-        const tap1 = recording.byName(`network-${constants.network.tapPrefix}1`);
+            [`network-${constants.network.tapPrefix}1`, `network-${constants.network.tapPrefix}0`]);
+        // Each VM's device is its variant's slot (components/plan.ts): eval 1, base 0.
+        const tap0 = recording.byName(`network-${constants.network.tapPrefix}1`);
+        const tap1 = recording.byName(`network-${constants.network.tapPrefix}0`);
         assert.equal(tap0.inputs.multiQueue, constants.vm.vcpus > 1);
         assert.equal(tap1.inputs.multiQueue, false);
         for (const tap of [tap0, tap1]) {
@@ -57,7 +60,7 @@ describe("TapBridge", () => {
             assert.equal(tap.inputs.sudo, false);
             assert.ok(recording.dependencyNames(tap.name).includes("network-bridge"));
         }
-        assert.deepEqual(result.tapDevices, { eval: `${constants.network.tapPrefix}0`, base: `${constants.network.tapPrefix}1` });
-        assert.equal(await resolve((result.tapResources.eval as unknown as { tap: string }).tap), `${constants.network.tapPrefix}0`);
+        assert.deepEqual(result.tapDevices, { eval: `${constants.network.tapPrefix}1`, base: `${constants.network.tapPrefix}0` });
+        assert.equal(await resolve((result.tapResources.eval as unknown as { tap: string }).tap), `${constants.network.tapPrefix}1`);
     });
 });

@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { BridgeConfig, TapAttachment } from "./config";
 import { constants } from "./constants";
 import { runJson } from "./run";
+import { projectRelative } from "./nixBuild";
 
 /** A TAP VM's device; `vcpus` decides the TAP's multi_queue flag (the VM's QEMU opens it with queues=<vcpus> when vcpus > 1). */
 export type TapDevice = TapAttachment & { vcpus?: number };
@@ -20,7 +21,9 @@ export interface TapBridgeArgs {
 
 /** Inputs of the bridge resource: plain data, so the provider can be serialized. */
 export interface NetBridgeInputs {
-    /** Absolute path of host/net.sh. */
+    /** Working directory of net.sh (the project); scriptPath and stateDir may be relative to it. */
+    dir?: string;
+    /** Path of host/net.sh. */
     scriptPath: string;
     stateDir: string;
     bridge: string;
@@ -31,6 +34,7 @@ export interface NetBridgeInputs {
 
 /** Inputs of one TAP device resource. */
 export interface NetTapInputs {
+    dir?: string;
     scriptPath: string;
     stateDir: string;
     bridge: string;
@@ -65,20 +69,30 @@ interface NetStatus {
  * and returns its JSON line. A failure throws net.sh's own error lines (they
  * name the setting and the fix). Status reads are quiet.
  */
-function netScript(scriptPath: string, verb: string, args: string[], sudo: boolean): Promise<Record<string, unknown>> {
+function netScript(scriptPath: string, verb: string, args: string[], sudo: boolean, dir?: string): Promise<Record<string, unknown>> {
     return runJson<Record<string, unknown>>("bash", [scriptPath, verb, ...args, ...(sudo ? ["--sudo"] : [])], {
+        cwd: dir,
         label: `net.sh ${verb}`,
         echo: verb !== "status",
     });
 }
 
 async function bridgeUp(i: NetBridgeInputs): Promise<void> {
-    await netScript(i.scriptPath, "bridge-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--gateway-cidr", i.gatewayCidr, "--nft-table", i.nftTable], i.sudo);
+    await netScript(i.scriptPath, "bridge-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--gateway-cidr", i.gatewayCidr, "--nft-table", i.nftTable], i.sudo, i.dir);
 }
 
 async function tapUp(i: NetTapInputs): Promise<void> {
     await netScript(i.scriptPath, "tap-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--tap", i.tap, "--owner", i.owner,
-        "--multi-queue", i.multiQueue ? "on" : "off"], i.sudo);
+        "--multi-queue", i.multiQueue ? "on" : "off"], i.sudo, i.dir);
+}
+
+/**
+ * Whether two states name the same state dir: the same text (project-relative,
+ * so a moved checkout is no move), or the same place written another way.
+ */
+function samePlace(a: { dir?: string; stateDir: string }, b: { dir?: string; stateDir: string }): boolean {
+    const nodePath: typeof import("node:path") = require("node:path");
+    return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
 }
 
 /** Exported for the integration test, which drives it inside a test network namespace. */
@@ -89,7 +103,7 @@ export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, Ne
     },
     async read(id, props) {
         if (props === undefined) return { id };
-        const s = (await netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--bridge", props.bridge, "--nft-table", props.nftTable], props.sudo)) as unknown as NetStatus;
+        const s = (await netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--bridge", props.bridge, "--nft-table", props.nftTable], props.sudo, props.dir)) as unknown as NetStatus;
         // Nothing of ours left and nothing recorded (taken down by hand): gone.
         // A same-named device that is not ours: gone too; the next up refuses it with a clear error.
         if ((!s.recorded && !s.bridge.exists) || (s.bridge.exists && !s.bridge.ours)) return { id: "", props: undefined };
@@ -98,9 +112,9 @@ export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, Ne
         return { id, props: { ...props, live: healthy ? "ok" : "degraded" } };
     },
     async diff(_id, olds, news) {
-        const replaces = (["stateDir", "bridge", "nftTable"] as const).filter((k) => olds[k] !== news[k]);
+        const replaces = (["stateDir", "bridge", "nftTable"] as const).filter((k) => (k === "stateDir" ? !samePlace(olds, news) : olds[k] !== news[k]));
         const changes = replaces.length > 0 || olds.live !== "ok"
-            || (["scriptPath", "gatewayCidr", "sudo"] as const).some((k) => olds[k] !== news[k]);
+            || (["scriptPath", "gatewayCidr", "sudo", "dir"] as const).some((k) => olds[k] !== news[k]);
         return { changes, replaces, deleteBeforeReplace: true };
     },
     async update(_id, _olds, news) {
@@ -108,7 +122,7 @@ export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, Ne
         return { outs: { ...news, live: "ok" } };
     },
     async delete(_id, props) {
-        await netScript(props.scriptPath, "bridge-down", ["--state-dir", props.stateDir], props.sudo);
+        await netScript(props.scriptPath, "bridge-down", ["--state-dir", props.stateDir], props.sudo, props.dir);
     },
 };
 
@@ -120,16 +134,16 @@ export const tapProvider: pulumi.dynamic.ResourceProvider<NetTapInputs, NetTapSt
     },
     async read(id, props) {
         if (props === undefined) return { id };
-        const s = (await netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo)) as unknown as NetStatus;
+        const s = (await netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo, props.dir)) as unknown as NetStatus;
         const t = s.taps.find((x) => x.name === props.tap);
         if (t === undefined || (!t.recorded && !t.exists) || (t.exists && !t.ours)) return { id: "", props: undefined };
         const healthy = t.ours && t.master === props.bridge && t.up === true;
         return { id, props: { ...props, live: healthy ? "ok" : "degraded" } };
     },
     async diff(_id, olds, news) {
-        const replaces = (["stateDir", "bridge", "tap"] as const).filter((k) => olds[k] !== news[k]);
+        const replaces = (["stateDir", "bridge", "tap"] as const).filter((k) => (k === "stateDir" ? !samePlace(olds, news) : olds[k] !== news[k]));
         const changes = replaces.length > 0 || olds.live !== "ok"
-            || (["scriptPath", "owner", "multiQueue", "sudo"] as const).some((k) => olds[k] !== news[k]);
+            || (["scriptPath", "owner", "multiQueue", "sudo", "dir"] as const).some((k) => olds[k] !== news[k]);
         return { changes, replaces, deleteBeforeReplace: true };
     },
     async update(_id, _olds, news) {
@@ -138,7 +152,7 @@ export const tapProvider: pulumi.dynamic.ResourceProvider<NetTapInputs, NetTapSt
         return { outs: { ...news, live: "ok" } };
     },
     async delete(_id, props) {
-        await netScript(props.scriptPath, "tap-down", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo);
+        await netScript(props.scriptPath, "tap-down", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo, props.dir);
     },
 };
 
@@ -181,9 +195,11 @@ export class TapBridge extends pulumi.ComponentResource {
 
     constructor(name: string, args: TapBridgeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("pcp-eval:index:TapBridge", name, {}, opts);
+        // Relative to the project: moving the checkout (with its state) replaces no device.
         const common = {
-            scriptPath: path.join(args.projectDir, "host", "net.sh"),
-            stateDir: path.join(args.stateDir, "net"),
+            dir: args.projectDir,
+            scriptPath: path.join("host", "net.sh"),
+            stateDir: projectRelative(path.join(args.stateDir, "net"), args.projectDir),
             sudo: args.useSudo,
         };
         this.bridgeName = args.bridge.name;

@@ -7,6 +7,10 @@
 #       stdout: {"storePath":"/nix/store/...","outLink":"PATH"}
 #   nix-build.sh remove --out-link PATH
 #       stdout: {"outLink":"PATH","removed":true|false}
+#   nix-build.sh status --out-link PATH
+#       stdout: {"storePath":"/nix/store/..."|null,"outLink":"PATH"}: where the
+#       out-link points now (null when it is gone or its store path is), the
+#       same shape as build's line, so refresh compares them key by key.
 #
 # Both verbs are idempotent: building an unchanged attribute again is a no-op
 # that prints the same store path; removing a missing out-link prints
@@ -34,6 +38,7 @@ usage() {
     cat >&2 <<'EOF'
 usage: nix-build.sh build --out-link PATH (--installable REF#ATTR | --expr NIX_EXPR) [--impure] [--timeout SECONDS]
        nix-build.sh remove --out-link PATH
+       nix-build.sh status --out-link PATH
 EOF
 }
 
@@ -144,8 +149,10 @@ cmd_build() {
     jq -cn --arg storePath "$store_path" --arg outLink "$out_link" '{storePath: $storePath, outLink: $outLink}'
 }
 
-cmd_remove() {
-    local out_link=""
+# out_link_arg VERB ARGS...: the one argument of remove and status, --out-link PATH; prints PATH.
+out_link_arg() {
+    local verb="$1" out_link=""
+    shift
     while (($# > 0)); do
         case "$1" in
             --out-link)
@@ -155,12 +162,18 @@ cmd_remove() {
                 ;;
             *)
                 usage
-                die "remove: unknown argument '$1'"
+                die "$verb: unknown argument '$1'"
                 ;;
         esac
     done
-    [[ -n "$out_link" ]] || die "remove: --out-link PATH is required"
+    [[ -n "$out_link" ]] || die "$verb: --out-link PATH is required"
     need jq "install jq (Debian: apt-get install jq)"
+    printf '%s' "$out_link"
+}
+
+cmd_remove() {
+    local out_link
+    out_link="$(out_link_arg remove "$@")"
 
     local removed=false
     if [[ -L "$out_link" ]]; then
@@ -177,23 +190,36 @@ cmd_remove() {
     jq -cn --arg outLink "$out_link" --argjson removed "$removed" '{outLink: $outLink, removed: $removed}'
 }
 
+cmd_status() {
+    local out_link
+    out_link="$(out_link_arg status "$@")"
+    local target=""
+    # A link whose store path was collected is as good as gone.
+    if [[ -L "$out_link" && -e "$out_link" ]]; then
+        target="$(readlink "$out_link")"
+    fi
+    jq -cn --arg storePath "$target" --arg outLink "$out_link" \
+        '{storePath: (if $storePath == "" then null else $storePath end), outLink: $outLink}'
+}
+
 main() {
     (($# > 0)) || {
         usage
-        die "missing verb (build or remove)"
+        die "missing verb (build, remove or status)"
     }
     local verb="$1"
     shift
     case "$verb" in
         build) cmd_build "$@" ;;
         remove) cmd_remove "$@" ;;
+        status) cmd_status "$@" ;;
         -h | --help)
             usage
             exit 0
             ;;
         *)
             usage
-            die "unknown verb '$verb' (expected build or remove)"
+            die "unknown verb '$verb' (expected build, remove or status)"
             ;;
     esac
 }

@@ -15,6 +15,9 @@
 #       the reference load would give the tarball, without Docker (for a
 #       containerd cluster that imports the tarball itself).
 #       -> {"image":"NAME:<hash>"}
+#   oci.sh status --tarball PATH [--repo NAME]
+#       the tag load makes, as it is now (read-only).
+#       -> {"image":"NAME:<hash>","id":"sha256:..."|null}
 #   oci.sh remove (--image REF | --tarball PATH [--repo NAME])
 #       removes that one tag (the image goes with its last tag). A tag that a
 #       container still uses is left, and said so.
@@ -216,6 +219,15 @@ cmd_ref() {
     [[ -n $tarball ]] || die "--tarball PATH is required (the image tarball, e.g. the out-link of the pcp-container build)"
     [[ -z $image && -z $context ]] || die "ref takes --tarball and --repo only"
     jq -cn --arg image "$(ref_from_args)" '{image: $image}'
+}
+
+cmd_status() {
+    [[ -n $tarball ]] || die "--tarball PATH is required (the image tarball whose tag to look up)"
+    local ref id=""
+    ref="$(ref_from_args)"
+    require_docker
+    if image_exists "$ref"; then id="$(docker image inspect --format '{{.Id}}' "$ref")"; fi
+    jq -cn --arg image "$ref" --arg id "$id" '{image: $image, id: (if $id == "" then null else $id end)}'
 }
 
 cmd_remove() {
@@ -462,11 +474,12 @@ command -v jq >/dev/null || die "jq is not installed (apt-get install jq)"
 case "$verb" in
 load) cmd_load ;;
 ref) cmd_ref ;;
+status) cmd_status ;;
 remove) cmd_remove ;;
 cluster-load) cmd_cluster_load ;;
 cluster-remove) cmd_cluster_remove ;;
 wait-pmcd) cmd_wait_pmcd ;;
 check-ports) cmd_check_ports ;;
 -h | --help | help) usage ;;
-*) die "unknown verb (use load, ref, remove, cluster-load, cluster-remove, wait-pmcd or check-ports)" ;;
+*) die "unknown verb (use load, status, ref, remove, cluster-load, cluster-remove, wait-pmcd or check-ports)" ;;
 esac

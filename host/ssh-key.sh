@@ -2,6 +2,8 @@
 # Per-stack SSH key pair for the VMs.
 #   ssh-key.sh ensure --dir DIR [--comment C]   create DIR/id_ed25519 unless present
 #   ssh-key.sh remove --dir DIR                  remove the pair (only files we name)
+#   ssh-key.sh status --dir DIR                  {"publicKey":...|null,"privateKeyPath":...}: the
+#                                                pair as it is now (null when either file is gone)
 # stdout: one JSON line.
 set -euo pipefail
 
@@ -51,5 +53,10 @@ case "$verb" in
         rmdir -- "$dir" 2>/dev/null || true
         jq -nc --arg key "$key" --argjson removed "$removed" '{privateKeyPath: $key, removed: $removed}'
         ;;
-    *) die "unknown verb '${verb}'; use ensure or remove" ;;
+    status)
+        pub=null
+        if [[ -f "$key" && -f "$key.pub" ]]; then pub="\"$(cat "$key.pub")\""; fi
+        printf '{"publicKey":%s,"privateKeyPath":"%s"}\n' "$pub" "$key"
+        ;;
+    *) die "unknown verb '${verb}'; use ensure, remove or status" ;;
 esac

@@ -55,8 +55,24 @@ case "$verb" in
             made=()
             if [[ -f $dir/$RECORD ]]; then
                 # Only D and its ancestors count: an edited record cannot point elsewhere.
-                mapfile -t made < <(jq -r --arg dir "$dir" '.made[]? | strings
-                    | . as $m | select($m == $dir or ($dir | startswith($m + "/")))' "$dir/$RECORD" 2>/dev/null | sort -r)
+                # The record names the places ensure saw (the last one is D then); a
+                # checkout moved since keeps the directories it made under new names:
+                # a recorded place that is gone counts as D's ancestor at the same
+                # depth when that one has the recorded name.
+                recorded=() kept=()
+                mapfile -t recorded < <(jq -r '.made[]? | strings' "$dir/$RECORD" 2>/dev/null)
+                old=""
+                ((${#recorded[@]} == 0)) || old=${recorded[${#recorded[@]} - 1]}
+                for m in "${recorded[@]}"; do
+                    if [[ $m == "$dir" || $dir == "$m/"* ]]; then kept+=("$m"); continue; fi
+                    [[ -n $old && ($m == "$old" || $old == "$m/"*) && ! -e $m ]] || continue
+                    rest=${old#"$m"} depth=0
+                    for ((i = 0; i < ${#rest}; i++)); do [[ ${rest:i:1} == / ]] && depth=$((depth + 1)); done
+                    cand=$dir
+                    for ((i = 0; i < depth; i++)); do cand=${cand%/*}; done
+                    [[ -n $cand && ${cand##*/} == "${m##*/}" ]] && kept+=("$cand")
+                done
+                if ((${#kept[@]} > 0)); then mapfile -t made < <(printf '%s\n' "${kept[@]}" | sort -ru); fi
                 rm -f -- "${dir:?}/$RECORD"
             fi
             for d in "${made[@]}"; do

@@ -3,6 +3,7 @@
 #
 #   vm.sh start  --name N --state-dir D --runner STOREPATH [--port P]...
 #                [--probe PHASE=SPEC]... [--timeout PHASE=S]...
+#                [--accel auto|kvm|tcg [--kvm-verdict FILE]]
 #       Runs STOREPATH/bin/microvm-run detached (own session, stdio to files,
 #       </dev/null) with cwd D/N, the VM's state dir (vm.pid, vm.json, vm.log),
 #       then waits phase by phase until the VM answers. Phase "process" comes first (the runner lives and every --port
@@ -14,8 +15,13 @@
 #       Timeouts default to nix/constants.json timeoutsSeconds (process =
 #       processStart; other phases by name); --timeout PHASE=S overrides, also
 #       shutdown=S and exit=S for the stop after a failed start.
+#       --accel picks QEMU's accelerator at this start (the runner reads
+#       PCP_EVAL_ACCEL): kvm, tcg, or auto, the verdict host/kvm-probe.sh
+#       remembered for this boot in FILE ("<boot_id> yes|no <why>"; no verdict:
+#       tcg). No probe runs here: a hanging KVM probe would eat the start's
+#       timeouts. Without --accel the runner's built-in default applies.
 #       Progress lines on stderr; stdout one JSON line
-#       {"name","pid","startedAt","readyMs","phases":{...},"ports":[...],"stateDir","log"}.
+#       {"name","pid","startedAt","readyMs","phases":{...},"ports":[...],"stateDir","log","accel"}.
 #       Refuses a VM that already runs and any --port that something else holds.
 #       On a failure the error names the phase and the last probe error, shows
 #       the last 40 lines of the VM log and serial console, and stops the VM.
@@ -285,25 +291,30 @@ json_str() { # a JSON string literal
 verb=${1:-}
 [[ -n $verb ]] || usage_error "missing verb: start, stop, status or list"
 shift
-name="" state_dir="" runner="" purge=false
+name="" state_dir="" runner="" purge=false accel="" kvm_verdict=""
 ports=() probe_phases=() probe_specs=()
 declare -A timeout_ms=()
 while (($# > 0)); do
     opt=$1
     case "$opt" in
-        --name | --state-dir | --runner | --port | --probe | --timeout | --shutdown-timeout | --exit-timeout)
+        --name | --state-dir | --runner | --port | --probe | --timeout | --shutdown-timeout | --exit-timeout | --accel | --kvm-verdict)
             [[ $# -ge 2 && -n $2 ]] || usage_error "$opt needs a value"
             val=$2
             shift 2
             ;;
         --purge) purge=true; shift; continue ;;
-        -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,41p' "$0"; exit 0 ;;
         *) usage_error "unknown argument '$opt'" ;;
     esac
     case "$opt" in
         --name) name=$val ;;
         --state-dir) state_dir=$val ;;
         --runner) runner=$val ;;
+        --accel)
+            [[ $val == auto || $val == kvm || $val == tcg ]] || usage_error "--accel: '$val' must be auto, kvm or tcg"
+            accel=$val
+            ;;
+        --kvm-verdict) kvm_verdict=$val ;;
         --port)
             valid_port "$val" || usage_error "--port: '$val' is not a TCP port (1-65535)"
             ports+=("$((10#$val))")
@@ -483,6 +494,25 @@ kvm_silence_hint() {
     fi
     echo "$prog: hint: the guest printed nothing past the boot stub under KVM; on some hosts (nested virtualisation among them) KVM hangs guests. Run the VMs under TCG: pulumi config set pcp-eval:vmAccel tcg"
 }
+# start_accel: the accelerator this start uses ("" for the runner's default).
+# auto reads the verdict host/kvm-probe.sh remembered for this boot; it never
+# probes (a hanging KVM probe boot takes its whole timeout).
+start_accel() {
+    local boot line
+    case $accel in
+        "" | kvm | tcg) echo "$accel"; return ;;
+    esac
+    boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)
+    line=$( { head -n 1 "${kvm_verdict:-/nonexistent}" 2>/dev/null || true; } )
+    if [[ -n $boot && $line == "$boot yes"* ]]; then
+        echo kvm
+    elif [[ -n $boot && $line == "$boot no"* ]]; then
+        echo tcg
+    else
+        echo "vm $name: start: no KVM verdict remembered for this boot${kvm_verdict:+ in $kvm_verdict} (pulumi up's preflight writes it): TCG" >&2
+        echo tcg
+    fi
+}
 # fail_start PHASE MESSAGE: report, stop the VM, exit 1
 fail_start() {
     local dir
@@ -514,6 +544,7 @@ cmd_start() {
     run="$runner/bin/microvm-run"
     [[ -x $run ]] || usage_error "--runner: $run is not an executable; pass the runner's store path (the directory with bin/microvm-run)"
     command -v jq >/dev/null || die "jq is not installed"
+    [[ -z $kvm_verdict || $accel == auto ]] || usage_error "--kvm-verdict is read for --accel auto only"
 
     # Phases in order, each with its timeout (checked before anything starts).
     local -a phases=(process)
@@ -561,6 +592,11 @@ cmd_start() {
     [[ -f $dir/vm.log ]] && mv -f "$dir/vm.log" "$dir/vm.log.1"
     rm -f "$dir/serial.log" "$dir/virtio.log"
     echo "vm.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ) starting $run" >"$dir/vm.log"
+    # Chosen at start, not built into the runner: a changed KVM verdict changes
+    # how the next start runs, never the runner (so never a running VM).
+    local use_accel
+    use_accel=$(start_accel)
+    [[ -z $use_accel ]] || echo "vm $name: start: accelerator $use_accel (--accel $accel)" >&2
 
     local t0 started_at
     t0=$(now_ms)
@@ -573,6 +609,7 @@ cmd_start() {
             fd=${fd##*/}
             ((fd > 2)) && eval "exec $fd>&-"
         done
+        if [[ -n $use_accel ]]; then export PCP_EVAL_ACCEL=$use_accel; fi
         exec setsid bash -c 'echo "$$" >vm.pid.new; exec "$@"' microvm-launch "$run"
     ) </dev/null >>"$dir/vm.log" 2>&1 &
     launched_pid=$!
@@ -589,8 +626,8 @@ cmd_start() {
     local ports_json
     ports_json=$(printf '%s\n' "${ports[@]}" | jq -R 'select(length > 0) | tonumber' | jq -sc .)
     jq -nc --arg name "$name" --argjson pid "$pid" --arg ticks "$ticks" --arg started "$started_at" \
-        --arg runner "$runner" --argjson ports "$ports_json" \
-        '{name:$name, pid:$pid, startTicks:$ticks, startedAt:$started, runner:$runner, ports:$ports, cmdline:null}' \
+        --arg runner "$runner" --argjson ports "$ports_json" --arg accel "$use_accel" \
+        '{name:$name, pid:$pid, startTicks:$ticks, startedAt:$started, runner:$runner, ports:$ports, cmdline:null, accel:(if $accel == "" then null else $accel end)}' \
         >"$dir/vm.json"
     mv -f "$dir/vm.pid.new" "$dir/vm.pid"
     echo "vm $name: started pid $pid ($run)" >&2
@@ -673,9 +710,9 @@ cmd_start() {
     clock
     local ready_ms=$((NOW - t0))
     echo "vm $name: ready in $(fmt_s "$ready_ms") s" >&2
-    printf '{"name":%s,"pid":%d,"startedAt":"%s","readyMs":%d,"phases":{%s},"ports":%s,"stateDir":%s,"log":%s}\n' \
+    printf '{"name":%s,"pid":%d,"startedAt":"%s","readyMs":%d,"phases":{%s},"ports":%s,"stateDir":%s,"log":%s,"accel":%s}\n' \
         "$(json_str "$name")" "$pid" "$started_at" "$ready_ms" "$phases_json" "$ports_json" \
-        "$(json_str "$dir")" "$(json_str "$dir/vm.log")"
+        "$(json_str "$dir")" "$(json_str "$dir/vm.log")" "$([[ -n $use_accel ]] && json_str "$use_accel" || echo null)"
 }
 
 # --- status / list ------------------------------------------------------

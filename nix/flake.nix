@@ -112,7 +112,8 @@
         # { variant, name, networking ? "user", tap ? { id; address; mac; },
         #   sshAuthorizedKeys ? [ ], debugMode ? false, memoryMiB, vcpus,
         #   pcpSource ? "nixpkgs", useKvm ? true, enable<Feature> ? null }
-        #   -> runner derivation with bin/microvm-run
+        #   -> runner derivation with bin/microvm-run, which runs the VM under
+        #      PCP_EVAL_ACCEL (kvm|tcg, set by host/vm.sh at start; default: useKvm)
         mkMicrovmRunner = vms.mkMicrovmRunner system;
         # "nixpkgs" | "upstream" -> PCP package
         mkPcp = mkPcp system;

@@ -8,14 +8,19 @@
  * The steps build on each other, in order: preview, up, a no-op up, an edit
  * Nix ignores (no change), an edit of a file the runners read (rebuild and
  * VM replacement) and its revert (the earlier store paths), drift
- * after `kill -9` of a VM (refresh, then up), removing a VM from the config,
- * destroy, stack rm; then an `up` killed midway, cancel, up, destroy.
+ * after `kill -9` of a VM (refresh, then up), an out-link deleted by hand
+ * (refresh, then up), adding a TAP VM, then removing the first TAP VM from the
+ * config, moving the checkout, destroy, stack rm; then an `up` killed midway,
+ * cancel, up, destroy. Right after the no-op up: a skipped KVM check (a
+ * different host fact) changes no plan.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { constants } from "../../components/constants";
+import { parseCidr } from "../../components/net";
+import { planTaps } from "../../components/plan";
 import { EngineProject, engineTools, stackName, type EngineJson, type ToolsBuild } from "../helpers/engine";
 import { canUseNetns } from "../helpers/netns";
 import { haveCommand, inCi, requireTools } from "../helpers/tools";
@@ -37,7 +42,9 @@ const needs: Array<string | [string, () => boolean]> = [
 const ready = needs.every((n) => (typeof n === "string" ? haveCommand(n) : n[1]()));
 
 const bridge = constants.network.bridge;
-const tapDevice = `${constants.network.tapPrefix}0`;
+/** The eval VM's TAP slot is its variant's (components/plan.ts). */
+const evalSlot = planTaps([{ name: "eval", variant: "eval" }], parseCidr(constants.network.subnet)).eval!;
+const tapDevice = evalSlot.device;
 const vmNames = ["base", "eval"];
 /** Resources of the ci stack: stack, StateDir (+dir), TapBridge (+bridge, +1 TAP), SshKey (+keygen), 2 x (MicroVm, NixBuild, build, process). */
 const ciResourceCount = 16;
@@ -131,7 +138,7 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         assert.deepEqual(Object.keys(out).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "stateDir", "summary", "targets"]);
         const urls = out.pmproxyUrls as Record<string, string>;
         assert.deepEqual(Object.keys(urls).sort(), vmNames);
-        assert.equal(urls.eval, `http://${constants.network.firstVmAddress}:${constants.ports.pmproxy}`);
+        assert.equal(urls.eval, `http://${evalSlot.address}:${constants.ports.pmproxy}`);
         for (const [name, url] of Object.entries(urls)) {
             assert.equal(q.httpStatus(`${url}/pmapi/context`), 200, `pmproxy of ${name} at ${url}`);
         }
@@ -156,6 +163,22 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         const { json } = await q.pulumiJson(["up", "--yes", "--expect-no-changes", "--stack", stackName]);
         assert.deepEqual(summary(json), { same: ciResourceCount });
         assert.deepEqual(vmNames.map((n) => q.vmStatus(n).pid), pids);
+    });
+
+    it("a host fact replaces nothing: with the KVM check skipped (no verdict at all), the plan is unchanged", async (t) => {
+        if (!requireTools(t, needs)) return;
+        const q = project();
+        // Before issue 15 the verdict was built into every runner: skipping the check (KVM assumed)
+        // on this host, where the probe says TCG, rebuilt every runner and replaced every VM.
+        await q.pulumiOk(["config", "set", "pcp-eval:skipPreflight", "true", "--stack", stackName]);
+        try {
+            const { json } = await q.pulumiJson(["preview", "--expect-no-changes", "--stack", stackName]);
+            assert.deepEqual(summary(json), { same: ciResourceCount });
+        } finally {
+            await q.pulumiOk(["config", "rm", "pcp-eval:skipPreflight", "--stack", stackName]);
+        }
+        const { json } = await q.pulumiJson(["preview", "--expect-no-changes", "--stack", stackName]);
+        assert.deepEqual(summary(json), { same: ciResourceCount });
     });
 
     // The runners read test/fixtures/vm/microvm-run.tail.sh (a shell file,
@@ -253,10 +276,51 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         assert.equal(q.httpStatus(`${urls.eval}/pmapi/context`), 200);
     });
 
-    it("removing one VM from the config removes only that VM (and its TAP device)", async (t) => {
+    it("an out-link deleted by hand: refresh reports it, up restores it, the VM keeps running", async (t) => {
         if (!requireTools(t, needs)) return;
         const q = project();
-        const basePid = q.vmStatus("base").pid;
+        const pid = q.vmStatus("eval").pid;
+        const link = q.outLinks().find((l) => l.includes("/vms/eval/"));
+        assert.ok(link, q.outLinks().join(", "));
+        const target = fs.readlinkSync(link);
+        fs.unlinkSync(link);
+
+        await q.pulumiJson(["refresh", "--yes", "--stack", stackName]);
+        // Refresh recorded what it found on the host: the build is degraded, and says why.
+        const state = await q.exportState();
+        const degraded = (state.deployment?.resources ?? [])
+            .map((r) => r as { urn: string; outputs?: { live?: string; drift?: string } })
+            .filter((r) => r.outputs?.live === "degraded");
+        assert.deepEqual(degraded.map((r) => r.urn.split("::").pop()), ["vm-eval-runner-build"], "refresh saw the lost GC root, and nothing else");
+        assert.match(degraded[0]!.outputs!.drift ?? "", /storePath: recorded ".*", now null/);
+        const { json } = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
+        assert.deepEqual(changes(json), ["update vm-eval-runner-build"]);
+        assert.equal(fs.readlinkSync(link), target, "up made the GC root again, to the same store path");
+        assert.equal(q.vmStatus("eval").pid, pid, "the VM kept running");
+        await q.pulumiOk(["up", "--yes", "--expect-no-changes", "--stack", stackName]);
+    });
+
+    it("adding a TAP VM creates only its resources; removing the first TAP VM deletes only its own, the other keeps its pid, TAP and address", async (t) => {
+        if (!requireTools(t, needs)) return;
+        const q = project();
+        const pids = Object.fromEntries(vmNames.map((n) => [n, q.vmStatus(n).pid]));
+        await q.pulumiOk(["config", "set", "--path", "pcp-eval:vms[2]", "bpf:tap", "--stack", stackName]);
+        const bpfSlot = planTaps([{ name: "bpf", variant: "bpf" }], parseCidr(constants.network.subnet)).bpf!;
+        const added = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
+        assert.deepEqual(changes(added.json), [
+            `create network-${bpfSlot.device}`,
+            "create vm-bpf",
+            "create vm-bpf-process",
+            "create vm-bpf-runner",
+            "create vm-bpf-runner-build",
+        ]);
+        for (const n of vmNames) assert.equal(q.vmStatus(n).pid, pids[n], `adding a VM left ${n} alone`);
+        const bpfPid = q.vmStatus("bpf").pid;
+        const bpfUrl = ((await q.outputs()).pmproxyUrls as Record<string, string>).bpf;
+        assert.equal(bpfUrl, `http://${bpfSlot.address}:${constants.ports.pmproxy}`);
+        assert.equal(q.httpStatus(`${bpfUrl}/pmapi/context`), 200);
+
+        // eval is the first of the two TAP VMs (vms[1]); bpf follows it in the list.
         await q.pulumiOk(["config", "rm", "--path", "pcp-eval:vms[1]", "--stack", stackName]);
         const { json } = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
         assert.deepEqual(changes(json), [
@@ -267,10 +331,35 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
             "delete vm-eval-runner-build",
         ]);
         assert.equal(q.vmStatus("eval").running, false);
-        assert.equal(q.vmStatus("base").pid, basePid);
+        assert.equal(q.vmStatus("base").pid, pids.base);
+        assert.equal(q.vmStatus("bpf").pid, bpfPid, "the other TAP VM kept its process");
         assert.equal(q.ns.link(tapDevice), undefined);
+        assert.equal(q.ns.link(bpfSlot.device)?.master, bridge);
         assert.ok(q.ns.link(bridge));
-        assert.deepEqual(Object.keys((await q.outputs()).pmproxyUrls as Record<string, string>), ["base"]);
+        const urls = (await q.outputs()).pmproxyUrls as Record<string, string>;
+        assert.deepEqual(Object.keys(urls).sort(), ["base", "bpf"]);
+        assert.equal(urls.bpf, bpfUrl, "and its address");
+        assert.equal(q.httpStatus(`${urls.bpf}/pmapi/context`), 200);
+    });
+
+    it("the checkout moved elsewhere (with its state): up replaces nothing and every VM keeps running", async (t) => {
+        if (!requireTools(t, needs)) return;
+        const q = project();
+        const names = Object.keys((await q.outputs()).pmproxyUrls as Record<string, string>).sort();
+        const pids = Object.fromEntries(names.map((n) => [n, q.vmStatus(n).pid]));
+        q.moveProject("moved");
+        // Only where commands run (dir) and the absolute paths in host commands change: updates.
+        // Both run before any assertion, so the state follows the move whatever the plan said (later steps run here).
+        const preview = await q.pulumiJson(["preview", "--stack", stackName]);
+        const { json } = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
+        assert.deepEqual(changed(preview.json).filter((s) => s.op !== "update"), [], JSON.stringify(changed(preview.json)));
+        assert.deepEqual(changed(json).filter((s) => s.op !== "update"), [], JSON.stringify(changed(json)));
+        for (const n of names) assert.equal(q.vmStatus(n).pid, pids[n], `${n} kept running`);
+        const urls = (await q.outputs()).pmproxyUrls as Record<string, string>;
+        for (const n of names) assert.equal(q.httpStatus(`${urls[n]}/pmapi/context`), 200, `pmproxy of ${n}`);
+        // The out-links (GC roots) are in the new place, made again by the builds' updates.
+        assert.equal(q.outLinks().length, names.length);
+        await q.pulumiOk(["up", "--yes", "--expect-no-changes", "--stack", stackName]);
     });
 
     it("pulumi destroy --yes leaves no process, link, nft table or out-link; pulumi stack rm works", async (t) => {

@@ -146,8 +146,8 @@ export class EngineProject {
     readonly stack: string;
     readonly ns: Netns;
     readonly env: Record<string, string>;
-    /** The stack's host state (.pcp-eval-state/<stack>) inside the copy. */
-    readonly stateDir: string;
+    /** The copy's directory under dir (moveProject changes it). */
+    private projectName = "project";
     private readonly running = new Set<ChildProcess>();
 
     private constructor(dir: string, ns: Netns, env: Record<string, string>, stack: string) {
@@ -155,11 +155,26 @@ export class EngineProject {
         this.ns = ns;
         this.env = env;
         this.stack = stack;
-        this.stateDir = path.join(dir, "project", ".pcp-eval-state", stack);
     }
 
     get projectDir(): string {
-        return path.join(this.dir, "project");
+        return path.join(this.dir, this.projectName);
+    }
+
+    /** The stack's host state (.pcp-eval-state/<stack>) inside the copy. */
+    get stateDir(): string {
+        return path.join(this.projectDir, ".pcp-eval-state", this.stack);
+    }
+
+    /**
+     * Moves the copy, with its host state, to the sibling directory `name`, as
+     * a user moves a checkout; later commands run there.
+     */
+    moveProject(name: string): void {
+        const to = path.join(this.dir, name);
+        fs.renameSync(this.projectDir, to);
+        this.projectName = name;
+        this.env.PCP_EVAL_REPO = to;
     }
 
     /** Copies the project, creates the namespace (loopback up) and the stack. */

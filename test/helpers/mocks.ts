@@ -37,7 +37,9 @@ function fakeStdout(create: string, triggers: unknown): string {
         const outLink = /--out-link (\S+)/.exec(create)?.[1] ?? "out";
         // A NixBuild's trigger is the store path evaluated before the build: nix builds that path.
         const planned = Array.isArray(triggers) && typeof triggers[0] === "string" && triggers[0].startsWith("/nix/store/") ? triggers[0] : undefined;
-        return JSON.stringify({ storePath: planned ?? `/nix/store/00000000000000000000000000000000-${outLink.split("/").pop()}`, outLink });
+        // An out-link ends in its generation key (<link>-<12 hex>); the made-up store path is named after the link.
+        const linkName = (outLink.split("/").pop() ?? "").replace(/-[0-9a-f]{12}$/, "");
+        return JSON.stringify({ storePath: planned ?? `/nix/store/00000000000000000000000000000000-${linkName}`, outLink });
     }
     if (create.includes("oci.sh load")) return JSON.stringify({ image: "pcp-eval:00000000000000000000000000000000", loaded: true });
     if (create.includes("grafana-password.sh read")) return JSON.stringify({ password: "mock-grafana-password" });
@@ -70,6 +72,8 @@ export async function recordProgram<T>(build: () => T, options: { preview?: bool
                     state.stdout = fakeStdout(String(args.inputs.create ?? ""), args.inputs.triggers);
                     state.stderr = "";
                 }
+                // A local.Command's HostState carries the command's stdout on.
+                if (args.type === "pulumi-nodejs:dynamic/pcp-eval:HostState") state.stdout = args.inputs.recorded;
                 if (args.type === "pulumi-nodejs:dynamic:Resource") {
                     state.pid = 4242;
                     state.startedAt = "2026-01-01T00:00:00Z";

@@ -8,7 +8,9 @@
  * rule that constants.json's numbers and addresses are not restated elsewhere.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { describe, test } from "node:test";
 import type { VmSpec } from "../../components/config";
@@ -184,10 +186,9 @@ describe("nix/: offline checks", () => {
         if (!requireTools(t, nixTools)) return;
         const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEpe3AAA pcp-eval@pe3";
         const first = constants.network.firstVmAddress.split(".").map(Number);
-        const specs: Array<{ spec: VmSpec; useKvm: boolean; debugMode: boolean }> = [
+        const specs: Array<{ spec: VmSpec; debugMode: boolean }> = [
             {
                 spec: { name: "eval-1", variant: "eval", networking: "user", memoryMiB: constants.vm.memoryMiB, vcpus: constants.vm.vcpus, source: "pe3" },
-                useKvm: true,
                 debugMode: false,
             },
             {
@@ -204,12 +205,11 @@ describe("nix/: offline checks", () => {
                         mac: `${constants.network.macPrefix}:06`,
                     },
                 },
-                useKvm: false,
                 debugMode: true,
             },
         ];
-        for (const { spec, useKvm, debugMode } of specs) {
-            const expr = runnerExpression({ spec, flake: "/nonexistent/nix", system: "x86_64-linux", pcpSource: "upstream", debugMode, useKvm }, key);
+        for (const { spec, debugMode } of specs) {
+            const expr = runnerExpression({ spec, flake: "/nonexistent/nix", system: "x86_64-linux", pcpSource: "upstream", debugMode }, key);
             const m = /\.mkMicrovmRunner (\{.*\})$/.exec(expr);
             assert.ok(m, `runnerExpression calls mkMicrovmRunner: ${expr}`);
             const p = await nixEvalJson<ResolvedParams>({ expr: vmParams(m[1]) });
@@ -220,7 +220,8 @@ describe("nix/: offline checks", () => {
             assert.equal(p.vcpus, spec.vcpus);
             assert.equal(p.pcpSource, "upstream");
             assert.equal(p.debugMode, debugMode);
-            assert.equal(p.accel, useKvm ? "kvm" : "tcg");
+            // No host fact in the runner: its default accelerator; vm.sh passes the one chosen at start (PCP_EVAL_ACCEL).
+            assert.equal(p.accel, "kvm");
             if (spec.tap) {
                 assert.equal(p.tap?.id, spec.tap.device);
                 assert.equal(p.tap?.address, spec.tap.address);
@@ -230,6 +231,51 @@ describe("nix/: offline checks", () => {
                 assert.deepEqual(Object.fromEntries(p.forwards.map((f) => [f.name, f.host])), { ...forwardedPorts(spec.variant) });
             }
             assert.deepEqual(p.warnings, []);
+        }
+    });
+
+    test("the runner takes its accelerator at start: both of microvm.nix's runners, microvm-run picks by PCP_EVAL_ACCEL", async (t) => {
+        if (!requireTools(t, nixTools)) return;
+        // Stand-ins for nixpkgs and microvm.nix (neither is available offline): nixosSystem
+        // returns a runner named after the accel our module tree would get, and the two
+        // trivial builders return their text, so the wrapper's wiring can be read.
+        const mk = path.join(nixDir, "lib", "mk-microvm.nix");
+        const expr = `let
+          pkgs = {
+            writeShellScript = name: text: { inherit name text; outPath = "/nix/store/run-script"; };
+            runCommand = name: env: buildCommand: { inherit name env buildCommand; };
+          };
+          nixpkgs = {
+            legacyPackages.x86_64-linux = pkgs;
+            lib.nixosSystem = { modules }: let vm = (builtins.elemAt modules (builtins.length modules - 1)).pcpEval.vm; in {
+              config.microvm.declaredRunner = { name = "microvm-qemu-\${vm.hostname}"; outPath = "/nix/store/runner-\${vm.accel}"; };
+            };
+          };
+          r = (import ${mk} { inherit nixpkgs; microvm.nixosModules.microvm = { }; pcpSrc = null; }).mkMicrovmRunner "x86_64-linux" { variant = "base"; name = "t"; };
+        in { inherit (r) name buildCommand; runners = [ r.env.passthru.kvm.outPath r.env.passthru.tcg.outPath ]; script = r.env.passthru.run.text; }`;
+        const r = await nixEvalJson<{ name: string; buildCommand: string; runners: string[]; script: string }>({ expr });
+        assert.deepEqual(r.runners, ["/nix/store/runner-kvm", "/nix/store/runner-tcg"], "one runner per accelerator, from the same arguments");
+        assert.match(r.name, /^microvm-qemu-/);
+        assert.match(r.buildCommand, /ln -s \/nix\/store\/run-script \$out\/bin\/microvm-run/);
+        assert.match(r.buildCommand, /for entry in \/nix\/store\/runner-kvm\/\*/);
+        // The dispatch itself, run by bash against stand-in runners.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe15-accel-"));
+        try {
+            let script = r.script;
+            for (const accel of ["kvm", "tcg"]) {
+                fs.mkdirSync(path.join(dir, accel, "bin"), { recursive: true });
+                fs.writeFileSync(path.join(dir, accel, "bin", "microvm-run"), `#!/bin/sh\necho ${accel} "$@"\n`, { mode: 0o755 });
+                script = script.split(`/nix/store/runner-${accel}/`).join(`${dir}/${accel}/`);
+            }
+            const runScript = (env: Record<string, string>) => spawnSync("bash", ["-c", script, "microvm-run", "a1"], { encoding: "utf8", env: { PATH: process.env.PATH ?? "", ...env } });
+            assert.equal(runScript({}).stdout, "kvm a1\n", "unset: the arguments' default (useKvm, true)");
+            assert.equal(runScript({ PCP_EVAL_ACCEL: "tcg" }).stdout, "tcg a1\n");
+            assert.equal(runScript({ PCP_EVAL_ACCEL: "kvm" }).stdout, "kvm a1\n");
+            const bad = runScript({ PCP_EVAL_ACCEL: "hvf" });
+            assert.equal(bad.status, 2);
+            assert.match(bad.stderr, /PCP_EVAL_ACCEL must be kvm or tcg, got 'hvf'/);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
         }
     });
 

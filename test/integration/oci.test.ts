@@ -181,6 +181,7 @@ describe("oci.sh without Docker", () => {
             fs.writeFileSync(tarball, "");
             for (const args of [
                 ["load", "--tarball", tarball],
+                ["status", "--tarball", tarball],
                 ["remove", "--image", "pe6-pcp-eval:0123"],
                 ["remove", "--tarball", tarball],
                 ["cluster-load", "--image", "pe6-pcp-eval:0123", "--context", "docker-desktop"],
@@ -396,6 +397,8 @@ describe("the PCP image in a real dockerd", () => {
             const loaded = lastJson<{ id: string; loaded: boolean }>(oci(["load", "--tarball", fixture.tarball, "--repo", repo], env), "load");
             assert.equal(loaded.loaded, true);
             assert.notEqual(loaded.id, placeholderId);
+            // status reads the tag without loading: what refresh compares with the load's record.
+            assert.deepEqual(lastJson(oci(["status", "--tarball", fixture.tarball, "--repo", repo], env), "status"), { image: ref, id: loaded.id });
             assert.equal(docker(["image", "inspect", "--format", "{{.Id}}", fixture.repoTag]).stdout.trim(), placeholderId);
         } finally {
             docker(["image", "rm", fixture.repoTag]);
@@ -408,6 +411,8 @@ describe("the PCP image in a real dockerd", () => {
         assert.ok(tagExists(ref));
         assert.equal(docker(["rm", name]).code, 0);
         assert.deepEqual(lastJson(oci(["remove", "--image", ref], env), "remove"), { image: ref, removed: true });
+        // A tag gone is drift refresh reports (id null), not an error.
+        assert.deepEqual(lastJson(oci(["status", "--tarball", fixture.tarball, "--repo", repo], env), "status after remove"), { image: ref, id: null });
     });
 
     it("a rebuilt image (another store hash) is a new tag; a tarball without a store hash is tagged by its content", (t) => {

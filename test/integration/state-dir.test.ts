@@ -77,6 +77,19 @@ describe("state-dir.sh", () => {
         assert.deepEqual(fs.readdirSync(base), ["sibling-empty"]);
     });
 
+    it("a checkout moved with its state: clean removes the directories ensure made under their new place, not the renamed checkout", (t) => {
+        if (!requireTools(t, ["jq", "find"])) return;
+        const base = path.join(root, "moves");
+        assert.equal(run(["ensure", "--dir", path.join(base, "checkout", ".pcp-eval-state", "ci")]).code, 0);
+        fs.renameSync(path.join(base, "checkout"), path.join(base, "moved"));
+        const cleaned = run(["clean", "--dir", path.join(base, "moved", ".pcp-eval-state", "ci")]);
+        assert.equal(cleaned.code, 0, cleaned.stderr);
+        assert.equal(cleaned.json.removed, true);
+        // ensure made "checkout" too, but under another name it is the user's now.
+        assert.deepEqual(fs.readdirSync(base), ["moved"]);
+        assert.deepEqual(fs.readdirSync(path.join(base, "moved")), []);
+    });
+
     it("a record edited to name a directory outside the state directory's line is ignored", (t) => {
         if (!requireTools(t, ["jq", "find"])) return;
         const victim = path.join(root, "victim-empty");

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, it } from "node:test";
-import { freePorts, processAlive, vmSh } from "../fixtures/vm/fixture";
+import { freePorts, processAlive, standInRunner, vmSh } from "../fixtures/vm/fixture";
 import { requireTools } from "../helpers/tools";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "pe20-vmlogs-"));
@@ -21,13 +21,7 @@ after(() => {
 
 it("vm.log, serial.log and virtio.log are 0600 and the VM's directory 0700, whatever the caller's umask", async (t) => {
     if (!requireTools(t, ["jq", "setsid", "flock", "timeout", "ss"])) return;
-    const runner = path.join(root, "runner");
-    fs.mkdirSync(path.join(runner, "bin"), { recursive: true });
-    fs.writeFileSync(
-        path.join(runner, "bin", "microvm-run"),
-        ["#!/usr/bin/env bash", "echo 'login: root' >serial.log", "echo hvc0 >virtio.log", "exec sleep 600", ""].join("\n"),
-        { mode: 0o755 },
-    );
+    const runner = standInRunner(path.join(root, "runner"), ["echo 'login: root' >serial.log", "echo hvc0 >virtio.log", "exec sleep 600"]);
     const stateDir = path.join(root, "state");
     // nix-build.sh makes the VM's directory first (for the runner link), with the caller's umask.
     fs.mkdirSync(path.join(stateDir, "logs"), { recursive: true, mode: 0o755 });

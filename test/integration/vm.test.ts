@@ -26,6 +26,7 @@ import {
 } from "../../components/microVmProcess";
 import {
     buildFixture,
+    standInRunner,
     consoleExchange,
     freePorts,
     makeRunner,
@@ -412,6 +413,36 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
         }
     });
 
+    it("the accelerator is chosen at start: --accel kvm|tcg, or auto from the verdict remembered for this boot; the runner gets PCP_EVAL_ACCEL", { timeout: TEST_TIMEOUT }, async (t) => {
+        if (!gate(t)) return;
+        // A stand-in runner that writes down the accelerator it was given, then runs until stopped.
+        const runner = standInRunner(path.join(root, "runner-accel"), ['printf %s "${PCP_EVAL_ACCEL-unset}" >accel.txt', "trap 'exit 0' TERM", "sleep 600 & wait"]);
+        const boot = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+        const verdict = path.join(root, "kvm-probe");
+        const cases: Array<{ args: string[]; file?: string; want: string; accel: string | null; note?: RegExp }> = [
+            { args: ["--accel", "tcg"], want: "tcg", accel: "tcg" },
+            { args: ["--accel", "kvm"], want: "kvm", accel: "kvm" },
+            { args: ["--accel", "auto", "--kvm-verdict", verdict], file: `${boot} yes a test boot ran to its end\n`, want: "kvm", accel: "kvm" },
+            { args: ["--accel", "auto", "--kvm-verdict", verdict], file: `${boot} no a test boot did not finish\n`, want: "tcg", accel: "tcg" },
+            { args: ["--accel", "auto", "--kvm-verdict", verdict], file: "another-boot yes ran\n", want: "tcg", accel: "tcg", note: /no KVM verdict remembered for this boot/ },
+            { args: [], want: "unset", accel: null },
+        ];
+        for (const [i, c] of cases.entries()) {
+            if (c.file !== undefined) fs.writeFileSync(verdict, c.file);
+            const name = `accel-${i}`;
+            const res = await vmSh(["start", "--name", name, "--state-dir", stateDir, "--runner", runner, ...c.args]);
+            const what = `${c.args.join(" ")}:\n${res.stderr}`;
+            const out = parseJson<VmStartResult & { accel: string | null }>(res);
+            startedPids.add(out.pid);
+            assert.equal(out.accel, c.accel, what);
+            if (c.note) assert.match(res.stderr, c.note, what);
+            const file = path.join(out.stateDir, "accel.txt");
+            for (let n = 0; n < 100 && !fs.existsSync(file); n++) await new Promise((r) => setTimeout(r, 20));
+            assert.equal(fs.readFileSync(file, "utf8"), c.want, what);
+            assert.equal((await stop(name, ["--shutdown-timeout", "1", "--exit-timeout", "5", "--purge"])).stopped, true);
+        }
+    });
+
     it("the MicroVmProcess provider (serialized): create waits for readiness, read sees kill -9, diff replaces, delete stops", { timeout: TEST_TIMEOUT }, async (t) => {
         if (!gate(t)) return;
         const provider = await loadSerializedProvider(microVmProcessProvider);
@@ -468,6 +499,7 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
             [["start", "--name", "x", "--state-dir", stateDir, "--runner", root, "--probe", "serial=udp:1"], /--probe serial=udp:1: SPEC must be/],
             [["start", "--name", "x", "--state-dir", stateDir, "--runner", root, "--timeout", "serial=soon"], /--timeout serial: 'soon' is not a number of seconds/],
             [["start", "--name", "x", "--state-dir", stateDir, "--runner", root, "--port", "70000"], /--port: '70000' is not a TCP port/],
+            [["start", "--name", "x", "--state-dir", stateDir, "--runner", root, "--accel", "hvf"], /--accel: 'hvf' must be auto, kvm or tcg/],
             [["status", "--name", "../x", "--state-dir", stateDir], /--name '\.\.\/x'/],
             [["stop", "--name", "x"], /--state-dir is required/],
             [["reboot", "--name", "x", "--state-dir", stateDir], /unknown verb 'reboot'/],

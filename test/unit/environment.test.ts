@@ -11,9 +11,13 @@ import YAML from "yaml";
 import { parseConfig, PcpEvalConfig } from "../../components/config";
 import * as pulumi from "@pulumi/pulumi";
 import { consolePorts, constants, forwardedPorts } from "../../components/constants";
+import { formatIpv4, parseIpv4 } from "../../components/net";
 import { grafanaCatalog } from "../../components/grafanaCatalog";
 import { Environment, provisionEnvironment } from "../../components/environment";
 import { fakeStorePaths, recordProgram, Recording, resolve } from "../helpers/mocks";
+
+/** The address of TAP slot i: the first VM address plus i (nix/constants.json). */
+const slotAddress = (i: number): string => formatIpv4(parseIpv4(constants.network.firstVmAddress)! + i);
 
 const projectDir = path.resolve(__dirname, "../..");
 
@@ -28,7 +32,7 @@ function configOf(raw: Record<string, unknown>, stack = "test"): PcpEvalConfig {
 }
 
 async function record(cfg: PcpEvalConfig): Promise<{ recording: Recording; env: Environment; outputs: Record<string, unknown> }> {
-    const { recording, result } = await recordProgram(() => provisionEnvironment(cfg, { useKvm: false, vmUser: "pcp-tester", storePaths: fakeStorePaths }), { stack: cfg.stack });
+    const { recording, result } = await recordProgram(() => provisionEnvironment(cfg, { kvmVerdict: "/cache/pcp-eval/kvm-probe", vmUser: "pcp-tester", storePaths: fakeStorePaths }), { stack: cfg.stack });
     const outputs: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(result.outputs)) outputs[k] = await resolve(v as never);
     return { recording, env: result, outputs };
@@ -58,23 +62,25 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
             "pulumi:pulumi:Stack pcp-eval-dev",
         ].filter((s) => !s.startsWith("pulumi:pulumi:Stack")));
         const tapCommands = recording.resources.filter((r) => r.name.startsWith("network-pcptap"));
-        assert.deepEqual(tapCommands.map((r) => r.name), ["network-pcptap0"]);
+        assert.deepEqual(tapCommands.map((r) => r.name), ["network-pcptap2"]);
         assert.ok(recording.has("pcp-image-container"));
         assert.ok(recording.has("pcp-daemonset-daemonset"));
     });
 
     it("gives the TAP VM, and only it, an edge to its TAP device", async () => {
         const { recording } = await record(cfg);
-        assert.ok(recording.dependencyNames("vm-grafana-process").includes("network-pcptap0"));
+        assert.ok(recording.dependencyNames("vm-grafana-process").includes("network-pcptap2"));
         assert.ok(!recording.dependencyNames("vm-eval-process").some((n) => n.startsWith("network")));
         assert.ok(!recording.dependencyNames("vm-bpf-process").some((n) => n.startsWith("network")));
-        assert.ok(recording.dependencyNames("network-pcptap0").includes("network-bridge"));
+        assert.ok(recording.dependencyNames("network-pcptap2").includes("network-bridge"));
     });
 
     it("makes the DaemonSet wait for the image loaded into the cluster, which waits for the docker load", async () => {
         const { recording } = await record(cfg);
         assert.ok(recording.dependencyNames("pcp-daemonset-daemonset").includes("pcp-daemonset-cluster-load"));
-        assert.ok(recording.dependencyNames("pcp-daemonset-cluster-load").includes("pcp-image-load"));
+        // On local.Command, users of the load wait on its HostState (components/hostCommand.ts), which waits on it.
+        assert.ok(recording.dependencyNames("pcp-daemonset-cluster-load").includes("pcp-image-load-state"));
+        assert.ok(recording.dependencyNames("pcp-image-load-state").includes("pcp-image-load"));
     });
 
     it("keeps independent parts free of edges between them, so they provision in parallel", async () => {
@@ -108,7 +114,8 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
 
     it("exports URLs for the grafana VM on its TAP address and pmproxy URLs per target", async () => {
         const { outputs } = await record(cfg);
-        const tapAddress = constants.network.firstVmAddress;
+        // The grafana variant's slot (tapIndex 2, components/plan.ts).
+        const tapAddress = slotAddress(2);
         assert.equal(outputs.grafanaUrl, `http://${tapAddress}:${constants.ports.grafana}`);
         assert.equal(outputs.prometheusUrl, `http://${tapAddress}:${constants.ports.prometheus}`);
         const evalPorts = forwardedPorts("eval");
@@ -151,7 +158,8 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
 
     it("exports a direct URL per provisioned dashboard and the Grafana admin password as a secret", async () => {
         const { env, outputs, recording } = await record(cfg);
-        const grafanaUrl = `http://${constants.network.firstVmAddress}:${constants.ports.grafana}`;
+        // The grafana variant's TAP slot (tapIndex 2, components/plan.ts).
+        const grafanaUrl = `http://${slotAddress(2)}:${constants.ports.grafana}`;
         assert.deepEqual(
             outputs.grafanaDashboards,
             Object.fromEntries(Object.keys(grafanaCatalog.dashboards).map((uid) => [uid, `${grafanaUrl}/d/${uid}`])),
@@ -161,7 +169,7 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.equal(await pulumi.isSecret(env.outputs.grafanaAdminPassword!), true);
         // Read over SSH from the grafana VM once it is up, with the stack's key; a new boot reads it again.
         const read = recording.byName("grafana-admin-read");
-        assert.match(String(read.inputs.create), /grafana-password\.sh read --host 10\.177\.0\.20 --port 22 --user root --identity \S+\/ssh\/id_ed25519/);
+        assert.match(String(read.inputs.create), /grafana-password\.sh read --host 10\.177\.0\.22 --port 22 --user root --identity \S+\/ssh\/id_ed25519/);
         assert.ok(recording.dependencyNames("grafana-admin-read").includes("vm-grafana-process"), "after the VM is up");
     });
 
@@ -172,10 +180,14 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.match(create, /mkMicrovmRunner/);
         assert.match(create, /variant = \\?"grafana\\?"/);
         assert.match(create, /networking = \\?"tap\\?"/);
-        assert.match(create, new RegExp(`address = \\\\?"${constants.network.firstVmAddress.replace(/\./g, "\\.")}\\\\?"`));
+        assert.match(create, /address = \\?"10\.177\.0\.22\\?"/);
         assert.match(create, /ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKey/);
         assert.match(create, /debugMode = false/);
-        assert.match(create, /useKvm = false/);
+        // The accelerator is no input of the runner: the VM picks it when it starts.
+        assert.doesNotMatch(create, /useKvm|accel/);
+        const process = recording.byName("vm-grafana-process").inputs;
+        assert.equal(process.accel, "auto");
+        assert.equal(process.kvmVerdict, "/cache/pcp-eval/kvm-probe");
     });
 });
 
@@ -197,7 +209,7 @@ describe("other configurations", () => {
         const names = recording.resources.map((r) => r.name).sort();
         assert.deepEqual(names.filter((n) => !n.startsWith("pcp-image")), ["state", "state-dir"]);
         assert.ok(names.includes("pcp-image-container"));
-        assert.ok(recording.dependencyNames("pcp-image-container").includes("pcp-image-load"));
+        assert.ok(recording.dependencyNames("pcp-image-container").includes("pcp-image-load-state"));
         assert.deepEqual(Object.keys(outputs).sort(), ["pmcdEndpoints", "pmproxyUrls", "stateDir", "summary", "targets"]);
         assert.deepEqual(outputs.pmcdEndpoints, { container: `127.0.0.1:${constants.hostForwards.pmcd}` });
         const container = recording.byName("pcp-image-container").inputs as { user: string; ports: Array<{ internal: number; external: number; ip: string }> };
@@ -218,11 +230,11 @@ describe("other configurations", () => {
         const { recording, outputs } = await record(cfg);
         assert.deepEqual(
             recording.resources.filter((r) => r.name.startsWith("network-")).map((r) => r.name).sort(),
-            ["network-bridge", "network-pcptap0", "network-pcptap1"],
+            ["network-bridge", "network-pcptap1", "network-pcptap2"],
         );
-        assert.ok(recording.dependencyNames("vm-eval-process").includes("network-pcptap0"));
-        assert.ok(!recording.dependencyNames("vm-eval-process").includes("network-pcptap1"));
-        assert.ok(recording.dependencyNames("vm-grafana-process").includes("network-pcptap1"));
+        assert.ok(recording.dependencyNames("vm-eval-process").includes("network-pcptap1"));
+        assert.ok(!recording.dependencyNames("vm-eval-process").includes("network-pcptap2"));
+        assert.ok(recording.dependencyNames("vm-grafana-process").includes("network-pcptap2"));
         assert.ok(!recording.dependencyNames("vm-base-process").some((n) => n.startsWith("network")));
         const targets = outputs.targets as Record<string, { pmcd: { host: string } }>;
         assert.equal(targets.eval!.pmcd.host, cfg.vms[1]!.tap!.address);
@@ -253,8 +265,15 @@ describe("other configurations", () => {
         assert.deepEqual(commandTypes(byDefault.recording), ["command:local:Command"]);
         const dynamic = await record(configOf({ ...everything, hostCommands: "dynamic" }));
         assert.deepEqual(commandTypes(dynamic.recording), ["pulumi-nodejs:dynamic/pcp-eval:HostCommand"]);
-        // Same resources and edges either way.
-        const shape = (r: Recording) => r.resources.map((x) => `${x.name}<-${r.dependencyNames(x.name).sort().join(",")}`).sort();
+        // Same resources and edges either way, but for the HostState that gives a local.Command its refresh
+        // (the dynamic HostCommand reads the host itself): it stands between a command and its users.
+        assert.ok(byDefault.recording.has("pcp-image-load-state") && !dynamic.recording.has("pcp-image-load-state"));
+        const isState = (r: Recording, n: string) => r.resources.some((x) => x.name === n && x.type.endsWith(":HostState"));
+        const shape = (r: Recording) =>
+            r.resources
+                .filter((x) => !isState(r, x.name))
+                .map((x) => `${x.name}<-${[...new Set(r.dependencyNames(x.name).map((d) => (isState(r, d) ? d.replace(/-state$/, "") : d)))].sort().join(",")}`)
+                .sort();
         assert.deepEqual(shape(dynamic.recording), shape(byDefault.recording));
     });
 

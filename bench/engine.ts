@@ -15,6 +15,11 @@
  *   overhead    up - vmReady: everything that is not a VM booting
  *   floorNoop   the empty program's no-op `pulumi up --yes`
  *   floorSkip   the same with --skip-preview
+ *   dynNoop     the empty program plus one do-nothing dynamic resource, no-op
+ *               `pulumi up --yes`: what any program on the dynamic backend (the
+ *               ci stack's, since the command plugin cannot be built here)
+ *               pays for the provider plugin, a second Node.js process per
+ *               engine pass; printed beside the goals, which keep the issue's floor
  *
  * Goals (issue 17), printed with their margins:
  *   no-op up <= floorNoop + 0.5 s
@@ -39,16 +44,29 @@ interface Sample {
     overhead: number;
     floorNoop: number;
     floorSkip: number;
+    dynNoop: number;
 }
 
 const floorStack = "floor";
 
-/** The floor: an empty TypeScript program with one output, next to the project copy. */
-function writeFloorProject(p: EngineProject): string {
-    const dir = path.join(p.dir, "floor");
+/** The floor's program: one output. */
+const emptyProgram = 'export const floor = "floor";\n';
+/** The same with one dynamic resource whose provider does nothing (no change on diff). */
+const dynamicProgram = `import * as pulumi from "@pulumi/pulumi";
+const provider: pulumi.dynamic.ResourceProvider = {
+    async create() { return { id: "floor", outs: {} }; },
+    async diff() { return { changes: false }; },
+};
+new pulumi.dynamic.Resource(provider, "floor", {});
+export const floor = "floor";
+`;
+
+/** A floor project (an empty TypeScript program, or the same with one dynamic resource) next to the project copy. */
+function writeFloorProject(p: EngineProject, name: string, program: string): string {
+    const dir = path.join(p.dir, name);
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, "Pulumi.yaml"), "name: floor\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n");
-    fs.writeFileSync(path.join(dir, "index.ts"), 'export const floor = "floor";\n');
+    fs.writeFileSync(path.join(dir, "index.ts"), program);
     fs.copyFileSync(path.join(p.projectDir, "package.json"), path.join(dir, "package.json"));
     fs.writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions: { target: "ES2022", module: "commonjs", moduleResolution: "node", strict: true }, include: ["index.ts"] }));
     fs.symlinkSync(path.join(p.projectDir, "node_modules"), path.join(dir, "node_modules"));
@@ -85,8 +103,9 @@ function parseRuns(argv: string[]): number {
     return n;
 }
 
-async function oneRun(p: EngineProject, floorDir: string, stopLog: string): Promise<Sample> {
+async function oneRun(p: EngineProject, floorDir: string, dynamicDir: string, stopLog: string): Promise<Sample> {
     const floor = await floorRun(p, floorDir);
+    const dynNoop = (await floorRun(p, dynamicDir)).floorNoop;
     fs.rmSync(stopLog, { force: true });
     p.restoreStackConfig(); // the previous run's `stack rm` deleted it
     await p.pulumiOk(["stack", "init", stackName]);
@@ -108,7 +127,7 @@ async function oneRun(p: EngineProject, floorDir: string, stopLog: string): Prom
         : [];
     if (stops.length !== ready.length) throw new Error(`expected ${ready.length} VM stops in ${stopLog}, found ${stops.length}`);
     const vmReady = Math.max(...ready);
-    return { up: up.ms, noopUp: noop.ms, destroy: destroy.ms, vmReady, vmStop: Math.max(...stops), overhead: up.ms - vmReady, ...floor };
+    return { up: up.ms, noopUp: noop.ms, destroy: destroy.ms, vmReady, vmStop: Math.max(...stops), overhead: up.ms - vmReady, ...floor, dynNoop };
 }
 
 async function main(): Promise<void> {
@@ -120,23 +139,24 @@ async function main(): Promise<void> {
     // The CLI passes its environment to the language host and the providers, so vm.sh sees it.
     p.env.PCP_EVAL_VM_STOP_LOG = stopLog;
     try {
-        const floorDir = writeFloorProject(p);
+        const floorDir = writeFloorProject(p, "floor", emptyProgram);
+        const dynamicDir = writeFloorProject(p, "floor-dynamic", dynamicProgram);
         for (let i = 0; i < runs; i++) {
-            const s = await oneRun(p, floorDir, stopLog);
+            const s = await oneRun(p, floorDir, dynamicDir, stopLog);
             samples.push(s);
             console.log(
                 `run ${i + 1}/${runs}: up ${s.up} ms, no-op up ${s.noopUp} ms, destroy ${s.destroy} ms, VM boot-to-ready ${s.vmReady} ms, VM shutdown ${s.vmStop} ms, ` +
-                    `overhead ${s.overhead} ms; floor: no-op up ${s.floorNoop} ms, --skip-preview ${s.floorSkip} ms`,
+                    `overhead ${s.overhead} ms; floor: no-op up ${s.floorNoop} ms, --skip-preview ${s.floorSkip} ms; with one dynamic resource ${s.dynNoop} ms`,
             );
         }
     } finally {
         await p.dispose();
     }
-    const keys = ["up", "noopUp", "destroy", "vmReady", "vmStop", "overhead", "floorNoop", "floorSkip"] as const;
+    const keys = ["up", "noopUp", "destroy", "vmReady", "vmStop", "overhead", "floorNoop", "floorSkip", "dynNoop"] as const;
     const m = Object.fromEntries(keys.map((k) => [k, median(samples.map((s) => s[k]))])) as Record<(typeof keys)[number], number>;
     console.log(
         `median of ${runs}: up ${m.up} ms, no-op up ${m.noopUp} ms, destroy ${m.destroy} ms, VM boot-to-ready ${m.vmReady} ms, VM shutdown ${m.vmStop} ms, ` +
-            `engine overhead ${m.overhead} ms; floor: no-op up ${m.floorNoop} ms, --skip-preview ${m.floorSkip} ms`,
+            `engine overhead ${m.overhead} ms; floor: no-op up ${m.floorNoop} ms, --skip-preview ${m.floorSkip} ms; with one dynamic resource ${m.dynNoop} ms`,
     );
     // Each goal is computed from the medians; "margin" is the budget left (negative: missed).
     const goals = [
@@ -145,6 +165,7 @@ async function main(): Promise<void> {
         { goal: "destroy - VM shutdown <= 1.5 s", valueMs: m.destroy - m.vmStop, budgetMs: 1500 },
     ].map((g) => ({ ...g, met: g.valueMs <= g.budgetMs }));
     for (const g of goals) console.log(`goal ${g.goal}: ${g.valueMs} ms (${g.met ? "met" : "missed"}, margin ${g.budgetMs - g.valueMs} ms)`);
+    console.log(`of the no-op up's ${m.noopUp - m.floorNoop} ms over the floor, ${m.dynNoop - m.floorNoop} ms is the dynamic provider plugin's alone (one do-nothing resource)`);
     console.log(JSON.stringify({ bench: "engine", runs, pulumi: tools.pulumi, medianMs: m, goals }));
 }
 

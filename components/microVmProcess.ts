@@ -16,7 +16,7 @@
  * required inside the functions.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { runJson } from "./run";
+import { runJson, sameStateDir } from "./run";
 
 /** Inputs of one VM process; every field is plain data so the provider can be serialized. */
 export interface MicroVmProcessInputs {
@@ -237,11 +237,7 @@ export const microVmProcessProvider: pulumi.dynamic.ResourceProvider<MicroVmProc
     async diff(_id, olds, news) {
         const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
         // A state dir written differently (absolute before, project-relative now) but naming the same place is no move.
-        const samePlace = (a: MicroVmProcessInputs, b: MicroVmProcessInputs): boolean => {
-            const nodePath: typeof import("node:path") = require("node:path");
-            return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
-        };
-        const replaces: string[] = replaceKeys.filter((k) => (k === "stateDir" ? !samePlace(olds, news) : !same(olds[k], news[k])));
+        const replaces: string[] = replaceKeys.filter((k) => (k === "stateDir" ? !sameStateDir(olds, news) : !same(olds[k], news[k])));
         // The accelerator setting (never the KVM verdict, which is read at start); a state recorded before accel was an input has none: no change.
         if (olds.accel !== undefined && news.accel !== undefined && olds.accel !== news.accel) replaces.push("accel");
         // Without a refresh, `up` still notices a VM whose process died. A

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
 import { loadSerializedProvider } from "../test/helpers/dynamicProvider";
 import { hostCommandProvider } from "./hostCommand";
-import { parseLastJsonLine, run, runJson } from "./run";
+import { parseLastJsonLine, run, runJson, sameStateDir } from "./run";
 
 /** Runs `node -e CODE` that imports run.ts and calls run() on SCRIPT; resolves with what reached its stderr. */
 function stderrOfRun(script: string, echo: boolean): Promise<string> {
@@ -66,5 +66,17 @@ describe("HostCommand provider (serialized, as the engine runs it)", () => {
         assert.equal(created.outs?.stdout, "/tmp");
         assert.equal(created.outs?.stderr, "note");
         await assert.rejects(provider.create!({ create: "echo no disk >&2; exit 4", dir: "/tmp" }), /echo no disk >&2; exit 4 failed \(exit 4\):\nno disk/);
+    });
+});
+
+describe("sameStateDir", () => {
+    it("the same text, or the same place once resolved against each record's project directory", () => {
+        assert.ok(sameStateDir({ stateDir: ".pcp-eval-state/ci" }, { stateDir: ".pcp-eval-state/ci" }));
+        // The checkout moved: the relative path is the same text, so it is the same place.
+        assert.ok(sameStateDir({ dir: "/a/p", stateDir: ".pcp-eval-state/ci" }, { dir: "/b/p", stateDir: ".pcp-eval-state/ci" }));
+        // A state recorded with an absolute path, now relative to the same project.
+        assert.ok(sameStateDir({ stateDir: "/a/p/.pcp-eval-state/ci" }, { dir: "/a/p", stateDir: ".pcp-eval-state/ci" }));
+        assert.ok(!sameStateDir({ dir: "/a/p", stateDir: "state-1" }, { dir: "/a/p", stateDir: "state-2" }));
+        assert.ok(!sameStateDir({ stateDir: "/srv/one" }, { dir: "/a/p", stateDir: ".pcp-eval-state/ci" }));
     });
 });

@@ -84,3 +84,13 @@ export async function runJson<T>(file: string, args: readonly string[], options:
     const { stdout } = await run(file, args, { ...options, label });
     return parseLastJsonLine<T>(stdout, label);
 }
+
+/**
+ * Whether two recorded inputs name the same state directory: the same text,
+ * or the same place once each relative path is resolved against its own
+ * project directory (`dir`), so a move of the checkout is not a new place.
+ */
+export function sameStateDir(a: { dir?: string; stateDir: string }, b: { dir?: string; stateDir: string }): boolean {
+    const nodePath: typeof import("node:path") = require("node:path");
+    return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
+}

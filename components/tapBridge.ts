@@ -2,7 +2,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { BridgeConfig, TapAttachment } from "./config";
 import { constants } from "./constants";
-import { runJson } from "./run";
+import { runJson, sameStateDir } from "./run";
 import { projectRelative } from "./nixBuild";
 
 /** A TAP VM's device; `vcpus` decides the TAP's multi_queue flag (the VM's QEMU opens it with queues=<vcpus> when vcpus > 1). */
@@ -86,15 +86,6 @@ async function tapUp(i: NetTapInputs): Promise<void> {
         "--multi-queue", i.multiQueue ? "on" : "off"], i.sudo, i.dir);
 }
 
-/**
- * Whether two states name the same state dir: the same text (project-relative,
- * so a moved checkout is no move), or the same place written another way.
- */
-function samePlace(a: { dir?: string; stateDir: string }, b: { dir?: string; stateDir: string }): boolean {
-    const nodePath: typeof import("node:path") = require("node:path");
-    return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
-}
-
 /** Exported for the integration test, which drives it inside a test network namespace. */
 export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, NetBridgeState> = {
     async create(inputs) {
@@ -112,7 +103,7 @@ export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, Ne
         return { id, props: { ...props, live: healthy ? "ok" : "degraded" } };
     },
     async diff(_id, olds, news) {
-        const replaces = (["stateDir", "bridge", "nftTable"] as const).filter((k) => (k === "stateDir" ? !samePlace(olds, news) : olds[k] !== news[k]));
+        const replaces = (["stateDir", "bridge", "nftTable"] as const).filter((k) => (k === "stateDir" ? !sameStateDir(olds, news) : olds[k] !== news[k]));
         const changes = replaces.length > 0 || olds.live !== "ok"
             || (["scriptPath", "gatewayCidr", "sudo", "dir"] as const).some((k) => olds[k] !== news[k]);
         return { changes, replaces, deleteBeforeReplace: true };
@@ -141,7 +132,7 @@ export const tapProvider: pulumi.dynamic.ResourceProvider<NetTapInputs, NetTapSt
         return { id, props: { ...props, live: healthy ? "ok" : "degraded" } };
     },
     async diff(_id, olds, news) {
-        const replaces = (["stateDir", "bridge", "tap"] as const).filter((k) => (k === "stateDir" ? !samePlace(olds, news) : olds[k] !== news[k]));
+        const replaces = (["stateDir", "bridge", "tap"] as const).filter((k) => (k === "stateDir" ? !sameStateDir(olds, news) : olds[k] !== news[k]));
         const changes = replaces.length > 0 || olds.live !== "ok"
             || (["scriptPath", "owner", "multiQueue", "sudo", "dir"] as const).some((k) => olds[k] !== news[k]);
         return { changes, replaces, deleteBeforeReplace: true };

@@ -69,9 +69,11 @@ const flakeWithStubs = `
       inherit (builtins) listToAttrs;
       nixosSystem = args: { config.microvm.declaredRunner = args; inherit args; };
     };
+    # A runner package holds the KVM and the TCG runner (mk-microvm.nix): passthru.kvm / .tcg.
+    pkgs = { writeShellScript = name: _: "/stub/\${name}"; runCommand = _: env: _: env; };
     out = flake.outputs {
       self = out;
-      nixpkgs = { inherit lib; legacyPackages = { }; };
+      nixpkgs = { inherit lib; legacyPackages = { x86_64-linux = pkgs; aarch64-linux = pkgs; }; };
       microvm = { nixosModules.microvm = "microvm.nixosModules.microvm"; };
       pcp-src = "/pcp-src";
       grafana-pcp = "/grafana-pcp";
@@ -155,14 +157,21 @@ describe("nix/: guest fields, key-less VMs, feature rules, PCP_DIR (offline)", (
     test("every flake package and nixosConfiguration passes pcpEval.vm with declared fields only, and no key", async (t) => {
         if (!requireTools(t, nixTools)) return;
         const fields = await nixEvalJson<VmFields>({ file: vmFieldsNix });
-        const r = await nixEvalJson<{ packages: Record<string, Record_>; nixosConfigurations: Record<string, Record_> }>({
+        const r = await nixEvalJson<{ packages: Record<string, Record_>; tcg: Record<string, Record_>; nixosConfigurations: Record<string, Record_> }>({
             expr: `${flakeWithStubs} {
-              packages = builtins.listToAttrs (map (n: { name = n; value = vmOf out.packages.x86_64-linux.\${n}; }) runners);
+              packages = builtins.listToAttrs (map (n: { name = n; value = vmOf out.packages.x86_64-linux.\${n}.passthru.kvm; }) runners);
+              tcg = builtins.listToAttrs (map (n: { name = n; value = vmOf out.packages.x86_64-linux.\${n}.passthru.tcg; }) runners);
               nixosConfigurations = builtins.mapAttrs (_: c: vmOf c.args) out.nixosConfigurations;
             }`,
         });
         const expected = [...variants.map((v) => `pcp-microvm-${v}`), ...["base", "eval", "grafana"].map((v) => `pcp-microvm-${v}-tap`)];
         assert.deepEqual(sorted(Object.keys(r.packages)), sorted(expected));
+        // The accelerator is picked when the VM starts: each package holds a KVM and a TCG runner of the same VM.
+        for (const name of expected) {
+            assert.equal(r.packages[name]!.accel, "kvm", `${name}: passthru.kvm runs under KVM`);
+            assert.equal(r.tcg[name]!.accel, "tcg", `${name}: passthru.tcg runs under TCG`);
+            assert.deepEqual({ ...r.tcg[name], accel: "kvm" }, r.packages[name], `${name}: the two runners differ in the accelerator only`);
+        }
         assert.equal(Object.keys(r.nixosConfigurations).length, expected.length * 2, "x86_64 and aarch64 configurations");
         for (const [what, set] of [
             ["packages", r.packages],

@@ -149,7 +149,10 @@ export function runVmSh<T>(inputs: MicroVmProcessInputs, verb: "start" | "stop" 
 
 /** Input problems, as Pulumi check failures; values still unknown (preview) are not judged. */
 export function checkInputs(news: MicroVmProcessInputs): Array<{ property: string; reason: string }> {
-    const unknown = pulumi.runtime.unknownValue;
+    // Required here, not taken from the import: the closure serializer would copy
+    // the imported namespace object (not the module itself) into the provider by value.
+    const runtime: typeof import("@pulumi/pulumi/runtime") = require("@pulumi/pulumi/runtime");
+    const unknown = runtime.unknownValue;
     const known = (v: unknown): boolean => v !== unknown && v !== undefined;
     const failures: Array<{ property: string; reason: string }> = [];
     const fail = (property: string, reason: string): void => {

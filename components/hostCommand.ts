@@ -37,7 +37,7 @@
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { run, RunResult } from "./run";
+import { projectWorkDir, run, RunResult } from "./run";
 
 export type HostCommandBackend = "command" | "dynamic";
 export const hostCommandBackends: readonly HostCommandBackend[] = ["command", "dynamic"];
@@ -76,7 +76,7 @@ export interface HostCommandArgs {
 
 /** Runs `/bin/sh -c command` in dir (components/run.ts: stderr streamed, errors name the command and its stderr's tail). */
 function runShell(command: string, dir: string): Promise<RunResult> {
-    return run("/bin/sh", ["-c", command], { cwd: dir, label: command });
+    return run("/bin/sh", ["-c", command], { cwd: projectWorkDir(dir), label: command });
 }
 
 /**

@@ -4,7 +4,8 @@ import { VmSpec } from "./config";
 import { constants, consolePorts, ConsolePorts, forwardedPorts, servicesTimeoutSeconds } from "./constants";
 import { MicroVmProcess } from "./microVmProcess";
 import { HostCommandBackend } from "./hostCommand";
-import { NixBuild, projectRelative } from "./nixBuild";
+import { NixBuild } from "./nixBuild";
+import { projectRelative } from "./run";
 import { flakeRef, nixString } from "./nixEval";
 import { Target } from "./targets";
 

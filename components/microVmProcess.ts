@@ -16,7 +16,7 @@
  * required inside the functions.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { runJson, sameStateDir } from "./run";
+import { projectWorkDir, runJson, sameStateDir } from "./run";
 
 /** Inputs of one VM process; every field is plain data so the provider can be serialized. */
 export interface MicroVmProcessInputs {
@@ -139,7 +139,7 @@ export function vmShArgs(inputs: MicroVmProcessInputs, verb: "start" | "stop" | 
  */
 export function runVmSh<T>(inputs: MicroVmProcessInputs, verb: "start" | "stop" | "status", echo = true, options: VmShOptions = {}): Promise<T> {
     return runJson<T>("bash", [inputs.scriptPath, ...vmShArgs(inputs, verb, options)], {
-        cwd: inputs.dir,
+        cwd: projectWorkDir(inputs.dir),
         label: `vm.sh ${verb} ${inputs.name}`,
         echo,
         // vm.sh's failure report: the phase, the probe error and the VM's log tails.

@@ -1,8 +1,8 @@
 import * as crypto from "node:crypto";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { hostCommand, HostCommandBackend, HostCommandResource } from "./hostCommand";
 import { constants } from "./constants";
+import { projectRelative } from "./run";
 import { parseScriptJson, scriptCommandOutput } from "./shell";
 
 export interface NixBuildArgs {
@@ -34,12 +34,6 @@ export interface NixBuildArgs {
  */
 export function buildKey(storePath: string): string {
     return crypto.createHash("sha256").update(storePath).digest("hex").slice(0, 12);
-}
-
-/** The out-link relative to the project when it lies inside it, so commands do not name the checkout's location. */
-export function projectRelative(file: string, projectDir: string): string {
-    const rel = path.relative(projectDir, file);
-    return rel !== "" && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file;
 }
 
 /**

@@ -5,10 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, it } from "node:test";
 import { loadSerializedProvider } from "../test/helpers/dynamicProvider";
 import { hostCommandProvider } from "./hostCommand";
-import { parseLastJsonLine, run, runJson, sameStateDir } from "./run";
+import { absoluteStateDir, parseLastJsonLine, projectRelative, projectWorkDir, run, runJson, sameStateDir } from "./run";
 
 /** Runs `node -e CODE` that imports run.ts and calls run() on SCRIPT; resolves with what reached its stderr. */
 function stderrOfRun(script: string, echo: boolean): Promise<string> {
@@ -78,5 +81,30 @@ describe("sameStateDir", () => {
         assert.ok(sameStateDir({ stateDir: "/a/p/.pcp-eval-state/ci" }, { dir: "/a/p", stateDir: ".pcp-eval-state/ci" }));
         assert.ok(!sameStateDir({ dir: "/a/p", stateDir: "state-1" }, { dir: "/a/p", stateDir: "state-2" }));
         assert.ok(!sameStateDir({ stateDir: "/srv/one" }, { dir: "/a/p", stateDir: ".pcp-eval-state/ci" }));
+    });
+});
+
+describe("project paths", () => {
+    it("records a path inside the project relative to it, and one outside as given", () => {
+        assert.equal(projectRelative("/a/p/.pcp-eval-state/ci/vms", "/a/p"), ".pcp-eval-state/ci/vms");
+        assert.equal(projectRelative("/srv/state/vms", "/a/p"), "/srv/state/vms");
+        assert.equal(projectRelative("/a/pq/x", "/a/p"), "/a/pq/x");
+        assert.equal(projectRelative("/a/p", "/a/p"), "/a/p");
+    });
+
+    it("runs in the recorded project dir while it exists, and in the current one once the checkout moved", () => {
+        const moved = fs.mkdtempSync(path.join(os.tmpdir(), "pe-run-"));
+        try {
+            assert.equal(projectWorkDir(moved), moved);
+            assert.equal(projectWorkDir(undefined), undefined);
+            const gone = path.join(moved, "old-checkout");
+            assert.equal(projectWorkDir(gone), process.cwd());
+            // net.sh's sudo helper gets an absolute state dir, resolved where the script runs.
+            assert.equal(absoluteStateDir(".pcp-eval-state/ci/net", moved), path.join(moved, ".pcp-eval-state/ci/net"));
+            assert.equal(absoluteStateDir(".pcp-eval-state/ci/net", gone), path.join(process.cwd(), ".pcp-eval-state/ci/net"));
+            assert.equal(absoluteStateDir("/srv/net", moved), "/srv/net");
+        } finally {
+            fs.rmSync(moved, { recursive: true, force: true });
+        }
     });
 });

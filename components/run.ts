@@ -94,3 +94,33 @@ export function sameStateDir(a: { dir?: string; stateDir: string }, b: { dir?: s
     const nodePath: typeof import("node:path") = require("node:path");
     return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
 }
+
+/** A path relative to the project when it lies inside it, so recorded inputs do not name the checkout's location. */
+export function projectRelative(file: string, projectDir: string): string {
+    const nodePath: typeof import("node:path") = require("node:path");
+    const rel = nodePath.relative(projectDir, file);
+    return rel !== "" && !rel.startsWith("..") && !nodePath.isAbsolute(rel) ? rel : file;
+}
+
+/**
+ * The directory a provider runs a host script in: the recorded project
+ * directory, or this process's own when that one is gone. A checkout moved
+ * before any `up` recorded its new place (a destroy or refresh right after the
+ * move) still finds its scripts and state: Pulumi starts the provider plugin in
+ * the project directory, and scripts and state directories are recorded
+ * relative to it.
+ */
+export function projectWorkDir(dir: string | undefined): string | undefined {
+    const fs: typeof import("node:fs") = require("node:fs");
+    return dir === undefined || fs.existsSync(dir) ? dir : process.cwd();
+}
+
+/**
+ * A state directory as an absolute path: resolved against the working
+ * directory the script runs in. For scripts that hand the path to another
+ * process (net.sh's sudo helper checks that it is absolute).
+ */
+export function absoluteStateDir(stateDir: string, dir: string | undefined): string {
+    const nodePath: typeof import("node:path") = require("node:path");
+    return nodePath.resolve(projectWorkDir(dir) ?? process.cwd(), stateDir);
+}

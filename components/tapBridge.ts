@@ -2,8 +2,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { BridgeConfig, TapAttachment } from "./config";
 import { constants } from "./constants";
-import { runJson, sameStateDir } from "./run";
-import { projectRelative } from "./nixBuild";
+import { absoluteStateDir, projectRelative, projectWorkDir, runJson, sameStateDir } from "./run";
 
 /** A TAP VM's device; `vcpus` decides the TAP's multi_queue flag (the VM's QEMU opens it with queues=<vcpus> when vcpus > 1). */
 export type TapDevice = TapAttachment & { vcpus?: number };
@@ -69,20 +68,21 @@ interface NetStatus {
  * and returns its JSON line. A failure throws net.sh's own error lines (they
  * name the setting and the fix). Status reads are quiet.
  */
-function netScript(scriptPath: string, verb: string, args: string[], sudo: boolean, dir?: string): Promise<Record<string, unknown>> {
-    return runJson<Record<string, unknown>>("bash", [scriptPath, verb, ...args, ...(sudo ? ["--sudo"] : [])], {
-        cwd: dir,
+function netScript(scriptPath: string, verb: string, stateDir: string, args: string[], sudo: boolean, dir?: string): Promise<Record<string, unknown>> {
+    // An absolute state dir: with --sudo, net.sh hands it to its root helper, which refuses a relative one.
+    return runJson<Record<string, unknown>>("bash", [scriptPath, verb, "--state-dir", absoluteStateDir(stateDir, dir), ...args, ...(sudo ? ["--sudo"] : [])], {
+        cwd: projectWorkDir(dir),
         label: `net.sh ${verb}`,
         echo: verb !== "status",
     });
 }
 
 async function bridgeUp(i: NetBridgeInputs): Promise<void> {
-    await netScript(i.scriptPath, "bridge-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--gateway-cidr", i.gatewayCidr, "--nft-table", i.nftTable], i.sudo, i.dir);
+    await netScript(i.scriptPath, "bridge-up", i.stateDir, ["--bridge", i.bridge, "--gateway-cidr", i.gatewayCidr, "--nft-table", i.nftTable], i.sudo, i.dir);
 }
 
 async function tapUp(i: NetTapInputs): Promise<void> {
-    await netScript(i.scriptPath, "tap-up", ["--state-dir", i.stateDir, "--bridge", i.bridge, "--tap", i.tap, "--owner", i.owner,
+    await netScript(i.scriptPath, "tap-up", i.stateDir, ["--bridge", i.bridge, "--tap", i.tap, "--owner", i.owner,
         "--multi-queue", i.multiQueue ? "on" : "off"], i.sudo, i.dir);
 }
 
@@ -94,7 +94,7 @@ export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, Ne
     },
     async read(id, props) {
         if (props === undefined) return { id };
-        const s = (await netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--bridge", props.bridge, "--nft-table", props.nftTable], props.sudo, props.dir)) as unknown as NetStatus;
+        const s = (await netScript(props.scriptPath, "status", props.stateDir, ["--bridge", props.bridge, "--nft-table", props.nftTable], props.sudo, props.dir)) as unknown as NetStatus;
         // Nothing of ours left and nothing recorded (taken down by hand): gone.
         // A same-named device that is not ours: gone too; the next up refuses it with a clear error.
         if ((!s.recorded && !s.bridge.exists) || (s.bridge.exists && !s.bridge.ours)) return { id: "", props: undefined };
@@ -113,7 +113,7 @@ export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, Ne
         return { outs: { ...news, live: "ok" } };
     },
     async delete(_id, props) {
-        await netScript(props.scriptPath, "bridge-down", ["--state-dir", props.stateDir], props.sudo, props.dir);
+        await netScript(props.scriptPath, "bridge-down", props.stateDir, [], props.sudo, props.dir);
     },
 };
 
@@ -125,7 +125,7 @@ export const tapProvider: pulumi.dynamic.ResourceProvider<NetTapInputs, NetTapSt
     },
     async read(id, props) {
         if (props === undefined) return { id };
-        const s = (await netScript(props.scriptPath, "status", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo, props.dir)) as unknown as NetStatus;
+        const s = (await netScript(props.scriptPath, "status", props.stateDir, ["--tap", props.tap], props.sudo, props.dir)) as unknown as NetStatus;
         const t = s.taps.find((x) => x.name === props.tap);
         if (t === undefined || (!t.recorded && !t.exists) || (t.exists && !t.ours)) return { id: "", props: undefined };
         const healthy = t.ours && t.master === props.bridge && t.up === true;
@@ -143,7 +143,7 @@ export const tapProvider: pulumi.dynamic.ResourceProvider<NetTapInputs, NetTapSt
         return { outs: { ...news, live: "ok" } };
     },
     async delete(_id, props) {
-        await netScript(props.scriptPath, "tap-down", ["--state-dir", props.stateDir, "--tap", props.tap], props.sudo, props.dir);
+        await netScript(props.scriptPath, "tap-down", props.stateDir, ["--tap", props.tap], props.sudo, props.dir);
     },
 };
 

@@ -6,15 +6,17 @@
 #                      [--impure] [--timeout SECONDS]
 #       stdout: {"storePath":"/nix/store/...","outLink":"PATH"}
 #   nix-build.sh remove --out-link PATH
-#       stdout: {"outLink":"PATH","removed":true|false}
+#       stdout: {"outLink":"PATH","removed":true|false,"legacyRemoved":true|false}:
+#       PATH named <base>-<12 hex> (a generation) also removes the out-link
+#       <base> that pcp-eval kept before generations, when there is one.
 #   nix-build.sh status --out-link PATH
 #       stdout: {"storePath":"/nix/store/..."|null,"outLink":"PATH"}: where the
 #       out-link points now (null when it is gone or its store path is), the
 #       same shape as build's line, so refresh compares them key by key.
 #
-# Both verbs are idempotent: building an unchanged attribute again is a no-op
+# Every verb is idempotent: building an unchanged attribute again is a no-op
 # that prints the same store path; removing a missing out-link prints
-# "removed":false. A failed build leaves any previous out-link untouched and
+# "removed":false; status only reads. A failed build leaves any previous out-link untouched and
 # creates none. Nix's own progress and errors go to stderr.
 #
 # Works with Nix 2.8 (Debian's nix-bin): it enables the nix-command and flakes
@@ -171,11 +173,9 @@ out_link_arg() {
     printf '%s' "$out_link"
 }
 
-cmd_remove() {
-    local out_link
-    out_link="$(out_link_arg remove "$@")"
-
-    local removed=false
+# remove_link PATH: removes an out-link (a symlink into the store); prints true, or false when there is none.
+remove_link() {
+    local out_link="$1"
     if [[ -L "$out_link" ]]; then
         local target store
         target="$(readlink "$out_link")"
@@ -183,11 +183,29 @@ cmd_remove() {
         [[ "$target" == "$store"/* ]] \
             || die "remove: '$out_link' points to '$target', not into $store; refusing to remove what is not an out-link"
         rm -f -- "$out_link"
-        removed=true
+        echo true
     elif [[ -e "$out_link" ]]; then
         die "remove: '$out_link' is not a symlink; refusing to remove what is not an out-link"
+    else
+        echo false
     fi
-    jq -cn --arg outLink "$out_link" --argjson removed "$removed" '{outLink: $outLink, removed: $removed}'
+}
+
+cmd_remove() {
+    local out_link
+    out_link="$(out_link_arg remove "$@")"
+    local removed legacy_removed=false
+    removed="$(remove_link "$out_link")"
+    # A generation's link is <base>-<12 hex>; stacks made before generations had
+    # one link at <base>. Removing a generation removes that one too (when it is
+    # an out-link), so a stack upgraded in place leaves no GC root behind.
+    local legacy="${out_link%-*}"
+    if [[ "$out_link" =~ -[0-9a-f]{12}$ && -L "$legacy" && "$(readlink "$legacy")" == "$(store_dir)"/* ]]; then
+        legacy_removed="$(remove_link "$legacy")"
+        echo "$prog: removed $legacy, the out-link an earlier pcp-eval kept for this build" >&2
+    fi
+    jq -cn --arg outLink "$out_link" --argjson removed "$removed" --argjson legacy "$legacy_removed" \
+        '{outLink: $outLink, removed: $removed, legacyRemoved: $legacy}'
 }
 
 cmd_status() {

@@ -348,6 +348,11 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
         const names = Object.keys((await q.outputs()).pmproxyUrls as Record<string, string>).sort();
         const pids = Object.fromEntries(names.map((n) => [n, q.vmStatus(n).pid]));
         q.moveProject("moved");
+        // A refresh before any up: the recorded project dir is gone, so the providers' reads run in the new one
+        // (the plugin's working directory) and find every VM, the bridge and the TAPs where they are.
+        await q.pulumiOk(["refresh", "--yes", "--stack", stackName]);
+        const kept = ((await q.exportState()).deployment?.resources ?? []).filter((r) => r.type.endsWith(":MicroVmProcess")).map((r) => r.urn.split("::").pop()).sort();
+        assert.deepEqual(kept, names.map((n) => `vm-${n}-process`), "refresh after the move kept every VM process");
         // Only where commands run (dir) and the absolute paths in host commands change: updates.
         // Both run before any assertion, so the state follows the move whatever the plan said (later steps run here).
         const preview = await q.pulumiJson(["preview", "--stack", stackName]);

@@ -17,6 +17,7 @@ interface BuildOutput {
 interface RemoveOutput {
     outLink: string;
     removed: boolean;
+    legacyRemoved: boolean;
 }
 
 const fixture = path.join(repoRoot, "test", "fixtures", "flake-minimal", "flake.nix");
@@ -82,14 +83,46 @@ describe("host/nix-build.sh", () => {
 
         const first = await remove("--out-link", link);
         assert.equal(first.code, 0, first.stderr);
-        assert.deepEqual(parseLine<RemoveOutput>(first.stdout), { outLink: link, removed: true });
+        assert.deepEqual(parseLine<RemoveOutput>(first.stdout), { outLink: link, removed: true, legacyRemoved: false });
         assert.equal(fs.existsSync(link), false);
         assert.equal(fs.existsSync(storePath), true, "remove must not touch the store path itself");
         assert.equal(fs.readFileSync(neighbour, "utf8"), "keep me");
 
         const again = await remove("--out-link", link);
         assert.equal(again.code, 0, again.stderr);
-        assert.deepEqual(parseLine<RemoveOutput>(again.stdout), { outLink: link, removed: false });
+        assert.deepEqual(parseLine<RemoveOutput>(again.stdout), { outLink: link, removed: false, legacyRemoved: false });
+    });
+
+    test("removing a generation's link also removes the one out-link an earlier pcp-eval kept for it, and nothing else", async (t) => {
+        if (!requireTools(t, [...nixTools, "bash"])) return;
+        const legacy = path.join(stateDir, "runner");
+        const generation = `${legacy}-0123456789ab`;
+        const built = await build("--out-link", legacy, "--installable", `path:${flakeDir}#hello`);
+        assert.equal(built.code, 0, built.stderr);
+        const storePath = parseLine<BuildOutput>(built.stdout).storePath;
+        fs.symlinkSync(storePath, generation);
+        // Not out-links of ours: a plain file, and a link that does not point into the store.
+        const plain = path.join(stateDir, "notes");
+        fs.writeFileSync(plain, "keep me");
+        fs.symlinkSync(plain, path.join(stateDir, "foreign"));
+
+        const r = await remove("--out-link", generation);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(parseLine<RemoveOutput>(r.stdout), { outLink: generation, removed: true, legacyRemoved: true });
+        assert.equal(fs.existsSync(generation), false);
+        assert.equal(fs.existsSync(legacy), false, "the earlier out-link is gone too");
+        assert.match(r.stderr, /removed .*\/runner, the out-link an earlier pcp-eval kept/);
+        assert.equal(fs.existsSync(storePath), true, "the store path itself stays");
+
+        for (const other of ["notes", "foreign"]) {
+            const link = path.join(stateDir, `${other}-0123456789ab`);
+            fs.symlinkSync(storePath, link);
+            const o = await remove("--out-link", link);
+            assert.equal(o.code, 0, o.stderr);
+            assert.deepEqual(parseLine<RemoveOutput>(o.stdout), { outLink: link, removed: true, legacyRemoved: false }, other);
+        }
+        assert.equal(fs.readFileSync(plain, "utf8"), "keep me");
+        assert.equal(fs.readlinkSync(path.join(stateDir, "foreign")), plain);
     });
 
     test("remove refuses a path that is not an out-link", async (t) => {

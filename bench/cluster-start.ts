@@ -12,6 +12,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { startCluster } from "../test/helpers/cluster";
+import { median } from "./stats";
 
 const runs = (() => {
     const i = process.argv.indexOf("--runs");
@@ -19,12 +20,6 @@ const runs = (() => {
     if (!Number.isInteger(n) || n < 1) throw new Error(`--runs must be a positive whole number, got ${process.argv[i + 1]}`);
     return n;
 })();
-
-function median(xs: number[]): number {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = Math.floor(s.length / 2);
-    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function main(): Promise<void> {
     const startMs: number[] = [];

@@ -34,6 +34,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { EngineProject, engineTools, stackName } from "../test/helpers/engine";
+import { median as exactMedian } from "./stats";
+
+/** Whole milliseconds. */
+const median = (values: number[]): number => Math.round(exactMedian(values));
 
 interface Sample {
     up: number;
@@ -84,12 +88,6 @@ async function floorRun(p: EngineProject, dir: string): Promise<{ floorNoop: num
     await p.pulumiOk(at(["destroy", "--yes"]));
     await p.pulumiOk(at(["stack", "rm", "--yes"]));
     return { floorNoop: noop.ms, floorSkip: skip.ms };
-}
-
-function median(values: number[]): number {
-    const s = [...values].sort((a, b) => a - b);
-    const mid = Math.floor(s.length / 2);
-    return s.length % 2 === 1 ? s[mid]! : Math.round((s[mid - 1]! + s[mid]!) / 2);
 }
 
 function parseRuns(argv: string[]): number {

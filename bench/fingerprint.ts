@@ -30,15 +30,12 @@ import * as path from "node:path";
 import { evaluateStorePaths, flakeOutputExpression } from "../components/nixEval";
 import { EngineProject, engineTools, stackName } from "../test/helpers/engine";
 import { offlineNixConfig } from "../test/helpers/nix";
+import { median as exactMedian } from "./stats";
+
+/** To a tenth of a millisecond. */
+const median = (values: number[]): number => Math.round(exactMedian(values) * 10) / 10;
 
 const repoRoot = path.resolve(__dirname, "..");
-
-function median(values: number[]): number {
-    const s = [...values].sort((a, b) => a - b);
-    const mid = Math.floor(s.length / 2);
-    const m = s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-    return Math.round(m * 10) / 10;
-}
 
 function parseArgs(argv: string[]): { runs: number; engine: boolean } {
     const i = argv.indexOf("--runs");

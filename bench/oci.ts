@@ -19,6 +19,7 @@ import { containerSpec, dockerRunArgs } from "../components/ociContainerSpec";
 import { buildPcpImage } from "../test/fixtures/pcp-image/fixture";
 import { ensureDockerd } from "../test/helpers/dockerd";
 import { freePort } from "../test/helpers/ports";
+import { median } from "./stats";
 
 const runs = (() => {
     const i = process.argv.indexOf("--runs");
@@ -31,12 +32,6 @@ const repoRoot = path.resolve(__dirname, "..");
 const ociScript = path.join(repoRoot, "host/oci.sh");
 const repo = "pe6-bench-pcp-eval";
 const stack = `pe6-bench-${process.pid}`;
-
-function median(xs: number[]): number {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = Math.floor(s.length / 2);
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): { ms: number; stdout: string } {
     const t0 = performance.now();

@@ -20,6 +20,7 @@ import { performance } from "node:perf_hooks";
 import { constants } from "../components/constants";
 import type { VmStartResult } from "../components/microVmProcess";
 import { buildFixture, freePorts, makeRunner, vmScript, vmSh, type Runner } from "../test/fixtures/vm/fixture";
+import { median } from "./stats";
 
 interface Vm {
     name: string;
@@ -46,12 +47,6 @@ const runs = (() => {
 })();
 
 let stateDir = "";
-
-function median(xs: number[]): number {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = Math.floor(s.length / 2);
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 /** Resolves with the time the URL first answers 200; polls every 10 ms until `done()`. */
 async function firstAnswer(url: string, done: () => boolean): Promise<number | undefined> {

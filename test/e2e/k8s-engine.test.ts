@@ -108,13 +108,20 @@ describe("the real Pulumi engine and kubernetes provider on the k8s stack", { co
         if (!requireTools(t, needs)) return;
         const { q, c } = ctx();
         // The pod reads the host's /proc: its 1-minute load lies between two reads of /proc/loadavg around it.
+        // The kernel updates it every 5 s, so a pminfo slower than that may see two updates that leave the
+        // bracket; a wrong source misses it on every try, so three tries tell the two apart.
         const loadavg = (): number => Number(fs.readFileSync("/proc/loadavg", "utf8").split(" ")[0]);
-        const before = loadavg();
-        const load = q.ns.runOk("pminfo", ["-h", `${c.nodeIp}:${constants.ports.pmcd}`, "-f", "kernel.all.load"]);
-        const after = loadavg();
-        assert.equal([...load.matchAll(/value ([0-9.]+)/g)].length, 3, load);
-        const load1 = Number(/inst \[1 or "1 minute"\] value ([0-9.]+)/.exec(load)?.[1]);
-        assert.ok(load1 >= Math.min(before, after) - 0.01 && load1 <= Math.max(before, after) + 0.01, `kernel.all.load 1-minute ${load1} vs the host's /proc/loadavg ${before}..${after}`);
+        const tries: string[] = [];
+        for (let i = 0; i < 3; i++) {
+            const before = loadavg();
+            const load = q.ns.runOk("pminfo", ["-h", `${c.nodeIp}:${constants.ports.pmcd}`, "-f", "kernel.all.load"]);
+            const after = loadavg();
+            assert.equal([...load.matchAll(/value ([0-9.]+)/g)].length, 3, load);
+            const load1 = Number(/inst \[1 or "1 minute"\] value ([0-9.]+)/.exec(load)?.[1]);
+            if (load1 >= Math.min(before, after) - 0.01 && load1 <= Math.max(before, after) + 0.01) break;
+            tries.push(`${load1} vs ${before}..${after}`);
+        }
+        assert.ok(tries.length < 3, `kernel.all.load 1-minute against the host's /proc/loadavg, three tries: ${tries.join("; ")}`);
         // And its memory: mem.physmem (KB) is the host's MemTotal.
         const body = q.ns.runOk("curl", ["-sf", "--max-time", "10", `http://${c.nodeIp}:${constants.ports.pmproxy}/pmapi/fetch?names=mem.physmem`]);
         const physmem = (JSON.parse(body) as { values: Array<{ name: string; instances: Array<{ value: number }> }> }).values[0]!;

@@ -26,8 +26,11 @@
  *   up - vmReady - floorNoop <= 1.0 s
  *   destroy <= 1.5 s + vmStop
  *
- *   node --import tsx bench/engine.ts [--runs N]      (default 3; root, like the e2e test;
- *                                                      under flock /tmp/pcp-eval-heavy.lock)
+ *   node --import tsx bench/engine.ts [--runs N] [--compile-cache]
+ *       --runs N          default 3; root, like the e2e test; under flock /tmp/pcp-eval-heavy.lock
+ *       --compile-cache   every pulumi command (the floor's too) runs with NODE_COMPILE_CACHE
+ *                         set, as scripts/up.sh and the dev shell run it: the program and the
+ *                         dynamic provider plugin compile from Node's cache (run 1 fills it)
  *
  * Prints one line per run, then the medians and the goals, then one JSON line.
  */
@@ -91,6 +94,11 @@ async function floorRun(p: EngineProject, dir: string): Promise<{ floorNoop: num
 }
 
 function parseRuns(argv: string[]): number {
+    const unknown = argv.filter((a, k) => a !== "--runs" && a !== "--compile-cache" && argv[k - 1] !== "--runs");
+    if (unknown.length > 0) {
+        console.error(`bench/engine.ts: unknown argument '${unknown[0]}'; use --runs N and --compile-cache`);
+        process.exit(2);
+    }
     const i = argv.indexOf("--runs");
     if (i < 0) return 3;
     const n = Number(argv[i + 1]);
@@ -130,12 +138,14 @@ async function oneRun(p: EngineProject, floorDir: string, dynamicDir: string, st
 
 async function main(): Promise<void> {
     const runs = parseRuns(process.argv.slice(2));
+    const compileCache = process.argv.includes("--compile-cache");
     const tools = engineTools();
     const p = await EngineProject.create(tools);
     const samples: Sample[] = [];
     const stopLog = path.join(p.dir, "vm-stops.jsonl");
     // The CLI passes its environment to the language host and the providers, so vm.sh sees it.
     p.env.PCP_EVAL_VM_STOP_LOG = stopLog;
+    if (compileCache) p.env.NODE_COMPILE_CACHE = path.join(p.dir, "node-compile-cache");
     try {
         const floorDir = writeFloorProject(p, "floor", emptyProgram);
         const dynamicDir = writeFloorProject(p, "floor-dynamic", dynamicProgram);
@@ -164,7 +174,7 @@ async function main(): Promise<void> {
     ].map((g) => ({ ...g, met: g.valueMs <= g.budgetMs }));
     for (const g of goals) console.log(`goal ${g.goal}: ${g.valueMs} ms (${g.met ? "met" : "missed"}, margin ${g.budgetMs - g.valueMs} ms)`);
     console.log(`of the no-op up's ${m.noopUp - m.floorNoop} ms over the floor, ${m.dynNoop - m.floorNoop} ms is the dynamic provider plugin's alone (one do-nothing resource)`);
-    console.log(JSON.stringify({ bench: "engine", runs, pulumi: tools.pulumi, medianMs: m, goals }));
+    console.log(JSON.stringify({ bench: "engine", runs, compileCache, pulumi: tools.pulumi, medianMs: m, goals }));
 }
 
 main().catch((err: unknown) => {

@@ -24,8 +24,6 @@ export interface PreflightReport {
     missing: Finding[];
     /** Facts that change how things run but block nothing (e.g. TCG instead of KVM). */
     notes: string[];
-    /** Whether QEMU may use KVM on this host. */
-    kvmUsable: boolean;
 }
 
 /** What the checks ask of the host; tests pass a fake. */
@@ -126,7 +124,6 @@ export function preflight(
             });
         }
     }
-    let kvmUsable = cfg.vmAccel === "kvm";
     if (cfg.vms.length > 0) {
         if (cfg.vmAccel !== "auto") {
             notes.push(`VMs use ${cfg.vmAccel.toUpperCase()} (pcp-eval:vmAccel)`);
@@ -139,7 +136,6 @@ export function preflight(
             );
         } else {
             const kvm = dryRun ? rememberedKvmVerdict(kvmCacheFile)! : kvmWorks(host, release, kvmCacheFile);
-            kvmUsable = kvm.usable;
             notes.push(kvm.usable ? `KVM works (${kvm.why}): VMs use hardware virtualisation` : `KVM is not usable (${kvm.why}); VMs run under TCG, several times slower`);
         }
         if (cfg.sshPublicKey === undefined && !host.run("ssh-keygen", ["-V"], 5000).ok && !host.run("sh", ["-c", "command -v ssh-keygen"], 5000).ok) {
@@ -164,7 +160,21 @@ export function preflight(
             });
         }
     }
-    return { missing, notes, kvmUsable };
+    return { missing, notes };
+}
+
+/**
+ * The report of a skipped preflight (pcp-eval:skipPreflight): nothing checked,
+ * and no KVM test boot, so no verdict is written; each VM with vmAccel auto
+ * reads the verdict remembered for this boot when it starts, and without one
+ * runs TCG. Said as a note, so a user who expected KVM knows why.
+ */
+export function skippedPreflight(cfg: PcpEvalConfig): PreflightReport {
+    const notes = ["preflight skipped (pcp-eval:skipPreflight)"];
+    if (cfg.vms.length > 0 && cfg.vmAccel === "auto") {
+        notes.push("no KVM test boot runs either: VMs use TCG unless a KVM verdict is remembered for this host boot (set pcp-eval:vmAccel kvm to force KVM)");
+    }
+    return { missing: [], notes };
 }
 
 /** `net.sh check` stdout, as far as preflight reads it. */

@@ -105,6 +105,13 @@ describe("config errors name the key and the fix", () => {
         rejects({ containerEnabled: true, containerPortOffset: offset, vms: ["eval"] }, `host port ${constants.hostForwards.pmcd + offset}`, /claimed by/);
     });
     it("invalid CIDR", () => rejects({ bridgeEnabled: true, bridgeSubnet: "10.177.0.0/33" }, "pcp-eval:bridgeSubnet", /not a valid IPv4 CIDR/));
+    it("an invalid subnet with TAP VMs is one problem, the subnet's own (not one more per VM)", () => {
+        const found = problems({ bridgeEnabled: true, bridgeSubnet: "bogus", vms: ["eval:tap", "grafana:tap"] });
+        assert.equal(found.length, 1, found.join("\n"));
+        assert.match(found[0]!, /^pcp-eval:bridgeSubnet: "bogus" is not a valid IPv4 CIDR/);
+    });
+    it("a valid subnet too small for a TAP VM's slot asks for address=", () =>
+        rejects({ bridgeEnabled: true, bridgeSubnet: "192.168.7.0/29", bridgeGateway: "192.168.7.1", vms: ["bpf:tap"] }, "pcp-eval:vms[0]", /bridge subnet 192\.168\.7\.0\/29 is too small.*address=/));
     it("CIDR with host bits set", () => rejects({ bridgeEnabled: true, bridgeSubnet: `${constants.network.gateway}/24` }, "pcp-eval:bridgeSubnet", /not a valid IPv4 CIDR/));
     it("gateway outside the subnet", () => rejects({ bridgeEnabled: true, bridgeGateway: "192.168.1.1" }, "pcp-eval:bridgeGateway", /not a host address inside/));
     it("VM address outside the subnet", () => rejects({ bridgeEnabled: true, vms: ["eval:tap,address=10.178.0.5"] }, "pcp-eval:vms[0]", /outside the bridge subnet/));

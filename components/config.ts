@@ -482,7 +482,10 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
             let address = entry.address ?? slotAddress ?? "";
             const addr = parseIpv4(address);
             if (entry.address === undefined && slotAddress === undefined) {
-                problems.push(`${entry.source}: the bridge subnet ${subnetRaw} is too small for this VM's default address; set address=<an address inside it> or use a larger subnet`);
+                // An invalid subnet is its own problem, reported once above; only a valid one can be too small.
+                if (subnet !== undefined) {
+                    problems.push(`${entry.source}: the bridge subnet ${subnetRaw} is too small for this VM's default address; set address=<an address inside it> or use a larger subnet`);
+                }
             } else if (addr === undefined) {
                 problems.push(`${entry.source}: address "${address}" is not an IPv4 address`);
             } else if (subnet !== undefined) {

@@ -93,10 +93,17 @@ describe("config errors name the key and the fix", () => {
         const pmcd = forwardedPorts("eval").pmcd;
         assert.ok(found.some((p) => p.includes(`host port ${pmcd}`) && p.includes("pcp-eval:vms[0] (a) pmcd") && p.includes("pcp-eval:vms[1] (b) pmcd")), found.join("\n"));
     });
-    it("consoles colliding even when both VMs use TAP", () => {
-        const found = problems({ bridgeEnabled: true, vms: ["eval:tap,name=a", "eval:tap,name=b"] });
-        assert.ok(found.some((p) => /serial console and .* serial console/.test(p)), found.join("\n"));
+    it("a second VM of one variant is rejected, whatever its networking: its console ports are the first one's", () => {
+        for (const vms of [["eval:tap,name=a", "eval:tap,name=b"], ["eval:tap,name=a", "eval:user,name=b"], ["eval:user,name=a", "eval:tap,name=b"]]) {
+            const found = problems({ bridgeEnabled: true, vms });
+            assert.ok(found.some((p) => /serial console and .* serial console/.test(p)), found.join("\n"));
+            assert.ok(found.some((p) => /virtio console and .* virtio console/.test(p)), found.join("\n"));
+            // Only port collisions: the TAP slot both would share is no second problem.
+            assert.deepEqual(found.filter((p) => !p.startsWith("host port ")), [], found.join("\n"));
+        }
     });
+    it("an address= equal to another TAP VM's default address", () =>
+        rejects({ bridgeEnabled: true, vms: ["eval:tap", `grafana:tap,address=${slotAddress(1)}`] }, "pcp-eval:vms[1]", /already used by pcp-eval:vms\[0\]/));
     it("the container colliding with the base VM's forwards", () => {
         rejects({ containerEnabled: true, vms: ["base"] }, `host port ${constants.hostForwards.pmcd}`, /the container \(pmcd\).*pcp-eval:containerPortOffset/);
     });

@@ -437,7 +437,7 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     const seenNames = new Map<string, string>();
     const vms: VmSpec[] = [];
     const vmClaims: PortClaim[] = [];
-    const usedAddresses = new Map<string, string>();
+    const usedAddresses = new Map<string, { source: string; planned: boolean }>();
     // Each TAP VM's device, MAC and default address come from the plan, which
     // looks at no other VM: adding or removing one moves none of the others.
     const tapPlan = planTaps(
@@ -494,11 +494,13 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
                 } else if (address === gatewayRaw) {
                     problems.push(`${entry.source}: address ${address} is the bridge gateway; pick another address`);
                 }
+                // Two planned addresses meet only for two VMs of one variant: their console ports collide, reported below.
                 const holder = usedAddresses.get(address);
-                if (holder !== undefined) {
-                    problems.push(`${entry.source}: address ${address} is already used by ${holder}; give each TAP VM its own address=`);
+                const planned = entry.address === undefined;
+                if (holder !== undefined && !(holder.planned && planned)) {
+                    problems.push(`${entry.source}: address ${address} is already used by ${holder.source}; give each TAP VM its own address=`);
                 }
-                usedAddresses.set(address, entry.source);
+                usedAddresses.set(address, { source: entry.source, planned });
             }
             address = addr === undefined ? address : formatIpv4(addr);
             spec.tap = { device, address, mac };

@@ -4,10 +4,8 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import { ConfigError, parseConfig, PcpEvalConfig } from "./config";
 import { constants, forwardedPorts } from "./constants";
-import { formatIpv4, parseIpv4 } from "./net";
+import { slotAddress } from "./plan";
 
-/** The address of TAP slot i: the first VM address plus i (nix/constants.json). */
-const slotAddress = (i: number): string => formatIpv4(parseIpv4(constants.network.firstVmAddress)! + i);
 
 const projectDir = "/srv/pcp-eval";
 /** Real public keys (made with ssh-keygen for these tests; the private halves were discarded). */

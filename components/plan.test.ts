@@ -3,11 +3,9 @@ import { describe, it } from "node:test";
 import { parseConfig } from "./config";
 import { constants, Variant, variants } from "./constants";
 import { hostPorts } from "./microVm";
-import { formatIpv4, parseCidr, parseIpv4 } from "./net";
-import { planTaps } from "./plan";
+import { parseCidr } from "./net";
+import { planTaps, slotAddress } from "./plan";
 
-/** The address of TAP slot i: the first VM address plus i (nix/constants.json). */
-const slotAddress = (i: number): string => formatIpv4(parseIpv4(constants.network.firstVmAddress)! + i);
 
 const subnet = parseCidr(constants.network.subnet)!;
 

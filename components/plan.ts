@@ -13,7 +13,7 @@
  * (whatever its networking) before its slot could matter.
  */
 import { constants, Variant } from "./constants";
-import { Cidr, formatIpv4, parseIpv4 } from "./net";
+import { Cidr, formatIpv4, parseCidr, parseIpv4 } from "./net";
 
 export interface TapRequest {
     name: string;
@@ -44,6 +44,13 @@ export function slot(index: number, subnet: Cidr | undefined): TapSlot {
         if (subnet.hostAddress(address)) result.address = formatIpv4(address);
     }
     return result;
+}
+
+/** The address of slot `index` on the default subnet of nix/constants.json (a stack that sets no pcp-eval:bridgeSubnet). */
+export function slotAddress(index: number): string {
+    const address = slot(index, parseCidr(constants.network.subnet)).address;
+    if (address === undefined) throw new Error(`TAP slot ${index} lies outside the default subnet ${constants.network.subnet}`);
+    return address;
 }
 
 /** The slot of every TAP VM, keyed by VM name: its variant's tapIndex, nothing else. */

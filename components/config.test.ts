@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { ConfigError, parseConfig, PcpEvalConfig } from "./config";
+import { ConfigError, needsDocker, parseConfig, PcpEvalConfig } from "./config";
 import { constants, forwardedPorts } from "./constants";
 import { slotAddress } from "./plan";
 
@@ -174,4 +174,17 @@ describe("config errors name the key and the fix", () => {
             assert.match(err.message, /2 problems; nothing was created:\n {2}- .*\n {2}- /);
         }
     });
+});
+
+describe("needsDocker: the one rule preflight and the image component share", () => {
+    const k8s = { kubernetesEnabled: true, kubeContext: "minikube" };
+    const containerd = { ...k8s, kubeContainerd: "/run/containerd/containerd.sock" };
+    const cases: Array<[string, Record<string, unknown>, boolean]> = [
+        ["nothing that uses the image", { vms: ["eval"] }, false],
+        ["the container", { containerEnabled: true }, true],
+        ["a minikube, kind or docker-desktop cluster (loaded through Docker)", k8s, true],
+        ["a containerd cluster alone (it imports the image itself)", containerd, false],
+        ["a containerd cluster and the container", { ...containerd, containerEnabled: true }, true],
+    ];
+    for (const [what, raw, want] of cases) it(`${what}: ${want}`, () => assert.equal(needsDocker(parse(raw)), want));
 });

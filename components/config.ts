@@ -550,12 +550,22 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     return config;
 }
 
-/** Reads and validates the running stack's configuration. */
+/**
+ * Whether the stack needs a Docker daemon: for the container, and to load the
+ * image into a minikube, kind or docker-desktop cluster; a containerd cluster
+ * (pcp-eval:kubeContainerd) imports the image itself. Preflight checks for the
+ * daemon and the image component loads into it by this one rule.
+ */
+export function needsDocker(cfg: Pick<PcpEvalConfig, "container" | "kubernetes">): boolean {
+    return cfg.container !== undefined || (cfg.kubernetes !== undefined && cfg.kubernetes.containerd === "");
+}
+
 /** The stack's state directory: pcp-eval:stateDir (relative to the project), else .pcp-eval-state/<stack>. The stack exports it as the output stateDir. */
 export function stateDirOf(configured: string, stack: string, projectDir: string): string {
     return path.resolve(projectDir, configured === "" ? path.join(".pcp-eval-state", stack) : configured);
 }
 
+/** Reads and validates the running stack's configuration. */
 export function loadConfig(projectDir: string): PcpEvalConfig {
     // Imported lazily so parseConfig stays usable without an engine.
     const pulumi: typeof import("@pulumi/pulumi") = require("@pulumi/pulumi");

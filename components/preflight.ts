@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { PcpEvalConfig } from "./config";
+import { needsDocker, PcpEvalConfig } from "./config";
 import { constants } from "./constants";
 import { projectCacheDir } from "./cacheDir";
 import { parseLastJsonLine } from "./run";
@@ -104,8 +104,6 @@ export function preflight(
     const missing: Finding[] = [];
     const notes: string[] = [];
     const needsNix = cfg.vms.length > 0 || cfg.container !== undefined || cfg.kubernetes !== undefined;
-    // The same rule as environment.ts's dockerLoad: a containerd cluster (kubeContainerd) imports the image itself.
-    const needsDocker = cfg.container !== undefined || (cfg.kubernetes !== undefined && cfg.kubernetes.containerd === "");
     const needsPrivilege = cfg.bridge !== undefined;
 
     if (needsNix) {
@@ -114,7 +112,7 @@ export function preflight(
             missing.push({ item: "nix", problem: "the nix command is not on PATH", fix: "install Nix (https://nixos.org/download) or `apt-get install nix-bin`, with flakes enabled" });
         }
     }
-    if (needsDocker) {
+    if (needsDocker(cfg)) {
         const info = host.run("docker", ["info", "--format", "{{.ServerVersion}}"], 15000);
         if (!info.ok) {
             missing.push({

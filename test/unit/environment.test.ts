@@ -203,6 +203,14 @@ describe("other configurations", () => {
         assert.deepEqual(outputs.pmcdEndpoints, { base: `127.0.0.1:${forwardedPorts("base").pmcd}` });
     });
 
+    it("the image goes through Docker exactly when needsDocker says: a containerd cluster alone takes a reference, no docker load", async () => {
+        const k8s = { kubernetesEnabled: true, kubeContext: "k3s", kubeContainerd: "/run/k3s/containerd/containerd.sock" };
+        const alone = (await record(configOf(k8s))).recording.resources.map((r) => r.name);
+        assert.ok(alone.includes("pcp-image-ref") && !alone.includes("pcp-image-load"), alone.join(" "));
+        const withContainer = (await record(configOf({ ...k8s, containerEnabled: true }))).recording.resources.map((r) => r.name);
+        assert.ok(withContainer.includes("pcp-image-load") && !withContainer.includes("pcp-image-ref"), withContainer.join(" "));
+    });
+
     it("container only: image build, load and container; no VM, key, bridge or cluster", async () => {
         const { recording, outputs } = await record(configOf({ containerEnabled: true }));
         const names = recording.resources.map((r) => r.name).sort();

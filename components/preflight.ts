@@ -129,7 +129,7 @@ export function preflight(
             notes.push("qemu-system-x86_64 is not on PATH; the Nix-built runners bring their own QEMU, but the KVM check could not run, so VMs use TCG (slow)");
         } else if (dryRun && rememberedKvmVerdict(kvmCacheFile) === undefined) {
             notes.push(
-                "preview runs no KVM test boot and writes nothing, and no KVM verdict is remembered for this boot yet: " +
+                "preview runs no KVM test boot and writes no verdict, and no KVM verdict is remembered for this boot yet: " +
                     "`pulumi up` probes KVM first; each VM picks KVM or TCG from that verdict when it starts (no runner depends on it)",
             );
         } else {

@@ -11,7 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, loadConfig } from "./components/config";
 import { provisionEnvironment } from "./components/environment";
 import { storePathEvaluator } from "./components/nixEval";
-import { cachedPreflight, enforcePreflight, preflight, preflightCacheKey, PreflightReport, projectCacheDir, realHost } from "./components/preflight";
+import { cachedPreflight, enforcePreflight, preflight, preflightCacheKey, PreflightReport, projectCacheDir, realHost, skippedPreflight } from "./components/preflight";
 
 function main() {
     let cfg;
@@ -23,7 +23,7 @@ function main() {
         throw err;
     }
     const report: PreflightReport = cfg.skipPreflight
-        ? { missing: [], notes: ["preflight skipped (pcp-eval:skipPreflight)"], kvmUsable: cfg.vmAccel !== "tcg" }
+        ? skippedPreflight(cfg)
         : // A fact about the host, not the stack: cached outside the stack's state, which destroy empties.
           // A clean verdict is reused for a few minutes (the preview and update of one `up`, and no-op runs);
           // a preview reads it but writes none and boots no KVM probe.

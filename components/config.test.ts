@@ -2,12 +2,10 @@ import assert from "node:assert/strict";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { ConfigError, parseConfig, PcpEvalConfig } from "./config";
+import { ConfigError, needsDocker, parseConfig, PcpEvalConfig } from "./config";
 import { constants, forwardedPorts } from "./constants";
-import { formatIpv4, parseIpv4 } from "./net";
+import { slotAddress } from "./plan";
 
-/** The address of TAP slot i: the first VM address plus i (nix/constants.json). */
-const slotAddress = (i: number): string => formatIpv4(parseIpv4(constants.network.firstVmAddress)! + i);
 
 const projectDir = "/srv/pcp-eval";
 /** Real public keys (made with ssh-keygen for these tests; the private halves were discarded). */
@@ -93,10 +91,17 @@ describe("config errors name the key and the fix", () => {
         const pmcd = forwardedPorts("eval").pmcd;
         assert.ok(found.some((p) => p.includes(`host port ${pmcd}`) && p.includes("pcp-eval:vms[0] (a) pmcd") && p.includes("pcp-eval:vms[1] (b) pmcd")), found.join("\n"));
     });
-    it("consoles colliding even when both VMs use TAP", () => {
-        const found = problems({ bridgeEnabled: true, vms: ["eval:tap,name=a", "eval:tap,name=b"] });
-        assert.ok(found.some((p) => /serial console and .* serial console/.test(p)), found.join("\n"));
+    it("a second VM of one variant is rejected, whatever its networking: its console ports are the first one's", () => {
+        for (const vms of [["eval:tap,name=a", "eval:tap,name=b"], ["eval:tap,name=a", "eval:user,name=b"], ["eval:user,name=a", "eval:tap,name=b"]]) {
+            const found = problems({ bridgeEnabled: true, vms });
+            assert.ok(found.some((p) => /serial console and .* serial console/.test(p)), found.join("\n"));
+            assert.ok(found.some((p) => /virtio console and .* virtio console/.test(p)), found.join("\n"));
+            // Only port collisions: the TAP slot both would share is no second problem.
+            assert.deepEqual(found.filter((p) => !p.startsWith("host port ")), [], found.join("\n"));
+        }
     });
+    it("an address= equal to another TAP VM's default address", () =>
+        rejects({ bridgeEnabled: true, vms: ["eval:tap", `grafana:tap,address=${slotAddress(1)}`] }, "pcp-eval:vms[1]", /already used by pcp-eval:vms\[0\]/));
     it("the container colliding with the base VM's forwards", () => {
         rejects({ containerEnabled: true, vms: ["base"] }, `host port ${constants.hostForwards.pmcd}`, /the container \(pmcd\).*pcp-eval:containerPortOffset/);
     });
@@ -105,6 +110,13 @@ describe("config errors name the key and the fix", () => {
         rejects({ containerEnabled: true, containerPortOffset: offset, vms: ["eval"] }, `host port ${constants.hostForwards.pmcd + offset}`, /claimed by/);
     });
     it("invalid CIDR", () => rejects({ bridgeEnabled: true, bridgeSubnet: "10.177.0.0/33" }, "pcp-eval:bridgeSubnet", /not a valid IPv4 CIDR/));
+    it("an invalid subnet with TAP VMs is one problem, the subnet's own (not one more per VM)", () => {
+        const found = problems({ bridgeEnabled: true, bridgeSubnet: "bogus", vms: ["eval:tap", "grafana:tap"] });
+        assert.equal(found.length, 1, found.join("\n"));
+        assert.match(found[0]!, /^pcp-eval:bridgeSubnet: "bogus" is not a valid IPv4 CIDR/);
+    });
+    it("a valid subnet too small for a TAP VM's slot asks for address=", () =>
+        rejects({ bridgeEnabled: true, bridgeSubnet: "192.168.7.0/29", bridgeGateway: "192.168.7.1", vms: ["bpf:tap"] }, "pcp-eval:vms[0]", /bridge subnet 192\.168\.7\.0\/29 is too small.*address=/));
     it("CIDR with host bits set", () => rejects({ bridgeEnabled: true, bridgeSubnet: `${constants.network.gateway}/24` }, "pcp-eval:bridgeSubnet", /not a valid IPv4 CIDR/));
     it("gateway outside the subnet", () => rejects({ bridgeEnabled: true, bridgeGateway: "192.168.1.1" }, "pcp-eval:bridgeGateway", /not a host address inside/));
     it("VM address outside the subnet", () => rejects({ bridgeEnabled: true, vms: ["eval:tap,address=10.178.0.5"] }, "pcp-eval:vms[0]", /outside the bridge subnet/));
@@ -162,4 +174,17 @@ describe("config errors name the key and the fix", () => {
             assert.match(err.message, /2 problems; nothing was created:\n {2}- .*\n {2}- /);
         }
     });
+});
+
+describe("needsDocker: the one rule preflight and the image component share", () => {
+    const k8s = { kubernetesEnabled: true, kubeContext: "minikube" };
+    const containerd = { ...k8s, kubeContainerd: "/run/containerd/containerd.sock" };
+    const cases: Array<[string, Record<string, unknown>, boolean]> = [
+        ["nothing that uses the image", { vms: ["eval"] }, false],
+        ["the container", { containerEnabled: true }, true],
+        ["a minikube, kind or docker-desktop cluster (loaded through Docker)", k8s, true],
+        ["a containerd cluster alone (it imports the image itself)", containerd, false],
+        ["a containerd cluster and the container", { ...containerd, containerEnabled: true }, true],
+    ];
+    for (const [what, raw, want] of cases) it(`${what}: ${want}`, () => assert.equal(needsDocker(parse(raw)), want));
 });

@@ -107,7 +107,7 @@ export const configKeys = {
     sshPublicKey: { type: "string", default: "", description: "Public key authorised on the VMs. Empty: generate an ed25519 key per stack under stateDir." },
     useSudo: { type: "boolean", default: false, description: "Run bridge and TAP commands through `sudo -n` when not root." },
     hostCommands: { type: "string", default: "command", description: "How host commands run: command (@pulumi/command's local.Command; Pulumi installs its plugin) or dynamic (a dynamic provider inside the Node.js language host, for hosts that cannot get the plugin)." },
-    skipPreflight: { type: "boolean", default: false, description: "Skip the host checks run before anything is created (not recommended)." },
+    skipPreflight: { type: "boolean", default: false, description: "Skip the host checks run before anything is created (not recommended). No KVM test boot runs either: VMs with vmAccel auto use TCG unless a KVM verdict is already remembered for this host boot." },
     containerEnabled: { type: "boolean", default: false, description: "Run the PCP OCI image in Docker (pmcd and pmproxy)." },
     containerHostAddress: { type: "string", default: "127.0.0.1", description: "Host address the container's pmcd and pmproxy ports are published on." },
     containerPortOffset: { type: "integer", default: 0, description: "Offset added to the pmcd and pmproxy host ports of the container, like a VM variant offset." },
@@ -117,7 +117,7 @@ export const configKeys = {
     bridgeGateway: { type: "string", default: "", description: "Host address on the bridge (the VMs' gateway). Empty: the gateway in nix/constants.json." },
     vms: { type: "array", default: [], description: "MicroVMs, one string each: <variant>[:user|:tap][,name=N][,memory=MiB][,vcpus=N][,address=IP]. Variants: base, eval, grafana, bpf." },
     vmMemoryMiB: { type: "integer", default: 0, description: "Default memory per VM in MiB (at least the minimum in nix/constants.json). 0: the default in nix/constants.json." },
-    vmAccel: { type: "string", default: "auto", description: "QEMU accelerator for the VMs: auto (KVM when a test boot under KVM works, else TCG), kvm or tcg." },
+    vmAccel: { type: "string", default: "auto", description: "QEMU accelerator for the VMs: auto (KVM when the KVM test boot of `pulumi up`'s preflight worked on this host boot; TCG when it did not, or when no verdict is remembered, e.g. with skipPreflight), kvm or tcg." },
     vmVcpus: { type: "integer", default: 0, description: "Default vCPUs per VM. 0: the default in nix/constants.json." },
     kubernetesEnabled: { type: "boolean", default: false, description: "Deploy the PCP DaemonSet to a Kubernetes cluster." },
     kubeContext: { type: "string", default: "", description: "kubeconfig context to deploy to (required when kubernetesEnabled)." },
@@ -437,7 +437,7 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     const seenNames = new Map<string, string>();
     const vms: VmSpec[] = [];
     const vmClaims: PortClaim[] = [];
-    const usedAddresses = new Map<string, string>();
+    const usedAddresses = new Map<string, { source: string; planned: boolean }>();
     // Each TAP VM's device, MAC and default address come from the plan, which
     // looks at no other VM: adding or removing one moves none of the others.
     const tapPlan = planTaps(
@@ -482,7 +482,10 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
             let address = entry.address ?? slotAddress ?? "";
             const addr = parseIpv4(address);
             if (entry.address === undefined && slotAddress === undefined) {
-                problems.push(`${entry.source}: the bridge subnet ${subnetRaw} is too small for this VM's default address; set address=<an address inside it> or use a larger subnet`);
+                // An invalid subnet is its own problem, reported once above; only a valid one can be too small.
+                if (subnet !== undefined) {
+                    problems.push(`${entry.source}: the bridge subnet ${subnetRaw} is too small for this VM's default address; set address=<an address inside it> or use a larger subnet`);
+                }
             } else if (addr === undefined) {
                 problems.push(`${entry.source}: address "${address}" is not an IPv4 address`);
             } else if (subnet !== undefined) {
@@ -491,11 +494,13 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
                 } else if (address === gatewayRaw) {
                     problems.push(`${entry.source}: address ${address} is the bridge gateway; pick another address`);
                 }
+                // Two planned addresses meet only for two VMs of one variant: their console ports collide, reported below.
                 const holder = usedAddresses.get(address);
-                if (holder !== undefined) {
-                    problems.push(`${entry.source}: address ${address} is already used by ${holder}; give each TAP VM its own address=`);
+                const planned = entry.address === undefined;
+                if (holder !== undefined && !(holder.planned && planned)) {
+                    problems.push(`${entry.source}: address ${address} is already used by ${holder.source}; give each TAP VM its own address=`);
                 }
-                usedAddresses.set(address, entry.source);
+                usedAddresses.set(address, { source: entry.source, planned });
             }
             address = addr === undefined ? address : formatIpv4(addr);
             spec.tap = { device, address, mac };
@@ -545,12 +550,22 @@ export function parseConfig(raw: Record<string, string>, stack: string, projectD
     return config;
 }
 
-/** Reads and validates the running stack's configuration. */
+/**
+ * Whether the stack needs a Docker daemon: for the container, and to load the
+ * image into a minikube, kind or docker-desktop cluster; a containerd cluster
+ * (pcp-eval:kubeContainerd) imports the image itself. Preflight checks for the
+ * daemon and the image component loads into it by this one rule.
+ */
+export function needsDocker(cfg: Pick<PcpEvalConfig, "container" | "kubernetes">): boolean {
+    return cfg.container !== undefined || (cfg.kubernetes !== undefined && cfg.kubernetes.containerd === "");
+}
+
 /** The stack's state directory: pcp-eval:stateDir (relative to the project), else .pcp-eval-state/<stack>. The stack exports it as the output stateDir. */
 export function stateDirOf(configured: string, stack: string, projectDir: string): string {
     return path.resolve(projectDir, configured === "" ? path.join(".pcp-eval-state", stack) : configured);
 }
 
+/** Reads and validates the running stack's configuration. */
 export function loadConfig(projectDir: string): PcpEvalConfig {
     // Imported lazily so parseConfig stays usable without an engine.
     const pulumi: typeof import("@pulumi/pulumi") = require("@pulumi/pulumi");

@@ -4,7 +4,7 @@
  */
 import * as os from "node:os";
 import * as pulumi from "@pulumi/pulumi";
-import { PcpEvalConfig } from "./config";
+import { needsDocker, PcpEvalConfig } from "./config";
 import { GrafanaAdmin } from "./grafanaAdmin";
 import { dashboardUrls } from "./grafanaCatalog";
 import { MicroVm, MicroVmArgs, runnerExpression } from "./microVm";
@@ -116,8 +116,7 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
               system: cfg.system,
               storePath: storePathOf("pcp-image"),
               container: cfg.container,
-              // A containerd cluster imports the tarball itself: Docker is needed only for a container.
-              dockerLoad: cfg.container !== undefined || !cfg.kubernetes?.containerd,
+              dockerLoad: needsDocker(cfg),
           }, after)
         : undefined;
 

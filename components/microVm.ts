@@ -16,7 +16,6 @@ export interface MicroVmArgs {
     system: string;
     pcpSource: "nixpkgs" | "upstream";
     debugMode: boolean;
-    /** False when the host's KVM does not work; the runner then uses TCG. */
     /** pcp-eval:vmAccel: the VM process picks the accelerator when it starts (auto: the remembered KVM verdict). */
     vmAccel: "auto" | "kvm" | "tcg";
     /** The KVM verdict file (host/kvm-probe.sh's cache), read by vmAccel auto at start. */

@@ -216,8 +216,10 @@ describe("the serialized provider against a stand-in vm.sh", () => {
         // The verdict file moved (another cache dir): an update, the VM keeps running.
         assert.deepEqual(await diff(props.vmDir, auto, { ...auto, kvmVerdict: "/other/kvm-probe" }), { changes: true, replaces: [], deleteBeforeReplace: true });
         assert.deepEqual(await diff(props.vmDir, auto, { ...auto, accel: "tcg" }), { changes: true, replaces: ["accel"], deleteBeforeReplace: true });
-        // A state recorded before accel was an input has none: no change.
+        // A state recorded before accel was an input has neither accel nor kvmVerdict. Given both now:
+        // the verdict file is an update key, so an update; the accel it lacks replaces nothing.
         assert.deepEqual(await diff(props.vmDir, props, auto), { changes: true, replaces: [], deleteBeforeReplace: true });
+        // Given accel alone (no verdict file): nothing recorded to compare it with, so no change.
         assert.deepEqual(await diff(props.vmDir, props, { ...props, accel: "auto" }), { changes: false, replaces: [], deleteBeforeReplace: true });
     });
 

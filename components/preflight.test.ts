@@ -5,7 +5,12 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { requireTools } from "../test/helpers/tools";
-import { cachedPreflight, enforcePreflight, HostProbe, kvmProbeScript, preflight, preflightCacheKey, preflightCacheTtlMs, projectCacheDir, realHost, rememberedKvmVerdict } from "./preflight";
+import { cachedPreflight, enforcePreflight, HostProbe, kvmProbeScript, preflight, preflightCacheKey, preflightCacheTtlMs, projectCacheDir, realHost, rememberedKvmVerdict, skippedPreflight } from "./preflight";
+
+/** Asserts that one of the report's notes matches `pattern` (the notes are what a user sees of the KVM verdict). */
+function assertNote(report: { notes: string[] }, pattern: RegExp): void {
+    assert.ok(report.notes.some((n) => pattern.test(n)), `no note matches ${pattern}:\n${report.notes.join("\n")}`);
+}
 
 function cfgOf(raw: Record<string, unknown>): PcpEvalConfig {
     return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [`pcp-eval:${k}`, typeof v === "string" ? v : JSON.stringify(v)])), "unit", "/srv/p");
@@ -49,7 +54,7 @@ describe("preflight", () => {
     it("a complete host has nothing missing and KVM usable", () => {
         const report = preflight(cfgOf(full), fakeHost({}));
         assert.deepEqual(report.missing, []);
-        assert.equal(report.kvmUsable, true);
+        assertNote(report, /^KVM works .*: VMs use hardware virtualisation/);
     });
 
     it("a containerd cluster without a container needs no Docker: the cluster imports the image itself", () => {
@@ -109,7 +114,6 @@ describe("preflight", () => {
     it("a /dev/kvm whose test boot hangs means TCG, noted but not blocking", () => {
         const host = fakeHost({ kvmHangs: true });
         const report = preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test", "/tmp/verdict");
-        assert.equal(report.kvmUsable, false);
         assert.deepEqual(report.missing, []);
         assert.ok(report.notes.some((n) => /did not finish in 10 s.*TCG/.test(n)), report.notes.join("\n"));
         assert.ok(host.calls.includes(`bash ${kvmProbeScript} --cache /tmp/verdict --kernel /run/booted-system/kernel`), "asks the one probe, with the host's own kernel");
@@ -117,11 +121,11 @@ describe("preflight", () => {
 
     it("boots the first readable host kernel, and falls back to the probe's empty-machine check without one", () => {
         const withBoot = fakeHost({ missingPaths: ["/run/booted-system/kernel"] });
-        assert.equal(preflight(cfgOf({ vms: ["base"] }), withBoot, "6.1.0-test").kvmUsable, true);
+        assertNote(preflight(cfgOf({ vms: ["base"] }), withBoot, "6.1.0-test"), /^KVM works \(a test boot of \/boot\/vmlinuz-6\.1\.0-test/);
         assert.ok(withBoot.calls.some((c) => c.endsWith("--kernel /boot/vmlinuz-6.1.0-test")));
         const noKernel = fakeHost({ missingPaths: ["/run/booted-system/kernel", "/boot/vmlinuz-6.1.0-test", "/boot/vmlinuz"] });
         const report = preflight(cfgOf({ vms: ["base"] }), noKernel, "6.1.0-test");
-        assert.equal(report.kvmUsable, true);
+        assertNote(report, /^KVM works \(an empty KVM machine ran/);
         assert.ok(noKernel.calls.some((c) => c.startsWith(`bash ${kvmProbeScript}`) && !c.includes("--kernel")));
         assert.ok(report.notes.some((n) => /set pcp-eval:vmAccel tcg if VMs hang/.test(n)));
     });
@@ -132,14 +136,13 @@ describe("preflight", () => {
             const cache = path.join(dir, "kvm-probe");
             const host = fakeHost({});
             const none = preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test", cache, true);
-            assert.equal(none.kvmUsable, false);
             assert.ok(none.notes.some((n) => /preview runs no KVM test boot.*`pulumi up` probes KVM/.test(n)), none.notes.join("\n"));
             assert.deepEqual(host.calls.filter((c) => c.includes("kvm-probe")), [], "no probe boot in a preview");
             assert.deepEqual(fs.readdirSync(dir), [], "no file written by a preview");
 
             const boot = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
             fs.writeFileSync(cache, `${boot} yes a test boot ran to its end\n`);
-            assert.equal(preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test", cache, true).kvmUsable, true);
+            assertNote(preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test", cache, true), /^KVM works \(a test boot ran to its end \(remembered for this boot\)\)/);
             fs.writeFileSync(cache, `another-boot yes a test boot ran to its end\n`);
             assert.equal(rememberedKvmVerdict(cache), undefined, "a verdict of another boot is not this boot's");
             assert.deepEqual(host.calls.filter((c) => c.includes("kvm-probe")), []);
@@ -150,7 +153,7 @@ describe("preflight", () => {
 
     it("no /dev/kvm: TCG without asking the probe", () => {
         const host = fakeHost({ missingPaths: ["/dev/kvm"] });
-        assert.equal(preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test").kvmUsable, false);
+        assertNote(preflight(cfgOf({ vms: ["base"] }), host, "6.1.0-test"), /^KVM is not usable \(\/dev\/kvm does not exist\); VMs run under TCG/);
         assert.ok(!host.calls.some((c) => c.includes("kvm-probe")));
     });
 
@@ -164,9 +167,15 @@ describe("preflight", () => {
         for (const accel of ["kvm", "tcg"]) {
             const host = fakeHost({});
             const report = preflight(cfgOf({ vms: ["base"], vmAccel: accel }), host, "6.1.0-test");
-            assert.equal(report.kvmUsable, accel === "kvm");
+            assert.deepEqual(report.notes, [`VMs use ${accel.toUpperCase()} (pcp-eval:vmAccel)`]);
             assert.ok(!host.calls.some((c) => c.includes("-accel kvm")));
         }
+    });
+
+    it("skipPreflight checks nothing and says that VMs with vmAccel auto then run TCG unless a verdict is remembered", () => {
+        assert.deepEqual(skippedPreflight(cfgOf({})), { missing: [], notes: ["preflight skipped (pcp-eval:skipPreflight)"] });
+        assertNote(skippedPreflight(cfgOf({ vms: ["base"] })), /no KVM test boot runs.*TCG unless a KVM verdict is remembered for this host boot/);
+        assert.equal(skippedPreflight(cfgOf({ vms: ["base"], vmAccel: "tcg" })).notes.length, 1, "a forced accelerator needs no verdict");
     });
 
     it("up fails with every finding in one message; preview only warns", () => {

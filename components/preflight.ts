@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { PcpEvalConfig } from "./config";
+import { needsDocker, PcpEvalConfig } from "./config";
 import { constants } from "./constants";
 import { projectCacheDir } from "./cacheDir";
 import { parseLastJsonLine } from "./run";
@@ -24,8 +24,6 @@ export interface PreflightReport {
     missing: Finding[];
     /** Facts that change how things run but block nothing (e.g. TCG instead of KVM). */
     notes: string[];
-    /** Whether QEMU may use KVM on this host. */
-    kvmUsable: boolean;
 }
 
 /** What the checks ask of the host; tests pass a fake. */
@@ -106,8 +104,6 @@ export function preflight(
     const missing: Finding[] = [];
     const notes: string[] = [];
     const needsNix = cfg.vms.length > 0 || cfg.container !== undefined || cfg.kubernetes !== undefined;
-    // The same rule as environment.ts's dockerLoad: a containerd cluster (kubeContainerd) imports the image itself.
-    const needsDocker = cfg.container !== undefined || (cfg.kubernetes !== undefined && cfg.kubernetes.containerd === "");
     const needsPrivilege = cfg.bridge !== undefined;
 
     if (needsNix) {
@@ -116,7 +112,7 @@ export function preflight(
             missing.push({ item: "nix", problem: "the nix command is not on PATH", fix: "install Nix (https://nixos.org/download) or `apt-get install nix-bin`, with flakes enabled" });
         }
     }
-    if (needsDocker) {
+    if (needsDocker(cfg)) {
         const info = host.run("docker", ["info", "--format", "{{.ServerVersion}}"], 15000);
         if (!info.ok) {
             missing.push({
@@ -126,7 +122,6 @@ export function preflight(
             });
         }
     }
-    let kvmUsable = cfg.vmAccel === "kvm";
     if (cfg.vms.length > 0) {
         if (cfg.vmAccel !== "auto") {
             notes.push(`VMs use ${cfg.vmAccel.toUpperCase()} (pcp-eval:vmAccel)`);
@@ -134,12 +129,11 @@ export function preflight(
             notes.push("qemu-system-x86_64 is not on PATH; the Nix-built runners bring their own QEMU, but the KVM check could not run, so VMs use TCG (slow)");
         } else if (dryRun && rememberedKvmVerdict(kvmCacheFile) === undefined) {
             notes.push(
-                "preview runs no KVM test boot and writes nothing, and no KVM verdict is remembered for this boot yet: " +
+                "preview runs no KVM test boot and writes no verdict, and no KVM verdict is remembered for this boot yet: " +
                     "`pulumi up` probes KVM first; each VM picks KVM or TCG from that verdict when it starts (no runner depends on it)",
             );
         } else {
             const kvm = dryRun ? rememberedKvmVerdict(kvmCacheFile)! : kvmWorks(host, release, kvmCacheFile);
-            kvmUsable = kvm.usable;
             notes.push(kvm.usable ? `KVM works (${kvm.why}): VMs use hardware virtualisation` : `KVM is not usable (${kvm.why}); VMs run under TCG, several times slower`);
         }
         if (cfg.sshPublicKey === undefined && !host.run("ssh-keygen", ["-V"], 5000).ok && !host.run("sh", ["-c", "command -v ssh-keygen"], 5000).ok) {
@@ -164,7 +158,21 @@ export function preflight(
             });
         }
     }
-    return { missing, notes, kvmUsable };
+    return { missing, notes };
+}
+
+/**
+ * The report of a skipped preflight (pcp-eval:skipPreflight): nothing checked,
+ * and no KVM test boot, so no verdict is written; each VM with vmAccel auto
+ * reads the verdict remembered for this boot when it starts, and without one
+ * runs TCG. Said as a note, so a user who expected KVM knows why.
+ */
+export function skippedPreflight(cfg: PcpEvalConfig): PreflightReport {
+    const notes = ["preflight skipped (pcp-eval:skipPreflight)"];
+    if (cfg.vms.length > 0 && cfg.vmAccel === "auto") {
+        notes.push("no KVM test boot runs either: VMs use TCG unless a KVM verdict is remembered for this host boot (set pcp-eval:vmAccel kvm to force KVM)");
+    }
+    return { missing: [], notes };
 }
 
 /** `net.sh check` stdout, as far as preflight reads it. */

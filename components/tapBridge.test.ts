@@ -50,11 +50,11 @@ describe("TapBridge", () => {
         assert.deepEqual(recording.resources.filter((r) => r.name.startsWith("network-pcptap")).map((r) => r.name),
             [`network-${constants.network.tapPrefix}1`, `network-${constants.network.tapPrefix}0`]);
         // Each VM's device is its variant's slot (components/plan.ts): eval 1, base 0.
-        const tap0 = recording.byName(`network-${constants.network.tapPrefix}1`);
-        const tap1 = recording.byName(`network-${constants.network.tapPrefix}0`);
-        assert.equal(tap0.inputs.multiQueue, constants.vm.vcpus > 1);
-        assert.equal(tap1.inputs.multiQueue, false);
-        for (const tap of [tap0, tap1]) {
+        const evalTap = recording.byName(`network-${constants.network.tapPrefix}1`);
+        const baseTap = recording.byName(`network-${constants.network.tapPrefix}0`);
+        assert.equal(evalTap.inputs.multiQueue, constants.vm.vcpus > 1);
+        assert.equal(baseTap.inputs.multiQueue, false);
+        for (const tap of [evalTap, baseTap]) {
             assert.equal(tap.inputs.owner, "pcp-tester");
             assert.equal(tap.inputs.bridge, constants.network.bridge);
             assert.equal(tap.inputs.sudo, false);

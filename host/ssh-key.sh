@@ -54,9 +54,14 @@ case "$verb" in
         jq -nc --arg key "$key" --argjson removed "$removed" '{privateKeyPath: $key, removed: $removed}'
         ;;
     status)
-        pub=null
-        if [[ -f "$key" && -f "$key.pub" ]]; then pub="\"$(cat "$key.pub")\""; fi
-        printf '{"publicKey":%s,"privateKeyPath":"%s"}\n' "$pub" "$key"
+        command -v jq >/dev/null || die "jq not found; install jq"
+        # Built by jq, as ensure's: a quote or backslash in the key comment or the directory is escaped.
+        if [[ -f "$key" && -f "$key.pub" ]]; then
+            pub=$(cat "$key.pub")
+            jq -nc --arg pub "$pub" --arg key "$key" '{publicKey: $pub, privateKeyPath: $key}'
+        else
+            jq -nc --arg key "$key" '{publicKey: null, privateKeyPath: $key}'
+        fi
         ;;
     *) die "unknown verb '${verb}'; use ensure, remove or status" ;;
 esac

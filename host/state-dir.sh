@@ -87,5 +87,5 @@ case "$verb" in
         jq -nc --arg dir "$dir" --arg left "$left" --argjson gone "$([[ -d $dir ]] && echo false || echo true)" \
             '{dir:$dir, removed:$gone, left:($left | split("\n") | map(select(. != "")))}'
         ;;
-    *) die "unknown verb '${verb}'; use ensure or remove" ;;
+    *) die "unknown verb '${verb}'; use ensure or clean" ;;
 esac

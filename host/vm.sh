@@ -515,7 +515,9 @@ start_accel() {
     elif [[ -n $boot && $line == "$boot no"* ]]; then
         echo tcg
     else
-        echo "vm $name: start: no KVM verdict remembered for this boot${kvm_verdict:+ in $kvm_verdict} (pulumi up's preflight writes it): TCG" >&2
+        # None is written when preflight was skipped, found no /dev/kvm or QEMU to test
+        # with, or could only run an empty machine (host/kvm-probe.sh keeps no weak yes).
+        echo "vm $name: start: TCG: no KVM verdict for this boot${kvm_verdict:+ in $kvm_verdict} (only a KVM test boot by pulumi up's preflight writes one)" >&2
         echo tcg
     fi
 }

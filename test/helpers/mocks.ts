@@ -42,6 +42,7 @@ function fakeStdout(create: string, triggers: unknown): string {
         return JSON.stringify({ storePath: planned ?? `/nix/store/00000000000000000000000000000000-${linkName}`, outLink });
     }
     if (create.includes("oci.sh load")) return JSON.stringify({ image: "pcp-eval:00000000000000000000000000000000", loaded: true });
+    if (create.includes("oci.sh ref")) return JSON.stringify({ image: "pcp-eval:00000000000000000000000000000000" });
     if (create.includes("grafana-password.sh read")) return JSON.stringify({ password: "mock-grafana-password" });
     if (create.includes("ssh-key.sh ensure")) return JSON.stringify({ publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKey pcp-eval-test", created: true });
     return "{}";

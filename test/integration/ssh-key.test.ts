@@ -33,6 +33,25 @@ describe("ssh-key.sh", () => {
         assert.deepEqual(JSON.parse(removed.stdout), { privateKeyPath: path.join(dir, "id_ed25519"), removed: true });
     });
 
+    it("status is valid JSON with a quote and a backslash in the directory and the key comment, before and after ensure", (t) => {
+        if (!requireTools(t, ["jq", "ssh-keygen"])) return;
+        const dir = path.join(root, 'q"uo\\te');
+        const key = path.join(dir, "id_ed25519");
+        const status = (): { publicKey: string | null; privateKeyPath: string } => {
+            const r = run(["status", "--dir", dir]);
+            assert.equal(r.code, 0, r.stderr);
+            assert.equal(r.stdout.trim().split("\n").length, 1, r.stdout);
+            return JSON.parse(r.stdout) as { publicKey: string | null; privateKeyPath: string };
+        };
+        assert.deepEqual(status(), { publicKey: null, privateKeyPath: key });
+        const comment = 'me "at" C:\\home';
+        assert.equal(run(["ensure", "--dir", dir, "--comment", comment]).code, 0);
+        const now = status();
+        assert.equal(now.privateKeyPath, key);
+        assert.equal(now.publicKey, fs.readFileSync(`${key}.pub`, "utf8").trim());
+        assert.ok(now.publicKey?.endsWith(` ${comment}`), now.publicKey ?? "null");
+    });
+
     it("reuses an existing key only when it is this user's and not readable by others", (t) => {
         if (!requireTools(t, ["jq", "ssh-keygen"])) return;
         const dir = path.join(root, "loose");

@@ -32,6 +32,14 @@ describe("state-dir.sh", () => {
         assert.deepEqual(run(["clean", "--dir", dir]).json, { dir, removed: true, left: [] }, "clean twice is fine");
     });
 
+    it("an unknown verb names the two it has, and touches nothing", () => {
+        const dir = path.join(root, "stack-verb");
+        const r = run(["remove", "--dir", dir]);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /unknown verb 'remove'; use ensure or clean/);
+        assert.equal(fs.existsSync(dir), false);
+    });
+
     it("clean keeps every file, and the directories holding them, and says what is left", (t) => {
         if (!requireTools(t, ["jq", "find"])) return;
         const dir = path.join(root, "stack-b");

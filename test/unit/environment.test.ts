@@ -11,13 +11,11 @@ import YAML from "yaml";
 import { parseConfig, PcpEvalConfig } from "../../components/config";
 import * as pulumi from "@pulumi/pulumi";
 import { consolePorts, constants, forwardedPorts } from "../../components/constants";
-import { formatIpv4, parseIpv4 } from "../../components/net";
+import { slotAddress } from "../../components/plan";
 import { grafanaCatalog } from "../../components/grafanaCatalog";
 import { Environment, provisionEnvironment } from "../../components/environment";
 import { fakeStorePaths, recordProgram, Recording, resolve } from "../helpers/mocks";
 
-/** The address of TAP slot i: the first VM address plus i (nix/constants.json). */
-const slotAddress = (i: number): string => formatIpv4(parseIpv4(constants.network.firstVmAddress)! + i);
 
 const projectDir = path.resolve(__dirname, "../..");
 
@@ -169,7 +167,8 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.equal(await pulumi.isSecret(env.outputs.grafanaAdminPassword!), true);
         // Read over SSH from the grafana VM once it is up, with the stack's key; a new boot reads it again.
         const read = recording.byName("grafana-admin-read");
-        assert.match(String(read.inputs.create), /grafana-password\.sh read --host 10\.177\.0\.22 --port 22 --user root --identity \S+\/ssh\/id_ed25519/);
+        const host = slotAddress(2).replace(/\./g, "\\.");
+        assert.match(String(read.inputs.create), new RegExp(`grafana-password\\.sh read --host ${host} --port 22 --user root --identity \\S+/ssh/id_ed25519`));
         assert.ok(recording.dependencyNames("grafana-admin-read").includes("vm-grafana-process"), "after the VM is up");
     });
 
@@ -180,7 +179,7 @@ describe("dev stack (Pulumi.dev.yaml)", () => {
         assert.match(create, /mkMicrovmRunner/);
         assert.match(create, /variant = \\?"grafana\\?"/);
         assert.match(create, /networking = \\?"tap\\?"/);
-        assert.match(create, /address = \\?"10\.177\.0\.22\\?"/);
+        assert.match(create, new RegExp(`address = \\\\?"${slotAddress(2).replace(/\./g, "\\.")}\\\\?"`));
         assert.match(create, /ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKey/);
         assert.match(create, /debugMode = false/);
         // The accelerator is no input of the runner: the VM picks it when it starts.
@@ -202,6 +201,14 @@ describe("other configurations", () => {
         assert.ok(!recording.resources.some((r) => r.type.startsWith("docker:") || r.type.startsWith("kubernetes:") || r.type.startsWith("pulumi:providers:kubernetes")));
         assert.deepEqual(Object.keys(outputs).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "stateDir", "summary", "targets"]);
         assert.deepEqual(outputs.pmcdEndpoints, { base: `127.0.0.1:${forwardedPorts("base").pmcd}` });
+    });
+
+    it("the image goes through Docker exactly when needsDocker says: a containerd cluster alone takes a reference, no docker load", async () => {
+        const k8s = { kubernetesEnabled: true, kubeContext: "k3s", kubeContainerd: "/run/k3s/containerd/containerd.sock" };
+        const alone = (await record(configOf(k8s))).recording.resources.map((r) => r.name);
+        assert.ok(alone.includes("pcp-image-ref") && !alone.includes("pcp-image-load"), alone.join(" "));
+        const withContainer = (await record(configOf({ ...k8s, containerEnabled: true }))).recording.resources.map((r) => r.name);
+        assert.ok(withContainer.includes("pcp-image-load") && !withContainer.includes("pcp-image-ref"), withContainer.join(" "));
     });
 
     it("container only: image build, load and container; no VM, key, bridge or cluster", async () => {

@@ -13,21 +13,24 @@ import { provisionEnvironment } from "./components/environment";
 import { storePathEvaluator } from "./components/nixEval";
 import { cachedPreflight, enforcePreflight, preflight, preflightCacheKey, PreflightReport, projectCacheDir, realHost, skippedPreflight } from "./components/preflight";
 
-function main() {
-    let cfg;
+/** Reads the configuration: a bad one fails here, before anything is registered, with every problem. */
+function config() {
     try {
-        cfg = loadConfig(__dirname);
+        return loadConfig(__dirname);
     } catch (err) {
         // A RunError is shown without a stack trace: the message is the whole story.
         if (err instanceof ConfigError) throw new pulumi.RunError(err.message);
         throw err;
     }
+}
+
+async function main(cfg: ReturnType<typeof loadConfig>) {
     const report: PreflightReport = cfg.skipPreflight
         ? skippedPreflight(cfg)
         : // A fact about the host, not the stack: cached outside the stack's state, which destroy empties.
           // A clean verdict is reused for a few minutes (the preview and update of one `up`, and no-op runs);
           // a preview reads it but writes none and boots no KVM probe.
-          cachedPreflight(
+          await cachedPreflight(
               cfg,
               () => preflight(cfg, realHost, os.release(), path.join(projectCacheDir(), "kvm-probe"), pulumi.runtime.isDryRun()),
               projectCacheDir(),
@@ -46,4 +49,5 @@ function main() {
     return provisionEnvironment(cfg, { kvmVerdict, storePaths: (e) => storePathEvaluator.evaluate(e, projectDir) }).outputs;
 }
 
-export = main();
+// Pulumi awaits an exported promise; its outputs are the stack's.
+export = main(config());

@@ -3,7 +3,7 @@
  * is listed in one error, each with how to get it; on `pulumi preview` the
  * same findings are warnings, so a plan can be reviewed on any machine.
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -26,17 +26,37 @@ export interface PreflightReport {
     notes: string[];
 }
 
-/** What the checks ask of the host; tests pass a fake. */
+/** What one probe command answered: ok is exit status 0 within its time. */
+export interface ProbeResult {
+    ok: boolean;
+    stdout: string;
+    stderr: string;
+}
+
+/**
+ * What the checks ask of the host; tests pass a fake. run is async so that
+ * independent probes run side by side: a preflight costs its slowest probe
+ * (net.sh check's trial bridge, or a first KVM test boot), not their sum.
+ */
 export interface HostProbe {
-    run(command: string, args: string[], timeoutMs: number, input?: string): { ok: boolean; stdout: string; stderr: string };
+    run(command: string, args: string[], timeoutMs: number, input?: string): Promise<ProbeResult>;
     isRoot(): boolean;
     exists(path: string): boolean;
 }
 
 export const realHost: HostProbe = {
     run(command, args, timeoutMs, input) {
-        const r = spawnSync(command, args, { encoding: "utf8", timeout: timeoutMs, input, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
-        return { ok: r.status === 0 && r.error === undefined, stdout: r.stdout ?? "", stderr: r.stderr ?? String(r.error ?? "") };
+        return new Promise((resolve) => {
+            const child = spawn(command, args, { timeout: timeoutMs, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+            let stdout = "";
+            let stderr = "";
+            child.stdout?.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+            child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+            // A command that cannot start (not on PATH) fails like one that exits non-zero, saying why.
+            child.on("error", (e) => resolve({ ok: false, stdout, stderr: stderr || String(e) }));
+            child.on("close", (code, signal) => resolve({ ok: code === 0 && signal === null, stdout, stderr }));
+            child.stdin?.end(input);
+        });
     },
     isRoot: () => typeof process.getuid === "function" && process.getuid() === 0,
     exists: (p) => fs.existsSync(p),
@@ -59,11 +79,17 @@ export const kvmProbeScript = path.resolve(__dirname, "..", "host", "kvm-probe.s
  * `cacheFile` (default: kvm-probe under projectCacheDir()), so a hanging KVM
  * costs its timeout once.
  */
-export function kvmWorks(host: HostProbe, release: string, cacheFile: string = path.join(projectCacheDir(), "kvm-probe")): { usable: boolean; why: string } {
+export async function kvmWorks(host: HostProbe, release: string, cacheFile: string = path.join(projectCacheDir(), "kvm-probe")): Promise<{ usable: boolean; why: string }> {
     if (!host.exists("/dev/kvm")) return { usable: false, why: "/dev/kvm does not exist" };
-    const kernel = hostKernelCandidates(release).find((k) => host.exists(k) && host.run("test", ["-r", k], 2000).ok);
+    let kernel: string | undefined;
+    for (const k of hostKernelCandidates(release)) {
+        if (host.exists(k) && (await host.run("test", ["-r", k], 2000)).ok) {
+            kernel = k;
+            break;
+        }
+    }
     const args = [kvmProbeScript, "--cache", cacheFile, ...(kernel === undefined ? [] : ["--kernel", kernel])];
-    const probe = host.run("bash", args, 30000);
+    const probe = await host.run("bash", args, 30000);
     try {
         const verdict = JSON.parse(probe.stdout.trim().split("\n").pop() ?? "") as { usable: boolean; why: string };
         if (typeof verdict.usable === "boolean" && typeof verdict.why === "string") return { usable: verdict.usable, why: verdict.why };
@@ -94,71 +120,91 @@ export function rememberedKvmVerdict(cacheFile: string, bootIdFile = "/proc/sys/
  * is quick and touches nothing. It uses the verdict remembered for this boot,
  * or, with none, plans for TCG and says that `up` will probe.
  */
-export function preflight(
+export async function preflight(
     cfg: PcpEvalConfig,
     host: HostProbe,
     release: string = os.release(),
     kvmCacheFile: string = path.join(projectCacheDir(), "kvm-probe"),
     dryRun = false,
-): PreflightReport {
-    const missing: Finding[] = [];
-    const notes: string[] = [];
+): Promise<PreflightReport> {
     const needsNix = cfg.vms.length > 0 || cfg.container !== undefined || cfg.kubernetes !== undefined;
-    const needsPrivilege = cfg.bridge !== undefined;
+    const nothing: Promise<PreflightReport> = Promise.resolve({ missing: [], notes: [] });
+    // Every part starts at once; the report lists them in this order whatever finishes first.
+    const parts = await Promise.all([
+        needsNix ? nixFindings(host) : nothing,
+        needsDocker(cfg) ? dockerFindings(host) : nothing,
+        cfg.vms.length > 0 ? vmFindings(cfg, host, release, kvmCacheFile, dryRun) : nothing,
+        cfg.bridge !== undefined ? netCheckFindings(cfg, host).then((missing) => ({ missing, notes: [] })) : nothing,
+        cfg.kubernetes !== undefined ? kubeFindings(cfg.kubernetes, host) : nothing,
+    ]);
+    return { missing: parts.flatMap((p) => p.missing), notes: parts.flatMap((p) => p.notes) };
+}
 
-    if (needsNix) {
-        const nix = host.run("nix", ["--version"], 10000);
-        if (!nix.ok) {
-            missing.push({ item: "nix", problem: "the nix command is not on PATH", fix: "install Nix (https://nixos.org/download) or `apt-get install nix-bin`, with flakes enabled" });
+async function nixFindings(host: HostProbe): Promise<PreflightReport> {
+    const nix = await host.run("nix", ["--version"], 10000);
+    if (nix.ok) return { missing: [], notes: [] };
+    return { missing: [{ item: "nix", problem: "the nix command is not on PATH", fix: "install Nix (https://nixos.org/download) or `apt-get install nix-bin`, with flakes enabled" }], notes: [] };
+}
+
+async function dockerFindings(host: HostProbe): Promise<PreflightReport> {
+    const info = await host.run("docker", ["info", "--format", "{{.ServerVersion}}"], 15000);
+    if (info.ok) return { missing: [], notes: [] };
+    return {
+        missing: [{
+            item: "docker daemon",
+            problem: `no reachable Docker daemon (${info.stderr.trim().split("\n").pop() || "docker not found"})`,
+            fix: "install Docker and start it (`systemctl start docker`), or point DOCKER_HOST at a running daemon",
+        }],
+        notes: [],
+    };
+}
+
+/** The accelerator the VMs will use, and the SSH tools they need. */
+async function vmFindings(cfg: PcpEvalConfig, host: HostProbe, release: string, kvmCacheFile: string, dryRun: boolean): Promise<PreflightReport> {
+    const accelNote = async (): Promise<string> => {
+        if (cfg.vmAccel !== "auto") return `VMs use ${cfg.vmAccel.toUpperCase()} (pcp-eval:vmAccel)`;
+        if (!(await host.run("qemu-system-x86_64", ["--version"], 10000)).ok) {
+            return "qemu-system-x86_64 is not on PATH; the Nix-built runners bring their own QEMU, but the KVM check could not run, so VMs use TCG (slow)";
         }
-    }
-    if (needsDocker(cfg)) {
-        const info = host.run("docker", ["info", "--format", "{{.ServerVersion}}"], 15000);
-        if (!info.ok) {
-            missing.push({
-                item: "docker daemon",
-                problem: `no reachable Docker daemon (${info.stderr.trim().split("\n").pop() || "docker not found"})`,
-                fix: "install Docker and start it (`systemctl start docker`), or point DOCKER_HOST at a running daemon",
-            });
-        }
-    }
-    if (cfg.vms.length > 0) {
-        if (cfg.vmAccel !== "auto") {
-            notes.push(`VMs use ${cfg.vmAccel.toUpperCase()} (pcp-eval:vmAccel)`);
-        } else if (!host.run("qemu-system-x86_64", ["--version"], 10000).ok) {
-            notes.push("qemu-system-x86_64 is not on PATH; the Nix-built runners bring their own QEMU, but the KVM check could not run, so VMs use TCG (slow)");
-        } else if (dryRun && rememberedKvmVerdict(kvmCacheFile) === undefined) {
-            notes.push(
+        const remembered = dryRun ? rememberedKvmVerdict(kvmCacheFile) : undefined;
+        if (dryRun && remembered === undefined) {
+            return (
                 "preview runs no KVM test boot and writes no verdict, and no KVM verdict is remembered for this boot yet: " +
-                    "`pulumi up` probes KVM first; each VM picks KVM or TCG from that verdict when it starts (no runner depends on it)",
+                "`pulumi up` probes KVM first; each VM picks KVM or TCG from that verdict when it starts (no runner depends on it)"
             );
-        } else {
-            const kvm = dryRun ? rememberedKvmVerdict(kvmCacheFile)! : kvmWorks(host, release, kvmCacheFile);
-            notes.push(kvm.usable ? `KVM works (${kvm.why}): VMs use hardware virtualisation` : `KVM is not usable (${kvm.why}); VMs run under TCG, several times slower`);
         }
-        if (cfg.sshPublicKey === undefined && !host.run("ssh-keygen", ["-V"], 5000).ok && !host.run("sh", ["-c", "command -v ssh-keygen"], 5000).ok) {
-            missing.push({ item: "ssh-keygen", problem: "needed to generate the stack's SSH key", fix: "`apt-get install openssh-client`, or set pcp-eval:sshPublicKey" });
-        }
+        const kvm = remembered ?? (await kvmWorks(host, release, kvmCacheFile));
+        return kvm.usable ? `KVM works (${kvm.why}): VMs use hardware virtualisation` : `KVM is not usable (${kvm.why}); VMs run under TCG, several times slower`;
+    };
+    const sshKeygen = async (): Promise<Finding[]> => {
+        if (cfg.sshPublicKey !== undefined) return [];
+        if ((await host.run("ssh-keygen", ["-V"], 5000)).ok || (await host.run("sh", ["-c", "command -v ssh-keygen"], 5000)).ok) return [];
+        return [{ item: "ssh-keygen", problem: "needed to generate the stack's SSH key", fix: "`apt-get install openssh-client`, or set pcp-eval:sshPublicKey" }];
+    };
+    const ssh = async (): Promise<Finding[]> => {
         const grafanaVm = cfg.vms.find((vm) => constants.variants[vm.variant].features.grafana);
-        if (grafanaVm !== undefined && !host.run("sh", ["-c", "command -v ssh"], 5000).ok) {
-            missing.push({ item: "ssh", problem: `needed to read the Grafana admin password of VM ${grafanaVm.name} (host/grafana-password.sh)`, fix: "`apt-get install openssh-client`" });
-        }
+        if (grafanaVm === undefined || (await host.run("sh", ["-c", "command -v ssh"], 5000)).ok) return [];
+        return [{ item: "ssh", problem: `needed to read the Grafana admin password of VM ${grafanaVm.name} (host/grafana-password.sh)`, fix: "`apt-get install openssh-client`" }];
+    };
+    const [note, keygen, sshFinding] = await Promise.all([accelNote(), sshKeygen(), ssh()]);
+    return { missing: [...keygen, ...sshFinding], notes: [note] };
+}
+
+async function kubeFindings(kube: NonNullable<PcpEvalConfig["kubernetes"]>, host: HostProbe): Promise<PreflightReport> {
+    const ctxArgs = ["config", "get-contexts", "-o", "name", ...(kube.kubeconfig ? ["--kubeconfig", kube.kubeconfig] : [])];
+    const contexts = await host.run("kubectl", ctxArgs, 10000);
+    if (!contexts.ok) {
+        return { missing: [{ item: "kubectl", problem: "kubectl is missing or has no kubeconfig", fix: "install kubectl and create a cluster (e.g. `minikube start`)" }], notes: [] };
     }
-    if (needsPrivilege) missing.push(...netCheckFindings(cfg, host));
-    if (cfg.kubernetes !== undefined) {
-        const ctxArgs = ["config", "get-contexts", "-o", "name", ...(cfg.kubernetes.kubeconfig ? ["--kubeconfig", cfg.kubernetes.kubeconfig] : [])];
-        const contexts = host.run("kubectl", ctxArgs, 10000);
-        if (!contexts.ok) {
-            missing.push({ item: "kubectl", problem: "kubectl is missing or has no kubeconfig", fix: "install kubectl and create a cluster (e.g. `minikube start`)" });
-        } else if (!contexts.stdout.split("\n").map((s) => s.trim()).includes(cfg.kubernetes.context)) {
-            missing.push({
-                item: `kube context ${cfg.kubernetes.context}`,
-                problem: `no context "${cfg.kubernetes.context}" in the kubeconfig (have: ${contexts.stdout.trim().split("\n").join(", ") || "none"})`,
-                fix: cfg.kubernetes.context === "minikube" ? "`minikube start`" : "set pcp-eval:kubeContext to one of `kubectl config get-contexts -o name`",
-            });
-        }
-    }
-    return { missing, notes };
+    if (contexts.stdout.split("\n").map((c) => c.trim()).includes(kube.context)) return { missing: [], notes: [] };
+    return {
+        missing: [{
+            item: `kube context ${kube.context}`,
+            problem: `no context "${kube.context}" in the kubeconfig (have: ${contexts.stdout.trim().split("\n").join(", ") || "none"})`,
+            fix: kube.context === "minikube" ? "`minikube start`" : "set pcp-eval:kubeContext to one of `kubectl config get-contexts -o name`",
+        }],
+        notes: [],
+    };
 }
 
 /**
@@ -186,9 +232,9 @@ interface NetCheck {
  * kernel features, a trial bridge and TAP in a scratch network namespace),
  * which a user also runs by hand.
  */
-export function netCheckFindings(cfg: PcpEvalConfig, host: HostProbe): Finding[] {
+export async function netCheckFindings(cfg: PcpEvalConfig, host: HostProbe): Promise<Finding[]> {
     const script = path.join(cfg.projectDir, "host", "net.sh");
-    const r = host.run("bash", [script, "check", ...(cfg.useSudo ? ["--sudo"] : [])], 30000);
+    const r = await host.run("bash", [script, "check", ...(cfg.useSudo ? ["--sudo"] : [])], 30000);
     let check: NetCheck;
     try {
         check = parseLastJsonLine<NetCheck>(r.stdout, "net.sh check");
@@ -274,14 +320,14 @@ export function preflightCacheKey(cfg: PcpEvalConfig, readText: (file: string) =
  * (`readOnly`) may reuse a kept verdict but never writes one: preview touches
  * nothing on the host.
  */
-export function cachedPreflight(
+export async function cachedPreflight(
     cfg: PcpEvalConfig,
-    compute: () => PreflightReport,
+    compute: () => Promise<PreflightReport>,
     cacheDir: string = projectCacheDir(),
     now: () => number = Date.now,
     key: string = preflightCacheKey(cfg),
     readOnly = false,
-): PreflightReport & { cached: boolean } {
+): Promise<PreflightReport & { cached: boolean }> {
     const file = path.join(cacheDir, "preflight", `${key}.json`);
     try {
         const kept = JSON.parse(fs.readFileSync(file, "utf8")) as { at: number; report: PreflightReport };
@@ -290,7 +336,7 @@ export function cachedPreflight(
     } catch {
         // None kept, or unreadable: check afresh.
     }
-    const report = compute();
+    const report = await compute();
     if (report.missing.length === 0 && !readOnly) {
         try {
             fs.mkdirSync(path.dirname(file), { recursive: true });

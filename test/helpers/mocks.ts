@@ -61,7 +61,7 @@ export interface Recording {
  * Sets fresh mocks, runs `build`, waits for every registration, and returns
  * the recording plus what `build` returned with all outputs resolved.
  */
-export async function recordProgram<T>(build: () => T, options: { preview?: boolean; stack?: string } = {}): Promise<{ recording: Recording; result: T }> {
+export async function recordProgram<T>(build: () => T | Promise<T>, options: { preview?: boolean; stack?: string } = {}): Promise<{ recording: Recording; result: T }> {
     const resources: RecordedResource[] = [];
     const inputsByTypeName = new Map<string, Record<string, unknown>>();
     await pulumi.runtime.setMocks(
@@ -113,7 +113,7 @@ export async function recordProgram<T>(build: () => T, options: { preview?: bool
             callback(err, resp);
         });
     };
-    const result = build();
+    const result = await build();
     // Let every pending registration and output settle.
     for (let i = 0; i < 20; i++) {
         await new Promise((resolve) => setImmediate(resolve));

@@ -97,7 +97,7 @@ describe("host/kvm-probe.sh", () => {
         assert.equal(r.code, 0, r.stderr);
         const verdict = JSON.parse(r.stdout) as Verdict;
         const cfg = parseConfig({ "pcp-eval:vms": JSON.stringify(["base"]) }, "unit", "/srv/p");
-        const report = preflight(cfg, realHost, os.release(), cache);
+        const report = await preflight(cfg, realHost, os.release(), cache);
         const note = report.notes.find((n) => /remembered for this boot/.test(n));
         assert.ok(note, report.notes.join("\n"));
         assert.match(note, verdict.usable ? /^KVM works/ : /^KVM is not usable/);

@@ -344,21 +344,28 @@ STATE_SHAPE='
            else empty end)
         ] | first // "";'
 
-# read_state MODE: reads the state file (or the empty state when there is
-# none), checks its version (MODE "change"; status reads any version) and its
-# shape, and copies its values into STATE, MARKER and S_*, all in one jq call.
+# read_state MODE [LINK...]: reads the state file (or the empty state when
+# there is none), checks its version (MODE "change"; status reads any version)
+# and its shape, and copies its values into STATE, MARKER and S_*; the links
+# named are read too (as read_links does), all with one jq call.
 read_state() {
-    local mode=$1 out
+    local mode=$1 out n links=()
+    shift
     STATE_FILE=$STATE_DIR/$STATE_BASENAME
     if [[ ! -e $STATE_FILE ]]; then
         STATE=$(empty_state)
         STATE_ORIG=$STATE
+        (($# == 0)) || read_links "$@"
         return 0
     fi
+    for n in "$@"; do
+        out=$(ip_link "$n")
+        if [[ -n $out ]]; then links+=("$n" "$out"); else LINK_REC[$n]=""; fi
+    done
     out=$(jq -rs --arg mode "$mode" --arg v "$STATE_VERSION" \
         --arg ifre '^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$' --arg tre '^[A-Za-z][A-Za-z0-9_]{0,31}$' \
         --arg mre "^${MARKER_PREFIX}[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\$" \
-        --arg cidre '^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$' "$STATE_SHAPE"'
+        --arg cidre '^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$' "$STATE_SHAPE$JQ_LINK"'
         def version: if type != "object" then "" elif (.version | type) == "string" then .version else .version | tojson end;
         def sh_array: map(@sh) | join(" ");
         if length != 1 then "S_ERR=json"
@@ -371,9 +378,10 @@ read_state() {
                  "S_NFT_TABLE=\(.nft.table // "" | @sh) S_NFT_SUBNET=\(.nft.subnet // "" | @sh) S_NFT_DIGEST=\(.nft.digest // "" | @sh)",
                  "S_FWD=\(if .ipForward == null then 0 else 1 end) S_FWD_PREV=\(.ipForward.previous // "" | @sh) S_FWD_AR=\(.ipForward.acceptRedirects // "" | @sh)",
                  "S_FWD_DEVS=(\(.ipForward.devicesForwarding // [] | sh_array))",
-                 "S_TAPS=(\(.taps | keys | sh_array))"
+                 "S_TAPS=(\(.taps | keys | sh_array))",
+                 link_recs
             end
-        end' "$STATE_FILE" 2>/dev/null) || out="S_ERR=json"
+        end' "$STATE_FILE" --args "${links[@]}" 2>/dev/null) || out="S_ERR=json"
     local S_ERR="" S_VER="" S_WHY="" t
     eval "$out"
     case $S_ERR in
@@ -388,15 +396,21 @@ read_state() {
     STATE_ORIG=$STATE
 }
 
-# st_save FILTER [jq options]: changes the state with FILTER and writes the
-# file, in one jq call (its first line says whether anything is still recorded:
-# a state that records nothing is no file at all).
+# st_save FILTER [jq --arg options]: changes the state with FILTER and writes
+# the file, in one jq call. Its output: whether anything is still recorded (a
+# state that records nothing is no file at all), the verb's line as it would
+# be printed now (see emit_change), then the state.
 st_save() {
-    local filter=$1 out
+    local filter=$1 out rest args=()
     shift
-    out=$(jq -r "$filter"' | (if .bridge == null and .nft == null and .ipForward == null and (.taps | length) == 0
-        then "remove" else "write" end), .' "$@" <<<"$STATE")
-    STATE=${out#*$'\n'}
+    mapfile -d '' args < <(result_args)
+    out=$(jq -r "$JQ_RESULT$filter"' | (if .bridge == null and .nft == null and .ipForward == null and (.taps | length) == 0
+        then "remove" else "write" end), (result | tojson), .' "$@" "${args[@]}" <<<"$STATE")
+    rest=${out#*$'\n'}
+    RESULT_LINE=${rest%%$'\n'*}
+    RESULT_ITEMS=$(item_count)
+    RESULT_MESSAGE=$UNCHANGED_MESSAGE
+    STATE=${rest#*$'\n'}
     if [[ ${out%%$'\n'*} == remove ]]; then
         rm -f -- "$STATE_FILE"
         return 0
@@ -446,6 +460,13 @@ JQ_LINK='
         addresses: [.addr_info[]? | select(.family == "inet") | "\(.local)/\(.prefixlen)"]
     } end;'
 
+# A jq function: LINK_REC assignments (see read_links) for the positional
+# arguments NAME, IP_OUTPUT, NAME, IP_OUTPUT...
+JQ_LINK+='
+    def link_recs: $ARGS.positional | range(0; length; 2) as $i | .[$i] as $n | .[$i + 1] | link
+        | "LINK_REC[\($n | @sh)]=\([.ifname, .ifalias, .kind, .tapType, .multiQueue, .vnetHdr, .user, .master, .up, .address,
+            (.addresses | join(" "))] | map(tostring) | join("\u001f") | @sh)";'
+
 # ip_link NAME: the link and its addresses as ip's JSON, or nothing when the
 # link does not exist (`ip addr show` lists what `ip link show` does, and more).
 ip_link() { ip -d -j addr show dev "$1" 2>/dev/null || true; }
@@ -461,13 +482,12 @@ read_links() {
         if [[ -n $out ]]; then args+=("$n" "$out"); else LINK_REC[$n]=""; fi
     done
     ((${#args[@]} > 0)) || return 0
-    out=$(jq -rn "$JQ_LINK"'$ARGS.positional | range(0; length; 2) as $i | .[$i] as $n | .[$i + 1] | link
-        | "LINK_REC[\($n | @sh)]=\([.ifname, .ifalias, .kind, .tapType, .multiQueue, .vnetHdr, .user, .master, .up, .address,
-            (.addresses | join(" "))] | map(tostring) | join("\u001f") | @sh)"' --args "${args[@]}")
+    out=$(jq -rn "$JQ_LINK"'link_recs' --args "${args[@]}")
     eval "$out"
 }
 
-# use_link NAME: link NAME as the last read_links saw it, in L_* variables.
+# use_link NAME: link NAME as the last read_links (or read_state) saw it, in
+# L_* variables; read now if it was not read yet.
 # L_EXISTS is 1 when the link exists (its other fields are then set);
 # L_ADDRS holds its IPv4 addresses ("a.b.c.d/n").
 L_EXISTS=0 L_IFNAME="" L_ALIAS="" L_KIND="" L_TAPTYPE="" L_MQ="" L_VNET="" L_USER="" L_MASTER="" L_UP="" L_ADDRESS=""
@@ -476,7 +496,8 @@ use_link() {
     local addrs=""
     L_EXISTS=0 L_IFNAME="" L_ALIAS="" L_KIND="" L_TAPTYPE="" L_MQ="" L_VNET="" L_USER="" L_MASTER="" L_UP="" L_ADDRESS=""
     L_ADDRS=()
-    [[ -n ${LINK_REC[$1]:-} ]] || return 0
+    [[ -n ${LINK_REC[$1]+set} ]] || read_links "$1"
+    [[ -n ${LINK_REC[$1]} ]] || return 0
     IFS=$'\x1f' read -r L_IFNAME L_ALIAS L_KIND L_TAPTYPE L_MQ L_VNET L_USER L_MASTER L_UP L_ADDRESS addrs <<<"${LINK_REC[$1]}"
     read -r -a L_ADDRS <<<"$addrs"
     L_EXISTS=1
@@ -510,27 +531,41 @@ UPDATED=()
 REMOVED=()
 LEFT=()
 
-# emit_change MESSAGE_IF_UNCHANGED: the verb's JSON line, in one jq call. Each
-# item is "kind|name|detail" (the detail may hold more '|'), passed to jq
-# prefixed with its list's name.
-emit_change() {
-    local changed=false
-    if ((${#CREATED[@]} + ${#UPDATED[@]} + ${#REMOVED[@]} > 0)); then changed=true; fi
-    local message=""
-    [[ $changed == true ]] || message=$1
-    jq -nc \
-        --arg verb "$VERB" \
-        --argjson changed "$changed" \
-        --arg stateFile "$STATE_FILE" \
-        --argjson state "$STATE" \
-        --arg message "$message" \
-        'def items($list): [$ARGS.positional[] | select(startswith($list + "|")) | .[($list | length) + 1:] | split("|")
-             | {kind: .[0], name: (.[1] // "")} + ((.[2:] | join("|")) as $d | if $d == "" then {} else {detail: $d} end)];
-         {verb: $verb, changed: $changed, created: items("created"), updated: items("updated"), removed: items("removed"),
-          left: items("left"), bridge: ($state.bridge.name // null), nftTable: ($state.nft.table // null),
-          taps: ($state.taps | keys), stateFile: $stateFile}
-         + (if $message == "" then {} else {message: $message} end)' \
+# The verb's JSON line, built by jq from the state ($state) and the item lists,
+# passed as positional arguments "LIST|kind|name|detail" (the detail may hold
+# more '|'): result_args prints them. $message is said only when nothing changed.
+JQ_RESULT='
+    def items($list): [$ARGS.positional[] | select(startswith($list + "|")) | .[($list | length) + 1:] | split("|")
+        | {kind: .[0], name: (.[1] // "")} + ((.[2:] | join("|")) as $d | if $d == "" then {} else {detail: $d} end)];
+    def result: . as $state | (items("created") + items("updated") + items("removed") | length > 0) as $changed
+        | {verb: $verb, changed: $changed, created: items("created"), updated: items("updated"), removed: items("removed"),
+           left: items("left"), bridge: ($state.bridge.name // null), nftTable: ($state.nft.table // null),
+           taps: ($state.taps | keys), stateFile: $stateFile}
+          + (if $changed or $message == "" then {} else {message: $message} end);'
+result_args() {
+    printf '%s\0' --arg verb "$VERB" --arg stateFile "$STATE_FILE" --arg message "$UNCHANGED_MESSAGE" \
         --args "${CREATED[@]/#/created|}" "${UPDATED[@]/#/updated|}" "${REMOVED[@]/#/removed|}" "${LEFT[@]/#/left|}"
+}
+
+# What the verb's line says when nothing changed; set by the verb before its
+# steps, so the line st_save builds along with the last save is the one to print.
+UNCHANGED_MESSAGE=""
+# The line as the last st_save built it, and the item count and message it was built from.
+RESULT_LINE=""
+RESULT_ITEMS=-1
+RESULT_MESSAGE=""
+item_count() { echo $((${#CREATED[@]} + ${#UPDATED[@]} + ${#REMOVED[@]} + ${#LEFT[@]})); }
+
+# emit_change: prints the verb's JSON line: the one the last save built when
+# nothing was added since (saving a jq start), else one jq call.
+emit_change() {
+    if [[ $RESULT_ITEMS == "$(item_count)" && $RESULT_MESSAGE == "$UNCHANGED_MESSAGE" ]]; then
+        printf '%s\n' "$RESULT_LINE"
+        return 0
+    fi
+    local args=()
+    mapfile -d '' args < <(result_args)
+    jq -c "$JQ_RESULT"'result' "${args[@]}" <<<"$STATE"
 }
 
 # ---------------------------------------------------------------- transaction and rollback
@@ -616,7 +651,7 @@ precheck_bridge() {
     if [[ -n $rec && $rec != "$BRIDGE" ]]; then
         die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec, or take the old network down first with 'net.sh bridge-down --state-dir $STATE_DIR'"
     fi
-    read_link "$BRIDGE"
+    use_link "$BRIDGE" # read with the state (begin)
     ((L_EXISTS)) || return 0
     local why=""
     if [[ -z $rec ]]; then
@@ -734,8 +769,9 @@ ensure_forwarding() {
     # Keep the first record: after a reboot the value is back to what it was
     # before our first up, which is what down must restore.
     if ((S_FWD == 0)); then
-        st_save '.ipForward = {previous: $previous, acceptRedirects: $ar, devicesForwarding: $ARGS.positional}' \
-            --arg previous "$F_PREV" --arg ar "$F_AR" --args "${F_DEVS[@]}"
+        # Device names hold no whitespace (the kernel refuses it), so one per line.
+        st_save '.ipForward = {previous: $previous, acceptRedirects: $ar, devicesForwarding: ($devs | split("\n") | map(select(. != "")))}' \
+            --arg previous "$F_PREV" --arg ar "$F_AR" --arg devs "$(printf '%s\n' "${F_DEVS[@]}")"
     fi
     CREATED+=("sysctl|net.ipv4.ip_forward|$F_PREV -> 1")
     log "set net.ipv4.ip_forward=1 (was $F_PREV)"
@@ -820,8 +856,8 @@ ensure_tap() { # NAME (prechecked just before: absent or ours)
                 UPDATED+=("tap|$name|set up")
             fi
             if ! tap_recorded "$name"; then
-                record_tap "$name" "$want_uid" "$want_mq" "$bridge"
                 UPDATED+=("tap|$name|recorded (made by an interrupted tap-up)")
+                record_tap "$name" "$want_uid" "$want_mq" "$bridge"
             fi
             return 0
         fi
@@ -833,8 +869,8 @@ ensure_tap() { # NAME (prechecked just before: absent or ours)
     p ip link set dev "$name" alias "$m"
     p ip link set dev "$name" master "$bridge"
     p ip link set dev "$name" up
-    record_tap "$name" "$want_uid" "$want_mq" "$bridge"
     [[ ${UPDATED[*]-} == *"tap|$name|recreated"* ]] || CREATED+=("tap|$name|owner $OWNER, ${flags[*]}")
+    record_tap "$name" "$want_uid" "$want_mq" "$bridge"
     log "created TAP $name (owner $OWNER, ${flags[*]}) on $bridge"
 }
 
@@ -929,12 +965,12 @@ defaults_for_up() {
     [[ -z $MULTI_QUEUE ]] || check_multi_queue
 }
 
-begin() { # prepare a changing verb: privileges, state dir, lock, state
+begin() { # [LINK...] prepare a changing verb: privileges, state dir, lock, state (and these links, read with it)
     setup_priv 1
     check_helper_state_dir
     ((HELPER_MODE)) || mkdir -p -- "$STATE_DIR" || die 3 --state-dir "cannot create $STATE_DIR" "pass a directory this user can write"
     lock_state_dir
-    read_state change
+    read_state change "$@"
 }
 
 verb_bridge_up() {
@@ -961,39 +997,40 @@ verb_tap_up() {
     fi
     check_multi_queue
     [[ -z $BRIDGE ]] || check_ifname --bridge "$BRIDGE"
-    begin
+    begin ${BRIDGE:+"$BRIDGE"} "$TAP"
     local rec=$S_BRIDGE
     [[ -n $rec ]] || die 2 --bridge "no bridge is recorded in $STATE_FILE" "run 'net.sh bridge-up --state-dir $STATE_DIR' first"
     [[ -z $BRIDGE || $BRIDGE == "$rec" ]] || die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec"
     BRIDGE=$rec
     [[ $TAP != "$BRIDGE" ]] || die 2 --tap "'$TAP' is the bridge's name" "give the TAP another name"
-    read_links "$BRIDGE" "$TAP"
     use_link "$BRIDGE"
     [[ $L_EXISTS == 1 && $L_ALIAS == "$MARKER" ]] ||
         die 2 --bridge "bridge $BRIDGE is recorded but missing or no longer ours" "run 'net.sh bridge-up --state-dir $STATE_DIR' again (after a reboot: pulumi refresh, then pulumi up)"
     precheck_tap "$TAP"
+    UNCHANGED_MESSAGE="already up: TAP $TAP on $BRIDGE; nothing changed"
     TXN=1
     ensure_tap "$TAP"
     TXN=0
-    emit_change "already up: TAP $TAP on $BRIDGE; nothing changed"
+    emit_change
 }
 
 # The start of a removal verb: nothing recorded is nothing to do (reported, and
 # NOTHING_RECORDED=1; not a return status, which would turn off set -e inside);
 # else privilege, the lock and the validated state.
 NOTHING_RECORDED=0
-begin_removal() {
+begin_removal() { # [LINK...] (read with the state)
     STATE_FILE=$STATE_DIR/$STATE_BASENAME
     if [[ ! -e $STATE_FILE ]]; then
         STATE=$(empty_state)
-        emit_change "nothing recorded: $STATE_FILE does not exist; nothing to remove"
+        UNCHANGED_MESSAGE="nothing recorded: $STATE_FILE does not exist; nothing to remove"
+        emit_change
         NOTHING_RECORDED=1
         return 0
     fi
     setup_priv 1
     check_helper_state_dir
     lock_state_dir
-    read_state change
+    read_state change "$@"
 }
 
 verb_tap_down() {
@@ -1001,16 +1038,18 @@ verb_tap_down() {
     check_state_dir
     [[ -n $TAP ]] || die 2 --tap "is required for tap-down" "pass --tap NAME"
     check_ifname --tap "$TAP"
-    begin_removal
+    begin_removal "$TAP"
     ((NOTHING_RECORDED == 0)) || return 0
-    read_link "$TAP"
+    use_link "$TAP"
     if ! tap_recorded "$TAP"; then
         ((L_EXISTS == 0)) || LEFT+=("tap|$TAP|exists but is not recorded as ours: left alone")
-        emit_change "TAP $TAP is not recorded in $STATE_FILE; nothing removed"
+        UNCHANGED_MESSAGE="TAP $TAP is not recorded in $STATE_FILE; nothing removed"
+        emit_change
         return 0
     fi
+    UNCHANGED_MESSAGE="TAP $TAP was already gone; record dropped"
     remove_tap "$TAP"
-    emit_change "TAP $TAP was already gone; record dropped"
+    emit_change
 }
 
 verb_down() {
@@ -1018,6 +1057,7 @@ verb_down() {
     check_state_dir
     begin_removal
     ((NOTHING_RECORDED == 0)) || return 0
+    UNCHANGED_MESSAGE="nothing left to remove"
     # Every recorded link read at once (one jq call), before any is removed.
     local t links=("${S_TAPS[@]}")
     [[ -z $S_BRIDGE ]] || links+=("$S_BRIDGE")
@@ -1026,7 +1066,7 @@ verb_down() {
     remove_nat
     remove_forwarding
     remove_bridge
-    emit_change "nothing left to remove"
+    emit_change
 }
 
 verb_status() {
@@ -1253,10 +1293,11 @@ case $VERB in
         require_tools ip nft sysctl jq flock
         check_state_dir
         defaults_for_up
-        begin
+        begin "$BRIDGE"
+        UNCHANGED_MESSAGE="already up: bridge $BRIDGE, nftables table ip $NFT_TABLE and forwarding as asked; nothing changed"
         verb_bridge_up
         TXN=0
-        emit_change "already up: bridge $BRIDGE, nftables table ip $NFT_TABLE and forwarding as asked; nothing changed"
+        emit_change
         ;;
     tap-up) verb_tap_up ;;
     tap-down) verb_tap_down ;;

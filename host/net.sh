@@ -368,7 +368,8 @@ read_state() {
         --arg cidre '^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$' "$STATE_SHAPE$JQ_LINK"'
         def version: if type != "object" then "" elif (.version | type) == "string" then .version else .version | tojson end;
         def sh_array: map(@sh) | join(" ");
-        if length != 1 then "S_ERR=json"
+        if length > 1 then "S_ERR=json"
+        elif length == 0 then (if $mode == "change" then "S_ERR=version S_VER=\u0027\u0027" else "S_ERR=json" end)
         elif $mode == "change" and (.[0] | version) != $v then "S_ERR=version S_VER=\(.[0] | version | @sh)"
         else .[0] | (try shape_problem catch "it does not have the shape net.sh writes") as $why
           | if $why != "" then "S_ERR=shape S_WHY=\($why | @sh)"

@@ -40,18 +40,31 @@ secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
 fmt_s() { printf '%d.%01d' $(($1 / 1000)) $((($1 % 1000) / 100)); }
 
 # --- rules (one source: nix/constants.json .rules) --------------------------
-# rule PATH: a value of constants.json's .rules, read once per script run.
+# rules_load: every value of constants.json's .rules in one jq call (jq 1.6
+# takes ~40 ms to start). It runs in the caller's shell, so the values stay for
+# the rest of the run; a $(rule X) before it would load them in a subshell and
+# lose them. rule PATH: one of those values (PATH as "subnetPrefix.min").
 declare -A LIB_RULES=()
+LIB_RULES_LOADED=0
+rules_load() {
+    ((LIB_RULES_LOADED == 0)) || return 0
+    local out
+    # shellcheck disable=SC2016 # a jq program: \( ) is jq's interpolation
+    out=$(jq -r '.rules | [paths(scalars) as $p | "[\($p | map(tostring) | join(".") | @sh)]=\(getpath($p) | tostring | @sh)"]
+        | "LIB_RULES=(" + join(" ") + ")"' "$LIB_CONSTANTS" 2>/dev/null) ||
+        die_fix 3 constants "cannot read .rules from $LIB_CONSTANTS" "run the script from a pcp-eval checkout (host/ beside nix/constants.json)"
+    eval "$out"
+    LIB_RULES_LOADED=1
+}
 rule() {
-    if [[ -z ${LIB_RULES[$1]+set} ]]; then
-        LIB_RULES[$1]=$(jq -er ".rules.$1" "$LIB_CONSTANTS" 2>/dev/null) ||
-            die_fix 3 constants "cannot read .rules.$1 from $LIB_CONSTANTS" "run the script from a pcp-eval checkout (host/ beside nix/constants.json)"
-    fi
+    rules_load
+    [[ -n ${LIB_RULES[$1]+set} ]] ||
+        die_fix 3 constants "cannot read .rules.$1 from $LIB_CONSTANTS" "run the script from a pcp-eval checkout (host/ beside nix/constants.json)"
     printf '%s' "${LIB_RULES[$1]}"
 }
 valid_port() { [[ $1 =~ ^[0-9]{1,5}$ ]] && ((10#$1 >= 1 && 10#$1 <= 65535)); }
-valid_ifname() { local re; re=$(rule ifname); [[ $1 =~ $re ]]; }
-valid_nft_table() { local re; re=$(rule nftTable); [[ $1 =~ $re ]]; }
+valid_ifname() { rules_load; local re; re=$(rule ifname); [[ $1 =~ $re ]]; }
+valid_nft_table() { rules_load; local re; re=$(rule nftTable); [[ $1 =~ $re ]]; }
 
 # --- IPv4 and CIDR ----------------------------------------------------------
 # valid_ipv4 A.B.C.D: four decimal octets 0-255, no leading zeros (as config.ts).
@@ -80,6 +93,7 @@ host_cidr() {
         CIDR_ERR="'$1' has an octet above 255 or with a leading zero"
         return 1
     fi
+    rules_load
     len=$((10#$len)) min=$(rule subnetPrefix.min) max=$(rule subnetPrefix.max)
     if ((len < min || len > max)); then
         CIDR_ERR="prefix length /$len is outside $min..$max"

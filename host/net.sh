@@ -135,9 +135,26 @@ require_tools() {
 
 # ---------------------------------------------------------------- constants and validation
 
-const() {
+# Every value of nix/constants.json, keyed by its path (".network.bridge"), read
+# with one jq call (jq 1.6 takes ~40 ms to start). load_constants runs in the
+# main shell so the values stay; const PATH prints one (false and null count as
+# absent, as jq -e has it).
+declare -A CONST=()
+CONST_LOADED=0
+load_constants() {
+    ((CONST_LOADED == 0)) || return 0
     [[ -r $CONSTANTS ]] || die 3 constants "cannot read $CONSTANTS" "run net.sh from a pcp-eval checkout (host/net.sh beside nix/constants.json)"
-    jq -er "$1" "$CONSTANTS" || die 3 constants "$CONSTANTS has no $1" "restore nix/constants.json from the repository"
+    local out
+    out=$(jq -r '[paths(scalars) as $p | "[\("." + ($p | map(tostring) | join(".")) | @sh)]=\(getpath($p) | tostring | @sh)"]
+        | "CONST=(" + join(" ") + ")"' "$CONSTANTS") ||
+        die 3 constants "$CONSTANTS is not valid JSON" "restore nix/constants.json from the repository"
+    eval "$out"
+    CONST_LOADED=1
+}
+const() {
+    load_constants
+    [[ -n ${CONST[$1]+set} ]] || die 3 constants "$CONSTANTS has no $1" "restore nix/constants.json from the repository"
+    printf '%s\n' "${CONST[$1]}"
 }
 
 check_ifname() { # FIELD VALUE
@@ -147,9 +164,12 @@ check_ifname() { # FIELD VALUE
 # Sets SUBNET from GATEWAY_CIDR after checking it.
 SUBNET=""
 check_gateway_cidr() {
-    local fix
-    fix="pass the gateway address with its prefix length, e.g. $(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
-    host_cidr "$GATEWAY_CIDR" || die 2 --gateway-cidr "$CIDR_ERR" "$fix"
+    if ! host_cidr "$GATEWAY_CIDR"; then
+        load_constants
+        local subnet
+        subnet=$(const .network.subnet)
+        die 2 --gateway-cidr "$CIDR_ERR" "pass the gateway address with its prefix length, e.g. $(const .network.gateway)/${subnet##*/}"
+    fi
     GATEWAY_CIDR="$CIDR_ADDR/$CIDR_LEN"
     SUBNET=$CIDR_NET
 }
@@ -281,35 +301,26 @@ pq() { "${PRIV[@]}" "$@"; }
 STATE=""
 STATE_ORIG=""
 STATE_FILE=""
+# What the state records, copied into bash when it is read (one jq call), so
+# that reading a value later costs no jq start. The verbs read each section
+# before they change it, so these stay the values as loaded.
+S_BRIDGE="" S_GW="" S_NFT_TABLE="" S_NFT_SUBNET="" S_NFT_DIGEST=""
+S_FWD=0 S_FWD_PREV="" S_FWD_AR=""
+S_FWD_DEVS=()
+S_TAPS=()
+declare -A S_TAP=()
 
-empty_state() { jq -nc --argjson v "$STATE_VERSION" '{version: $v, marker: null, bridge: null, nft: null, ipForward: null, taps: {}}'; }
-
-load_state() {
-    STATE_FILE=$STATE_DIR/$STATE_BASENAME
-    if [[ -e $STATE_FILE ]]; then
-        STATE=$(jq -c . "$STATE_FILE" 2>/dev/null) ||
-            die 2 state "$STATE_FILE is not valid JSON" "restore it, or inspect the host with 'net.sh status' and remove what is listed by hand before deleting the file"
-        [[ $(jq -r '.version' <<<"$STATE") == "$STATE_VERSION" ]] ||
-            die 2 state "$STATE_FILE has version $(jq -r '.version' <<<"$STATE"), this net.sh writes version $STATE_VERSION" "run the net.sh that wrote it to take the network down"
-    else
-        STATE=$(empty_state)
-    fi
-    validate_state
-    STATE_ORIG=$STATE
-    MARKER=$(st '.marker // ""')
-}
+# The state that records nothing (a constant, not parsed).
+empty_state() { printf '{"version":%s,"marker":null,"bridge":null,"nft":null,"ipForward":null,"taps":{}}' "$STATE_VERSION"; }
 
 # The state file sits in a directory the user writes, and what is read back
 # from it reaches privileged ip, nft and sysctl calls: every value is checked
 # as strictly as the flag it came from. A marker is required whenever anything
 # is recorded, so a missing or empty one can never match unmarked devices.
-validate_state() {
-    local why
-    why=$(jq -r --arg ifre '^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$' --arg tre '^[A-Za-z][A-Za-z0-9_]{0,31}$' \
-        --arg mre "^${MARKER_PREFIX}[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\$" \
-        --arg cidre '^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$' '
-        def str(re): type == "string" and test(re);
-        def recorded: .bridge != null or .nft != null or ((.taps // {}) | length) > 0;
+STATE_SHAPE='
+    def str(re): type == "string" and test(re);
+    def recorded: .bridge != null or .nft != null or ((.taps // {}) | length) > 0;
+    def shape_problem:
         [ (if type != "object" then "it is not a JSON object" else empty end),
           (if .marker == null then (if recorded then "marker is missing while devices are recorded" else empty end)
            elif (.marker | str($mre)) | not then "marker is not pcp-eval:<uuid>" else empty end),
@@ -331,40 +342,99 @@ validate_state() {
            elif (.ipForward.acceptRedirects | str("^[012]$")) | not then "ipForward.acceptRedirects is not 0, 1 or 2"
            elif (.ipForward.devicesForwarding | type) != "array" or ([.ipForward.devicesForwarding[] | str($ifre) | not] | any) then "ipForward.devicesForwarding holds a name that is not an interface name"
            else empty end)
-        ] | first // ""' <<<"$STATE" 2>/dev/null) || why="it does not have the shape net.sh writes"
-    [[ -z $why ]] ||
-        die 2 state "$STATE_FILE was changed by hand: $why; nothing was touched" "restore the file net.sh wrote, or inspect the host with 'net.sh status' (without this file) and remove what is ours by hand"
-}
+        ] | first // "";'
 
-st() { jq -r "$1" <<<"$STATE"; }
-st_set() { # JQ_FILTER [jq args...]
-    local filter=$1
+# read_state MODE [LINK...]: reads the state file (or the empty state when
+# there is none), checks its version (MODE "change"; status reads any version)
+# and its shape, and copies its values into STATE, MARKER and S_*; the links
+# named are read too (as read_links does), all with one jq call.
+read_state() {
+    local mode=$1 out n links=()
     shift
-    STATE=$(jq -c "$@" "$filter" <<<"$STATE")
+    STATE_FILE=$STATE_DIR/$STATE_BASENAME
+    if [[ ! -e $STATE_FILE ]]; then
+        STATE=$(empty_state)
+        STATE_ORIG=$STATE
+        (($# == 0)) || read_links "$@"
+        return 0
+    fi
+    for n in "$@"; do
+        out=$(ip_link "$n")
+        if [[ -n $out ]]; then links+=("$n" "$out"); else LINK_REC[$n]=""; fi
+    done
+    out=$(jq -rs --arg mode "$mode" --arg v "$STATE_VERSION" \
+        --arg ifre '^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$' --arg tre '^[A-Za-z][A-Za-z0-9_]{0,31}$' \
+        --arg mre "^${MARKER_PREFIX}[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\$" \
+        --arg cidre '^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$' "$STATE_SHAPE$JQ_LINK"'
+        def version: if type != "object" then "" elif (.version | type) == "string" then .version else .version | tojson end;
+        def sh_array: map(@sh) | join(" ");
+        if length > 1 then "S_ERR=json"
+        elif length == 0 then (if $mode == "change" then "S_ERR=version S_VER=\u0027\u0027" else "S_ERR=json" end)
+        elif $mode == "change" and (.[0] | version) != $v then "S_ERR=version S_VER=\(.[0] | version | @sh)"
+        else .[0] | (try shape_problem catch "it does not have the shape net.sh writes") as $why
+          | if $why != "" then "S_ERR=shape S_WHY=\($why | @sh)"
+            else "STATE=\(tojson | @sh)",
+                 "MARKER=\(.marker // "" | @sh)",
+                 "S_BRIDGE=\(.bridge.name // "" | @sh) S_GW=\(.bridge.gatewayCidr // "" | @sh)",
+                 "S_NFT_TABLE=\(.nft.table // "" | @sh) S_NFT_SUBNET=\(.nft.subnet // "" | @sh) S_NFT_DIGEST=\(.nft.digest // "" | @sh)",
+                 "S_FWD=\(if .ipForward == null then 0 else 1 end) S_FWD_PREV=\(.ipForward.previous // "" | @sh) S_FWD_AR=\(.ipForward.acceptRedirects // "" | @sh)",
+                 "S_FWD_DEVS=(\(.ipForward.devicesForwarding // [] | sh_array))",
+                 "S_TAPS=(\(.taps | keys | sh_array))",
+                 link_recs
+            end
+        end' "$STATE_FILE" --args "${links[@]}" 2>/dev/null) || out="S_ERR=json"
+    local S_ERR="" S_VER="" S_WHY="" t
+    eval "$out"
+    case $S_ERR in
+        json)
+            if [[ $mode == status ]]; then die 2 state "$STATE_FILE is not valid JSON" "inspect it by hand"; fi
+            die 2 state "$STATE_FILE is not valid JSON" "restore it, or inspect the host with 'net.sh status' and remove what is listed by hand before deleting the file"
+            ;;
+        version) die 2 state "$STATE_FILE has version $S_VER, this net.sh writes version $STATE_VERSION" "run the net.sh that wrote it to take the network down" ;;
+        shape) die 2 state "$STATE_FILE was changed by hand: $S_WHY; nothing was touched" "restore the file net.sh wrote, or inspect the host with 'net.sh status' (without this file) and remove what is ours by hand" ;;
+    esac
+    for t in "${S_TAPS[@]}"; do S_TAP[$t]=1; done
+    STATE_ORIG=$STATE
 }
 
-save_state() {
-    if [[ $(jq -r '.bridge == null and .nft == null and .ipForward == null and (.taps | length) == 0' <<<"$STATE") == true ]]; then
+# st_save FILTER [jq --arg options]: changes the state with FILTER and writes
+# the file, in one jq call. Its output: whether anything is still recorded (a
+# state that records nothing is no file at all), the verb's line as it would
+# be printed now (see emit_change), then the state.
+st_save() {
+    local filter=$1 out rest args=()
+    shift
+    mapfile -d '' args < <(result_args)
+    out=$(jq -r "$JQ_RESULT$filter"' | (if .bridge == null and .nft == null and .ipForward == null and (.taps | length) == 0
+        then "remove" else "write" end), (result | tojson), .' "$@" "${args[@]}" <<<"$STATE")
+    rest=${out#*$'\n'}
+    RESULT_LINE=${rest%%$'\n'*}
+    RESULT_ITEMS=$(item_count)
+    RESULT_MESSAGE=$UNCHANGED_MESSAGE
+    STATE=${rest#*$'\n'}
+    if [[ ${out%%$'\n'*} == remove ]]; then
         rm -f -- "$STATE_FILE"
         return 0
     fi
     local tmp
     tmp=$(mktemp "$STATE_DIR/.net.json.XXXXXX")
-    jq . <<<"$STATE" >"$tmp"
+    printf '%s\n' "$STATE" >"$tmp"
     if ((HELPER_MODE)); then chown -- "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$tmp"; fi
     mv -f -- "$tmp" "$STATE_FILE"
 }
 
 # The marker that tags our links (ifalias) and table (comment): made once per
-# state file. Call ensure_marker in the main shell before reading it.
+# state file. Call ensure_marker in the main shell before reading it; the
+# bridge's record (the first thing a fresh state records) saves it.
 MARKER=""
 ensure_marker() {
     [[ -n $MARKER ]] && return 0
-    MARKER="$MARKER_PREFIX$(cat /proc/sys/kernel/random/uuid)"
-    st_set '.marker = $m' --arg m "$MARKER"
+    local uuid
+    read -r uuid </proc/sys/kernel/random/uuid
+    MARKER="$MARKER_PREFIX$uuid"
 }
 
-tap_recorded() { [[ $(jq -r --arg n "$1" '.taps[$n] != null' <<<"$STATE") == true ]]; }
+tap_recorded() { [[ -n ${S_TAP[$1]+set} ]]; }
 
 LOCK_FD=""
 lock_state_dir() {
@@ -374,11 +444,10 @@ lock_state_dir() {
 
 # ---------------------------------------------------------------- live queries
 
-# One compact JSON object describing link NAME, or nothing when absent.
-link_info() {
-    local out
-    out=$(ip -d -j link show dev "$1" 2>/dev/null) || return 0
-    jq -c '.[0] | {
+# A jq function: one `ip -d -j addr show dev NAME` output (a string) as the
+# fields net.sh reads, or null when there is none (the link does not exist).
+JQ_LINK='
+    def link: if . == "" then null else fromjson | .[0] | {
         ifname,
         ifalias: (.ifalias // ""),
         kind: (.linkinfo.info_kind // ""),
@@ -388,32 +457,61 @@ link_info() {
         user: ((.linkinfo.info_data.user // "") | tostring),
         master: (.master // ""),
         up: (any((.flags // [])[]; . == "UP")),
-        address: (.address // "")
-    }' <<<"$out"
+        address: (.address // ""),
+        addresses: [.addr_info[]? | select(.family == "inet") | "\(.local)/\(.prefixlen)"]
+    } end;'
+
+# A jq function: LINK_REC assignments (see read_links) for the positional
+# arguments NAME, IP_OUTPUT, NAME, IP_OUTPUT...
+JQ_LINK+='
+    def link_recs: $ARGS.positional | range(0; length; 2) as $i | .[$i] as $n | .[$i + 1] | link
+        | "LINK_REC[\($n | @sh)]=\([.ifname, .ifalias, .kind, .tapType, .multiQueue, .vnetHdr, .user, .master, .up, .address,
+            (.addresses | join(" "))] | map(tostring) | join("\u001f") | @sh)";'
+
+# ip_link NAME: the link and its addresses as ip's JSON, or nothing when the
+# link does not exist (`ip addr show` lists what `ip link show` does, and more).
+ip_link() { ip -d -j addr show dev "$1" 2>/dev/null || true; }
+
+# read_links NAME...: reads each link (one ip call each) and parses them all
+# with at most one jq call into LINK_REC[NAME]: the fields of read_link joined
+# by the ASCII unit separator (so empty ones survive `read`), "" when absent.
+declare -A LINK_REC=()
+read_links() {
+    local n out args=()
+    for n in "$@"; do
+        out=$(ip_link "$n")
+        if [[ -n $out ]]; then args+=("$n" "$out"); else LINK_REC[$n]=""; fi
+    done
+    ((${#args[@]} > 0)) || return 0
+    out=$(jq -rn "$JQ_LINK"'link_recs' --args "${args[@]}")
+    eval "$out"
 }
 
-# Reads link NAME into L_* variables with one ip and one jq call (fields
-# joined by the ASCII unit separator, so empty ones survive `read`).
-# L_EXISTS is 1 when the link exists (its other fields are then set).
+# use_link NAME: link NAME as the last read_links (or read_state) saw it, in
+# L_* variables; read now if it was not read yet.
+# L_EXISTS is 1 when the link exists (its other fields are then set);
+# L_ADDRS holds its IPv4 addresses ("a.b.c.d/n").
 L_EXISTS=0 L_IFNAME="" L_ALIAS="" L_KIND="" L_TAPTYPE="" L_MQ="" L_VNET="" L_USER="" L_MASTER="" L_UP="" L_ADDRESS=""
-read_link() {
-    local out
+L_ADDRS=()
+use_link() {
+    local addrs=""
     L_EXISTS=0 L_IFNAME="" L_ALIAS="" L_KIND="" L_TAPTYPE="" L_MQ="" L_VNET="" L_USER="" L_MASTER="" L_UP="" L_ADDRESS=""
-    out=$(ip -d -j link show dev "$1" 2>/dev/null) || return 0
-    IFS=$'\x1f' read -r L_IFNAME L_ALIAS L_KIND L_TAPTYPE L_MQ L_VNET L_USER L_MASTER L_UP L_ADDRESS < <(jq -r '.[0] | [
-        .ifname, (.ifalias // ""), (.linkinfo.info_kind // ""), (.linkinfo.info_data.type // ""),
-        (.linkinfo.info_data.multi_queue // false), (.linkinfo.info_data.vnet_hdr // false),
-        ((.linkinfo.info_data.user // "") | tostring), (.master // ""),
-        any((.flags // [])[]; . == "UP"), (.address // "")] | map(tostring) | join("\u001f")' <<<"$out")
+    L_ADDRS=()
+    [[ -n ${LINK_REC[$1]+set} ]] || read_links "$1"
+    [[ -n ${LINK_REC[$1]} ]] || return 0
+    IFS=$'\x1f' read -r L_IFNAME L_ALIAS L_KIND L_TAPTYPE L_MQ L_VNET L_USER L_MASTER L_UP L_ADDRESS addrs <<<"${LINK_REC[$1]}"
+    read -r -a L_ADDRS <<<"$addrs"
     L_EXISTS=1
+}
+
+# read_link NAME: reads link NAME now, into L_* variables.
+read_link() {
+    read_links "$1"
+    use_link "$1"
 }
 
 uid_of() { # USER-or-UID -> uid (or the input when unknown)
     id -u -- "$1" 2>/dev/null || printf '%s\n' "$1"
-}
-
-inet_addrs() { # DEV -> one "a.b.c.d/n" per line
-    ip -j addr show dev "$1" 2>/dev/null | jq -r '.[0].addr_info[]? | select(.family == "inet") | "\(.local)/\(.prefixlen)"'
 }
 
 # Whether the nftables table exists (needs privilege): prints its text listing.
@@ -434,35 +532,41 @@ UPDATED=()
 REMOVED=()
 LEFT=()
 
-items_json() {
-    local item k n d
-    {
-        for item in "$@"; do
-            IFS='|' read -r k n d <<<"$item"
-            jq -nc --arg k "$k" --arg n "$n" --arg d "$d" '{kind: $k, name: $n} + (if $d == "" then {} else {detail: $d} end)'
-        done
-    } | jq -sc .
+# The verb's JSON line, built by jq from the state ($state) and the item lists,
+# passed as positional arguments "LIST|kind|name|detail" (the detail may hold
+# more '|'): result_args prints them. $message is said only when nothing changed.
+JQ_RESULT='
+    def items($list): [$ARGS.positional[] | select(startswith($list + "|")) | .[($list | length) + 1:] | split("|")
+        | {kind: .[0], name: (.[1] // "")} + ((.[2:] | join("|")) as $d | if $d == "" then {} else {detail: $d} end)];
+    def result: . as $state | (items("created") + items("updated") + items("removed") | length > 0) as $changed
+        | {verb: $verb, changed: $changed, created: items("created"), updated: items("updated"), removed: items("removed"),
+           left: items("left"), bridge: ($state.bridge.name // null), nftTable: ($state.nft.table // null),
+           taps: ($state.taps | keys), stateFile: $stateFile}
+          + (if $changed or $message == "" then {} else {message: $message} end);'
+result_args() {
+    printf '%s\0' --arg verb "$VERB" --arg stateFile "$STATE_FILE" --arg message "$UNCHANGED_MESSAGE" \
+        --args "${CREATED[@]/#/created|}" "${UPDATED[@]/#/updated|}" "${REMOVED[@]/#/removed|}" "${LEFT[@]/#/left|}"
 }
 
-emit_change() { # MESSAGE_IF_UNCHANGED
-    local changed=false
-    if ((${#CREATED[@]} + ${#UPDATED[@]} + ${#REMOVED[@]} > 0)); then changed=true; fi
-    local message=""
-    [[ $changed == true ]] || message=$1
-    jq -nc \
-        --arg verb "$VERB" \
-        --argjson changed "$changed" \
-        --argjson created "$(items_json "${CREATED[@]}")" \
-        --argjson updated "$(items_json "${UPDATED[@]}")" \
-        --argjson removed "$(items_json "${REMOVED[@]}")" \
-        --argjson left "$(items_json "${LEFT[@]}")" \
-        --arg stateFile "$STATE_FILE" \
-        --argjson state "$STATE" \
-        --arg message "$message" \
-        '{verb: $verb, changed: $changed, created: $created, updated: $updated, removed: $removed, left: $left,
-          bridge: ($state.bridge.name // null), nftTable: ($state.nft.table // null),
-          taps: ($state.taps | keys), stateFile: $stateFile}
-         + (if $message == "" then {} else {message: $message} end)'
+# What the verb's line says when nothing changed; set by the verb before its
+# steps, so the line st_save builds along with the last save is the one to print.
+UNCHANGED_MESSAGE=""
+# The line as the last st_save built it, and the item count and message it was built from.
+RESULT_LINE=""
+RESULT_ITEMS=-1
+RESULT_MESSAGE=""
+item_count() { echo $((${#CREATED[@]} + ${#UPDATED[@]} + ${#REMOVED[@]} + ${#LEFT[@]})); }
+
+# emit_change: prints the verb's JSON line: the one the last save built when
+# nothing was added since (saving a jq start), else one jq call.
+emit_change() {
+    if [[ $RESULT_ITEMS == "$(item_count)" && $RESULT_MESSAGE == "$UNCHANGED_MESSAGE" ]]; then
+        printf '%s\n' "$RESULT_LINE"
+        return 0
+    fi
+    local args=()
+    mapfile -d '' args < <(result_args)
+    jq -c "$JQ_RESULT"'result' "${args[@]}" <<<"$STATE"
 }
 
 # ---------------------------------------------------------------- transaction and rollback
@@ -486,11 +590,11 @@ rollback() {
             link) p ip link del dev "$name" && log "rollback: removed $name" ;;
             addr) p ip addr del "$extra" dev "$name" && log "rollback: removed $extra from $name" ;;
             nft) p nft delete table ip "$name" && log "rollback: removed nftables table ip $name" ;;
-            forward) restore_forwarding "$STATE_PRE_FORWARD" && log "rollback: restored net.ipv4.ip_forward" ;;
+            forward) restore_forwarding "$F_PREV" "$F_AR" "${F_DEVS[@]}" && log "rollback: restored net.ipv4.ip_forward" ;;
         esac || log "rollback: could not undo $kind $name; see 'net.sh status'"
     done
     STATE=$STATE_ORIG
-    save_state || log "rollback: could not restore $STATE_FILE"
+    st_save . || log "rollback: could not restore $STATE_FILE"
 }
 
 on_exit() {
@@ -512,45 +616,43 @@ trap 'exit 143' TERM
 # Recorded when we turn forwarding on: the previous value, and the settings the
 # kernel rewrites on every ip_forward change (all.accept_redirects, and the
 # per-device forwarding of devices that had it on while ip_forward was 0).
-STATE_PRE_FORWARD=""
-
+# forward_snapshot reads them into F_* (plain files: no jq needed).
+F_PREV="" F_AR=""
+F_DEVS=()
 forward_snapshot() {
-    local devs=() f dev
+    local f dev v
+    F_DEVS=()
     for f in /proc/sys/net/ipv4/conf/*/forwarding; do
         dev=${f#/proc/sys/net/ipv4/conf/}
         dev=${dev%/forwarding}
         [[ $dev == all ]] && continue
-        [[ $(cat "$f") == 1 ]] && devs+=("$dev")
+        read -r v <"$f" || v=""
+        [[ $v == 1 ]] && F_DEVS+=("$dev")
     done
-    jq -nc \
-        --arg previous "$(ip_forward)" \
-        --arg acceptRedirects "$(cat /proc/sys/net/ipv4/conf/all/accept_redirects)" \
-        '{previous: $previous, acceptRedirects: $acceptRedirects, devicesForwarding: $ARGS.positional}' \
-        --args "${devs[@]}"
+    F_PREV=$(ip_forward)
+    read -r F_AR </proc/sys/net/ipv4/conf/all/accept_redirects
 }
 
-restore_forwarding() { # SNAPSHOT_JSON
-    local previous ar dev
-    previous=$(jq -r .previous <<<"$1")
-    ar=$(jq -r .acceptRedirects <<<"$1")
+restore_forwarding() { # PREVIOUS ACCEPT_REDIRECTS DEVICE...
+    local previous=$1 ar=$2 dev
+    shift 2
     p sysctl -q -w "net.ipv4.ip_forward=$previous"
     p sysctl -q -w "net.ipv4.conf.all.accept_redirects=$ar"
-    while IFS= read -r dev; do
+    for dev in "$@"; do
         [[ -n $dev && -e /proc/sys/net/ipv4/conf/$dev/forwarding ]] || continue
         p sysctl -q -w "net.ipv4.conf.${dev//./\/}.forwarding=1"
-    done < <(jq -r '.devicesForwarding[]' <<<"$1")
+    done
 }
 
 # ---------------------------------------------------------------- pre-checks (nothing made yet)
 
 # Refuses a bridge name that exists and is not ours.
 precheck_bridge() {
-    local rec
-    rec=$(st '.bridge.name // empty')
+    local rec=$S_BRIDGE
     if [[ -n $rec && $rec != "$BRIDGE" ]]; then
         die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec, or take the old network down first with 'net.sh bridge-down --state-dir $STATE_DIR'"
     fi
-    read_link "$BRIDGE"
+    use_link "$BRIDGE" # read with the state (begin)
     ((L_EXISTS)) || return 0
     local why=""
     if [[ -z $rec ]]; then
@@ -567,8 +669,7 @@ precheck_bridge() {
 }
 
 precheck_table() {
-    local rec text
-    rec=$(st '.nft.table // empty')
+    local rec=$S_NFT_TABLE text
     if [[ -n $rec && $rec != "$NFT_TABLE" ]]; then
         die 2 --nft-table "$STATE_FILE records nftables table $rec, not $NFT_TABLE" "pass --nft-table $rec, or take the old network down first with 'net.sh bridge-down --state-dir $STATE_DIR'"
     fi
@@ -584,9 +685,9 @@ precheck_table() {
     die 4 --nft-table "an nftables table 'ip $NFT_TABLE' exists and is not ours: $why" "choose another table name (--nft-table), or delete that table yourself if nothing uses it"
 }
 
-precheck_tap() { # NAME
+precheck_tap() { # NAME (read by read_links just before)
     local name=$1 why=""
-    read_link "$name"
+    use_link "$name"
     ((L_EXISTS)) || return 0
     if ! tap_recorded "$name"; then
         # A tap-up of this state killed between making the device and saving the
@@ -609,36 +710,35 @@ precheck_tap() { # NAME
 
 # ---------------------------------------------------------------- apply steps (inside the transaction)
 
-ensure_bridge() {
+ensure_bridge() { # (precheck_bridge read the bridge just before)
     local m=$MARKER created=0
-    read_link "$BRIDGE"
+    use_link "$BRIDGE"
     STEP="--bridge $BRIDGE"
     if ((L_EXISTS == 0)); then
         p ip link add name "$BRIDGE" type bridge
         undo_push "link|$BRIDGE"
         # Pin the bridge's MAC address: otherwise the kernel gives the bridge the
         # lowest MAC among its ports, so adding a TAP would change the gateway's
-        # MAC under the VMs that are already running.
+        # MAC under the VMs that are already running. (This read also gives the
+        # new bridge's state: down, no addresses; the alias and address set
+        # below change neither.)
         read_link "$BRIDGE"
         local mac=$L_ADDRESS
         p ip link set dev "$BRIDGE" address "$mac"
         p ip link set dev "$BRIDGE" alias "$m"
-        st_set '.bridge = {name: $b, gatewayCidr: $g, subnet: $s, address: $mac}' \
-            --arg b "$BRIDGE" --arg g "$GATEWAY_CIDR" --arg s "$SUBNET" --arg mac "$mac"
-        save_state
+        # The first record of a fresh state: the marker is saved with it.
+        st_save '.marker = $m | .bridge = {name: $b, gatewayCidr: $g, subnet: $s, address: $mac}' \
+            --arg m "$m" --arg b "$BRIDGE" --arg g "$GATEWAY_CIDR" --arg s "$SUBNET" --arg mac "$mac"
         CREATED+=("bridge|$BRIDGE|$mac")
         log "created bridge $BRIDGE"
         created=1
-        read_link "$BRIDGE"
-    elif [[ $(st '.bridge.gatewayCidr') != "$GATEWAY_CIDR" ]]; then
-        st_set '.bridge.gatewayCidr = $g | .bridge.subnet = $s' --arg g "$GATEWAY_CIDR" --arg s "$SUBNET"
-        save_state
+    elif [[ $S_GW != "$GATEWAY_CIDR" ]]; then
+        st_save '.bridge.gatewayCidr = $g | .bridge.subnet = $s' --arg g "$GATEWAY_CIDR" --arg s "$SUBNET"
     fi
 
     STEP="--gateway-cidr $GATEWAY_CIDR"
-    local a have_gw=0 old_gw
-    old_gw=$(jq -r '.bridge.gatewayCidr // ""' <<<"$STATE_ORIG")
-    while IFS= read -r a; do
+    local a have_gw=0 old_gw=$S_GW
+    for a in "${L_ADDRS[@]}"; do
         [[ -z $a ]] && continue
         if [[ $a == "$GATEWAY_CIDR" ]]; then
             have_gw=1
@@ -647,7 +747,7 @@ ensure_bridge() {
             p ip addr del "$a" dev "$BRIDGE"
             UPDATED+=("address|$BRIDGE|removed $a")
         fi
-    done < <(inet_addrs "$BRIDGE")
+    done
     if ((have_gw == 0)); then
         p ip addr add "$GATEWAY_CIDR" dev "$BRIDGE"
         undo_push "addr|$BRIDGE|$GATEWAY_CIDR"
@@ -664,17 +764,18 @@ ensure_bridge() {
 ensure_forwarding() {
     STEP="net.ipv4.ip_forward"
     [[ $(ip_forward) == 1 ]] && return 0
-    STATE_PRE_FORWARD=$(forward_snapshot)
+    forward_snapshot
     p sysctl -q -w net.ipv4.ip_forward=1
     undo_push "forward|ip_forward"
     # Keep the first record: after a reboot the value is back to what it was
     # before our first up, which is what down must restore.
-    if [[ $(st '.ipForward == null') == true ]]; then
-        st_set '.ipForward = $f' --argjson f "$STATE_PRE_FORWARD"
-        save_state
+    if ((S_FWD == 0)); then
+        # Device names hold no whitespace (the kernel refuses it), so one per line.
+        st_save '.ipForward = {previous: $previous, acceptRedirects: $ar, devicesForwarding: ($devs | split("\n") | map(select(. != "")))}' \
+            --arg previous "$F_PREV" --arg ar "$F_AR" --arg devs "$(printf '%s\n' "${F_DEVS[@]}")"
     fi
-    CREATED+=("sysctl|net.ipv4.ip_forward|$(jq -r .previous <<<"$STATE_PRE_FORWARD") -> 1")
-    log "set net.ipv4.ip_forward=1 (was $(jq -r .previous <<<"$STATE_PRE_FORWARD"))"
+    CREATED+=("sysctl|net.ipv4.ip_forward|$F_PREV -> 1")
+    log "set net.ipv4.ip_forward=1 (was $F_PREV)"
 }
 
 # Forwarding is on host-wide while the network is up; the forward chain keeps
@@ -705,7 +806,7 @@ ensure_nat() {
     if text=$(nft_table_text "$NFT_TABLE"); then
         # Ours (checked before). Unchanged when it still lists what we loaded.
         digest=$(sha256sum <<<"$text" | cut -d' ' -f1)
-        if [[ $digest == "$(st '.nft.digest')" && $(st '.nft.subnet') == "$SUBNET" ]]; then
+        if [[ $digest == "$S_NFT_DIGEST" && $S_NFT_SUBNET == "$SUBNET" ]]; then
             return 0
         fi
         { printf 'delete table ip %s\n' "$NFT_TABLE"; nft_ruleset "$m"; } | p nft -f -
@@ -719,8 +820,7 @@ ensure_nat() {
     fi
     text=$(nft_table_text "$NFT_TABLE")
     digest=$(sha256sum <<<"$text" | cut -d' ' -f1)
-    st_set '.nft = {family: "ip", table: $t, subnet: $s, digest: $d}' --arg t "$NFT_TABLE" --arg s "$SUBNET" --arg d "$digest"
-    save_state
+    st_save '.nft = {family: "ip", table: $t, subnet: $s, digest: $d}' --arg t "$NFT_TABLE" --arg s "$SUBNET" --arg d "$digest"
 }
 
 tap_flags() {
@@ -730,16 +830,14 @@ tap_flags() {
 }
 
 record_tap() { # NAME UID MULTI_QUEUE(true|false) BRIDGE
-    st_set '.taps[$n] = {owner: $o, uid: ($u | tonumber), multiQueue: $mq, vnetHdr: true, bridge: $b}' \
+    st_save '.taps[$n] = {owner: $o, uid: ($u | tonumber), multiQueue: $mq, vnetHdr: true, bridge: $b}' \
         --arg n "$1" --arg o "$OWNER" --arg u "$2" --argjson mq "$3" --arg b "$4"
-    save_state
 }
 
-ensure_tap() { # NAME (prechecked: absent or ours)
-    local name=$1 m=$MARKER bridge
-    bridge=$(st '.bridge.name')
+ensure_tap() { # NAME (prechecked just before: absent or ours)
+    local name=$1 m=$MARKER bridge=$S_BRIDGE
     STEP="--tap $name"
-    read_link "$name"
+    use_link "$name"
     local want_uid want_mq
     want_uid=$(uid_of "$OWNER")
     want_mq=false
@@ -759,8 +857,8 @@ ensure_tap() { # NAME (prechecked: absent or ours)
                 UPDATED+=("tap|$name|set up")
             fi
             if ! tap_recorded "$name"; then
-                record_tap "$name" "$want_uid" "$want_mq" "$bridge"
                 UPDATED+=("tap|$name|recorded (made by an interrupted tap-up)")
+                record_tap "$name" "$want_uid" "$want_mq" "$bridge"
             fi
             return 0
         fi
@@ -772,8 +870,8 @@ ensure_tap() { # NAME (prechecked: absent or ours)
     p ip link set dev "$name" alias "$m"
     p ip link set dev "$name" master "$bridge"
     p ip link set dev "$name" up
-    record_tap "$name" "$want_uid" "$want_mq" "$bridge"
     [[ ${UPDATED[*]-} == *"tap|$name|recreated"* ]] || CREATED+=("tap|$name|owner $OWNER, ${flags[*]}")
+    record_tap "$name" "$want_uid" "$want_mq" "$bridge"
     log "created TAP $name (owner $OWNER, ${flags[*]}) on $bridge"
 }
 
@@ -781,9 +879,11 @@ ensure_tap() { # NAME (prechecked: absent or ours)
 
 # remove_owned_link KIND NAME: deletes link NAME only if it carries our
 # marker; a missing one or someone else's is recorded in LEFT, never touched.
+# NAME was read by read_links just before (deleting a TAP changes neither the
+# bridge's name nor its alias).
 remove_owned_link() {
     local kind=$1 name=$2
-    read_link "$name"
+    use_link "$name"
     if ((L_EXISTS == 0)); then
         LEFT+=("$kind|$name|already gone")
     elif [[ $L_IFNAME == "$name" && $L_ALIAS == "$MARKER" ]]; then
@@ -800,13 +900,11 @@ remove_tap() { # NAME: recorded TAP
     local name=$1
     STEP="--tap $name"
     remove_owned_link tap "$name"
-    st_set 'del(.taps[$n])' --arg n "$name"
-    save_state
+    st_save 'del(.taps[$n])' --arg n "$name"
 }
 
 remove_nat() {
-    local table text comment
-    table=$(st '.nft.table // empty')
+    local table=$S_NFT_TABLE text comment
     [[ -z $table ]] && return 0
     STEP="--nft-table $table"
     if text=$(nft_table_text "$table"); then
@@ -821,61 +919,59 @@ remove_nat() {
     else
         LEFT+=("nftables|ip $table|already gone")
     fi
-    st_set '.nft = null'
-    save_state
+    st_save '.nft = null'
 }
 
 remove_forwarding() {
-    local rec
-    rec=$(st '.ipForward // empty | tojson')
-    [[ -z $rec || $rec == null ]] && return 0
+    ((S_FWD)) || return 0
     STEP="net.ipv4.ip_forward"
-    local previous
-    previous=$(jq -r .previous <<<"$rec")
+    local previous=$S_FWD_PREV
     if [[ $(ip_forward) == 1 && $previous != 1 ]]; then
-        restore_forwarding "$rec"
+        restore_forwarding "$previous" "$S_FWD_AR" "${S_FWD_DEVS[@]}"
         REMOVED+=("sysctl|net.ipv4.ip_forward|restored $previous")
         log "restored net.ipv4.ip_forward=$previous"
     else
         LEFT+=("sysctl|net.ipv4.ip_forward|is $(ip_forward) now, changed by someone else since: left alone")
     fi
-    st_set '.ipForward = null'
-    save_state
+    st_save '.ipForward = null'
 }
 
 remove_bridge() {
-    local name
-    name=$(st '.bridge.name // empty')
+    local name=$S_BRIDGE
     [[ -z $name ]] && return 0
     STEP="--bridge $name"
     remove_owned_link bridge "$name"
-    st_set '.bridge = null'
-    save_state
+    st_save '.bridge = null'
 }
 
 # ---------------------------------------------------------------- verbs
 
 defaults_for_up() {
-    [[ -n $BRIDGE ]] || BRIDGE=$(const .network.bridge)
-    [[ -n $GATEWAY_CIDR ]] || GATEWAY_CIDR="$(const .network.gateway)/$(const .network.subnet | sed 's|.*/||')"
-    [[ -n $NFT_TABLE ]] || NFT_TABLE=$(const .network.nftTable)
-    [[ -n $OWNER ]] || OWNER=$(default_owner)
-    if [[ -z $MULTI_QUEUE ]]; then
-        MULTI_QUEUE=off
-        (($(const .vm.vcpus) > 1)) && MULTI_QUEUE=on
+    # The constants are read only when a default is needed (TapBridge passes all three).
+    if [[ -z $BRIDGE || -z $GATEWAY_CIDR || -z $NFT_TABLE ]]; then
+        load_constants
+        local subnet
+        [[ -n $BRIDGE ]] || BRIDGE=$(const .network.bridge)
+        if [[ -z $GATEWAY_CIDR ]]; then
+            subnet=$(const .network.subnet)
+            GATEWAY_CIDR="$(const .network.gateway)/${subnet##*/}"
+        fi
+        [[ -n $NFT_TABLE ]] || NFT_TABLE=$(const .network.nftTable)
     fi
+    [[ -n $OWNER ]] || OWNER=$(default_owner)
     check_ifname --bridge "$BRIDGE"
     check_gateway_cidr
     check_table
-    check_multi_queue
+    # bridge-up makes no TAP: --multi-queue is checked when given, never defaulted.
+    [[ -z $MULTI_QUEUE ]] || check_multi_queue
 }
 
-begin() { # prepare a changing verb: privileges, state dir, lock, state
+begin() { # [LINK...] prepare a changing verb: privileges, state dir, lock, state (and these links, read with it)
     setup_priv 1
     check_helper_state_dir
     ((HELPER_MODE)) || mkdir -p -- "$STATE_DIR" || die 3 --state-dir "cannot create $STATE_DIR" "pass a directory this user can write"
     lock_state_dir
-    load_state
+    read_state change "$@"
 }
 
 verb_bridge_up() {
@@ -896,44 +992,46 @@ verb_tap_up() {
     [[ -n $OWNER ]] || OWNER=$(default_owner)
     check_owner
     if [[ -z $MULTI_QUEUE ]]; then
+        load_constants
         MULTI_QUEUE=off
         (($(const .vm.vcpus) > 1)) && MULTI_QUEUE=on
     fi
     check_multi_queue
     [[ -z $BRIDGE ]] || check_ifname --bridge "$BRIDGE"
-    begin
-    local rec
-    rec=$(st '.bridge.name // empty')
+    begin ${BRIDGE:+"$BRIDGE"} "$TAP"
+    local rec=$S_BRIDGE
     [[ -n $rec ]] || die 2 --bridge "no bridge is recorded in $STATE_FILE" "run 'net.sh bridge-up --state-dir $STATE_DIR' first"
     [[ -z $BRIDGE || $BRIDGE == "$rec" ]] || die 2 --bridge "$STATE_FILE records bridge $rec, not $BRIDGE" "pass --bridge $rec"
     BRIDGE=$rec
     [[ $TAP != "$BRIDGE" ]] || die 2 --tap "'$TAP' is the bridge's name" "give the TAP another name"
-    read_link "$BRIDGE"
+    use_link "$BRIDGE"
     [[ $L_EXISTS == 1 && $L_ALIAS == "$MARKER" ]] ||
         die 2 --bridge "bridge $BRIDGE is recorded but missing or no longer ours" "run 'net.sh bridge-up --state-dir $STATE_DIR' again (after a reboot: pulumi refresh, then pulumi up)"
     precheck_tap "$TAP"
+    UNCHANGED_MESSAGE="already up: TAP $TAP on $BRIDGE; nothing changed"
     TXN=1
     ensure_tap "$TAP"
     TXN=0
-    emit_change "already up: TAP $TAP on $BRIDGE; nothing changed"
+    emit_change
 }
 
 # The start of a removal verb: nothing recorded is nothing to do (reported, and
 # NOTHING_RECORDED=1; not a return status, which would turn off set -e inside);
 # else privilege, the lock and the validated state.
 NOTHING_RECORDED=0
-begin_removal() {
+begin_removal() { # [LINK...] (read with the state)
     STATE_FILE=$STATE_DIR/$STATE_BASENAME
     if [[ ! -e $STATE_FILE ]]; then
         STATE=$(empty_state)
-        emit_change "nothing recorded: $STATE_FILE does not exist; nothing to remove"
+        UNCHANGED_MESSAGE="nothing recorded: $STATE_FILE does not exist; nothing to remove"
+        emit_change
         NOTHING_RECORDED=1
         return 0
     fi
     setup_priv 1
     check_helper_state_dir
     lock_state_dir
-    load_state
+    read_state change "$@"
 }
 
 verb_tap_down() {
@@ -941,16 +1039,18 @@ verb_tap_down() {
     check_state_dir
     [[ -n $TAP ]] || die 2 --tap "is required for tap-down" "pass --tap NAME"
     check_ifname --tap "$TAP"
-    begin_removal
+    begin_removal "$TAP"
     ((NOTHING_RECORDED == 0)) || return 0
+    use_link "$TAP"
     if ! tap_recorded "$TAP"; then
-        read_link "$TAP"
         ((L_EXISTS == 0)) || LEFT+=("tap|$TAP|exists but is not recorded as ours: left alone")
-        emit_change "TAP $TAP is not recorded in $STATE_FILE; nothing removed"
+        UNCHANGED_MESSAGE="TAP $TAP is not recorded in $STATE_FILE; nothing removed"
+        emit_change
         return 0
     fi
+    UNCHANGED_MESSAGE="TAP $TAP was already gone; record dropped"
     remove_tap "$TAP"
-    emit_change "TAP $TAP was already gone; record dropped"
+    emit_change
 }
 
 verb_down() {
@@ -958,14 +1058,16 @@ verb_down() {
     check_state_dir
     begin_removal
     ((NOTHING_RECORDED == 0)) || return 0
-    local t
-    while IFS= read -r t; do
-        [[ -n $t ]] && remove_tap "$t"
-    done < <(st '.taps | keys[]')
+    UNCHANGED_MESSAGE="nothing left to remove"
+    # Every recorded link read at once (one jq call), before any is removed.
+    local t links=("${S_TAPS[@]}")
+    [[ -z $S_BRIDGE ]] || links+=("$S_BRIDGE")
+    ((${#links[@]} == 0)) || read_links "${links[@]}"
+    for t in "${S_TAPS[@]}"; do remove_tap "$t"; done
     remove_nat
     remove_forwarding
     remove_bridge
-    emit_change "nothing left to remove"
+    emit_change
 }
 
 verb_status() {
@@ -973,49 +1075,19 @@ verb_status() {
     check_state_dir
     setup_priv 0
     [[ ! -e $STATE_DIR ]] || check_helper_state_dir
-    STATE_FILE=$STATE_DIR/$STATE_BASENAME
-    if [[ -e $STATE_FILE ]]; then
-        STATE=$(jq -c . "$STATE_FILE") || die 2 state "$STATE_FILE is not valid JSON" "inspect it by hand"
-        validate_state
-    else
-        STATE=$(empty_state)
-    fi
+    read_state status
     [[ -z $NFT_TABLE ]] || check_table
     [[ -z $BRIDGE ]] || check_ifname --bridge "$BRIDGE"
-    local m bridge table
-    m=$(st '.marker // ""')
-    bridge=${BRIDGE:-$(st '.bridge.name // empty')}
-    [[ -n $bridge ]] || bridge=$(const .network.bridge)
-    table=${NFT_TABLE:-$(st '.nft.table // empty')}
-    [[ -n $table ]] || table=$(const .network.nftTable)
-
-    local binfo bjson
-    binfo=$(link_info "$bridge")
-    bjson=$(jq -nc --arg n "$bridge" --arg info "$binfo" --arg m "$m" --argjson st "$STATE" \
-        --argjson addrs "$(inet_addrs "$bridge" | jq -R . | jq -sc .)" \
-        '($info | if . == "" then null else fromjson end) as $i
-         | {name: $n, recorded: ($st.bridge.name == $n), exists: ($i != null),
-            ours: ($i != null and $st.bridge.name == $n and $m != "" and $i.ifalias == $m and $i.ifname == $n)}
-           + (if $i == null then {} else {kind: $i.kind, up: $i.up, address: $i.address, addresses: $addrs} end)')
-
-    local njson text
-    if [[ $PRIV_MODE == none ]]; then
-        njson=$(jq -nc --arg t "$table" --argjson st "$STATE" \
-            '{family: "ip", table: $t, recorded: ($st.nft.table == $t), exists: null, ours: null,
-              detail: "unknown: listing nftables needs root or --sudo"}')
-    else
-        local exists=false comment=""
-        if text=$(nft_table_text "$table"); then
-            exists=true
-            comment=$(nft_comment <<<"$text")
-        fi
-        njson=$(jq -nc --arg t "$table" --argjson st "$STATE" --argjson e "$exists" --arg c "$comment" --arg m "$m" \
-            '{family: "ip", table: $t, recorded: ($st.nft.table == $t), exists: $e,
-              ours: ($e and $st.nft.table == $t and $m != "" and $c == $m)}')
+    local m=$MARKER bridge table
+    bridge=${BRIDGE:-$S_BRIDGE}
+    table=${NFT_TABLE:-$S_NFT_TABLE}
+    if [[ -z $bridge || -z $table ]]; then
+        load_constants
+        [[ -n $bridge ]] || bridge=$(const .network.bridge)
+        [[ -n $table ]] || table=$(const .network.nftTable)
     fi
 
-    local names=() t
-    while IFS= read -r t; do [[ -n $t ]] && names+=("$t"); done < <(st '.taps | keys[]')
+    local names=("${S_TAPS[@]}") t
     if ((TAPS_GIVEN)); then
         local extra=()
         IFS=, read -r -a extra <<<"$TAPS_RAW"
@@ -1028,23 +1100,44 @@ verb_status() {
         check_ifname --tap "$TAP"
         [[ " ${names[*]-} " == *" $TAP "* ]] || names+=("$TAP")
     fi
-    local taps_json="[]" tinfo
-    for t in "${names[@]}"; do
-        tinfo=$(link_info "$t")
-        taps_json=$(jq -c --arg n "$t" --arg info "$tinfo" --arg m "$m" --argjson st "$STATE" \
-            '($info | if . == "" then null else fromjson end) as $i
-             | . + [{name: $n, recorded: ($st.taps[$n] != null), exists: ($i != null),
-                     ours: ($i != null and $st.taps[$n] != null and $m != "" and $i.ifalias == $m and $i.ifname == $n)}
-                    + (if $i == null then {} else {kind: $i.kind, tapType: $i.tapType, owner: $i.user,
-                         multiQueue: $i.multiQueue, vnetHdr: $i.vnetHdr, master: $i.master, up: $i.up} end)]' <<<"$taps_json")
-    done
+
+    # What is live: plain ip, nft and /proc reads; then one jq call for the line.
+    local nft_exists=null comment="" text
+    if [[ $PRIV_MODE != none ]]; then
+        nft_exists=false
+        if text=$(nft_table_text "$table"); then
+            nft_exists=true
+            comment=$(nft_comment <<<"$text")
+        fi
+    fi
+    local taps=()
+    for t in "${names[@]}"; do taps+=("$t" "$(ip_link "$t")"); done
 
     jq -nc --arg sf "$STATE_FILE" --argjson rec "$([[ -e $STATE_FILE ]] && echo true || echo false)" \
-        --arg priv "$PRIV_MODE" --argjson b "$bjson" --argjson n "$njson" --argjson taps "$taps_json" \
-        --arg fwd "$(ip_forward)" --argjson st "$STATE" \
-        '{verb: "status", stateFile: $sf, recorded: $rec, privilege: $priv, bridge: $b, nft: $n,
-          ipForward: {value: $fwd, changedByUs: ($st.ipForward != null), previous: ($st.ipForward.previous // null)},
-          taps: $taps}'
+        --arg priv "$PRIV_MODE" --argjson st "$STATE" --arg m "$m" --arg fwd "$(ip_forward)" \
+        --arg bn "$bridge" --arg binfo "$(ip_link "$bridge")" \
+        --arg t "$table" --argjson e "$nft_exists" --arg c "$comment" \
+        "$JQ_LINK"'
+        ($binfo | link) as $i
+        | {name: $bn, recorded: ($st.bridge.name == $bn), exists: ($i != null),
+           ours: ($i != null and $st.bridge.name == $bn and $m != "" and $i.ifalias == $m and $i.ifname == $bn)}
+          + (if $i == null then {} else {kind: $i.kind, up: $i.up, address: $i.address, addresses: $i.addresses} end)
+        | . as $bridge
+        | (if $e == null then
+             {family: "ip", table: $t, recorded: ($st.nft.table == $t), exists: null, ours: null,
+              detail: "unknown: listing nftables needs root or --sudo"}
+           else
+             {family: "ip", table: $t, recorded: ($st.nft.table == $t), exists: $e,
+              ours: ($e and $st.nft.table == $t and $m != "" and $c == $m)}
+           end) as $nft
+        | [$ARGS.positional | range(0; length; 2) as $k | .[$k] as $n | (.[$k + 1] | link) as $i
+           | {name: $n, recorded: ($st.taps[$n] != null), exists: ($i != null),
+              ours: ($i != null and $st.taps[$n] != null and $m != "" and $i.ifalias == $m and $i.ifname == $n)}
+             + (if $i == null then {} else {kind: $i.kind, tapType: $i.tapType, owner: $i.user,
+                  multiQueue: $i.multiQueue, vnetHdr: $i.vnetHdr, master: $i.master, up: $i.up} end)] as $taps
+        | {verb: "status", stateFile: $sf, recorded: $rec, privilege: $priv, bridge: $bridge, nft: $nft,
+           ipForward: {value: $fwd, changedByUs: ($st.ipForward != null), previous: ($st.ipForward.previous // null)},
+           taps: $taps}' --args "${taps[@]}"
 }
 
 # ---------------------------------------------------------------- check
@@ -1094,11 +1187,11 @@ verb_check() {
         exit 1
     fi
     setup_priv 0
+    # Needs (4 fields each) and warnings (2 each) are collected here and made
+    # into the JSON line by one jq call at the end.
     local needs=() warnings=()
-    need() { # NAME STATUS DETAIL FIX
-        needs+=("$(jq -nc --arg n "$1" --arg s "$2" --arg d "$3" --arg f "$4" '{name: $n, status: $s, detail: $d} + (if $s == "ok" then {} else {fix: $f} end)')")
-    }
-    warn() { warnings+=("$(jq -nc --arg n "$1" --arg d "$2" '{name: $n, detail: $d}')"); }
+    need() { needs+=("$1" "$2" "$3" "$4"); } # NAME STATUS DETAIL FIX
+    warn() { warnings+=("$1" "$2"); }        # NAME DETAIL
 
     if have ip; then need ip ok "$(ip -V 2>&1 | head -n 1)" ""; else need ip missing "not on PATH" "apt-get install iproute2"; fi
     if have nft; then need nft ok "$(nft --version 2>&1 | head -n 1)" ""; else need nft missing "not on PATH" "apt-get install nftables"; fi
@@ -1163,27 +1256,32 @@ verb_check() {
         warn net.bridge.bridge-nf-call-iptables "is 1: traffic between VMs on the bridge passes the host's iptables/nftables forward hooks, so a forward policy of drop in another table (Docker sets one) blocks VM-to-VM traffic; VM-to-host and NATed traffic are not affected"
     fi
 
+    # Other tables' forward chains with policy drop: listed by nft, judged in the final jq call.
+    local chains="" subnet=""
     if [[ $PRIV_MODE != none ]] && have nft; then
-        local chain subnet
+        load_constants
         subnet=$(const .network.subnet)
-        while IFS= read -r chain; do
-            [[ -n $chain ]] || continue
-            warn "forward-drop:$chain" "chain '$chain' hooks forward with policy drop: what the VMs send beyond the host (and, with bridge-nf-call-iptables=1, to each other) is dropped unless that chain accepts it; net.sh never edits other tables, so allow $subnet there yourself (with Docker: iptables -I DOCKER-USER -s $subnet -j ACCEPT and iptables -I DOCKER-USER -d $subnet -j ACCEPT)"
-        done < <(pq nft -j list chains 2>/dev/null | jq -r '.nftables[]? | .chain? // empty | select(.hook == "forward" and .policy == "drop") | "\(.family) \(.table) \(.name)"')
+        chains=$(pq nft -j list chains 2>/dev/null || true)
     fi
 
-    local needs_json warnings_json
-    needs_json=$(printf '%s\n' "${needs[@]}" | jq -sc .)
-    warnings_json=$( ( ((${#warnings[@]} == 0)) || printf '%s\n' "${warnings[@]}") | jq -sc .)
-    local result
-    result=$(jq -nc --arg priv "$PRIV_MODE" --argjson needs "$needs_json" --argjson warnings "$warnings_json" \
-        '{verb: "check", ok: ([$needs[] | select(.status == "missing")] | length == 0), privilege: $priv,
-          missing: [$needs[] | select(.status == "missing") | .name],
-          unknown: [$needs[] | select(.status == "unknown") | .name],
-          needs: $needs, warnings: $warnings}')
+    local out missing result
+    out=$(jq -rn --arg priv "$PRIV_MODE" --argjson nneeds "$((${#needs[@]} / 4))" --arg chains "$chains" --arg subnet "$subnet" '
+        $ARGS.positional as $a
+        | [range(0; $nneeds) as $i | $a[$i * 4:$i * 4 + 4]
+           | {name: .[0], status: .[1], detail: .[2]} + (if .[1] == "ok" then {} else {fix: .[3]} end)] as $needs
+        | ([range($nneeds * 4; $a | length; 2) as $i | {name: $a[$i], detail: $a[$i + 1]}]
+          + [$chains | (try fromjson catch null) | .nftables[]? | .chain? // empty
+             | select(.hook == "forward" and .policy == "drop") | "\(.family) \(.table) \(.name)"
+             | {name: "forward-drop:\(.)",
+                detail: "chain \u0027\(.)\u0027 hooks forward with policy drop: what the VMs send beyond the host (and, with bridge-nf-call-iptables=1, to each other) is dropped unless that chain accepts it; net.sh never edits other tables, so allow \($subnet) there yourself (with Docker: iptables -I DOCKER-USER -s \($subnet) -j ACCEPT and iptables -I DOCKER-USER -d \($subnet) -j ACCEPT)"}]) as $warnings
+        | [$needs[] | select(.status == "missing") | .name] as $missing
+        | ($missing | join(", ")),
+          ({verb: "check", ok: ($missing | length == 0), privilege: $priv, missing: $missing,
+            unknown: [$needs[] | select(.status == "unknown") | .name], needs: $needs, warnings: $warnings} | tojson)' \
+        --args "${needs[@]}" "${warnings[@]}")
+    missing=${out%%$'\n'*}
+    result=${out#*$'\n'}
     printf '%s\n' "$result"
-    local missing
-    missing=$(jq -r '.missing | join(", ")' <<<"$result")
     if [[ -n $missing ]]; then
         log "TAP networking is missing: $missing (fixes in the JSON)"
         exit 1
@@ -1196,10 +1294,11 @@ case $VERB in
         require_tools ip nft sysctl jq flock
         check_state_dir
         defaults_for_up
-        begin
+        begin "$BRIDGE"
+        UNCHANGED_MESSAGE="already up: bridge $BRIDGE, nftables table ip $NFT_TABLE and forwarding as asked; nothing changed"
         verb_bridge_up
         TXN=0
-        emit_change "already up: bridge $BRIDGE, nftables table ip $NFT_TABLE and forwarding as asked; nothing changed"
+        emit_change
         ;;
     tap-up) verb_tap_up ;;
     tap-down) verb_tap_down ;;

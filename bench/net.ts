@@ -26,6 +26,7 @@ import { performance } from "node:perf_hooks";
 import { constants } from "../components/constants";
 import { Netns } from "../test/helpers/netns";
 import { isRoot } from "../test/helpers/tools";
+import { median } from "./stats";
 
 function option(name: string): string | undefined {
     const i = process.argv.indexOf(name);
@@ -69,12 +70,6 @@ const steps: Step[] = [
     { label: "tap-down", args: (d) => ["tap-down", "--state-dir", d, "--tap", tap] },
     { label: "bridge-down", args: (d) => ["bridge-down", "--state-dir", d] },
 ];
-
-function median(xs: number[]): number {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = Math.floor(s.length / 2);
-    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function main(): void {
     if (!isRoot()) throw new Error("bench/net.ts needs root (it creates a network namespace of its own)");

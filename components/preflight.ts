@@ -309,9 +309,10 @@ export function preflightCacheKey(cfg: PcpEvalConfig, readText: (file: string) =
 }
 
 /**
- * preflight() costs seconds (net.sh check's trial bridge in a scratch
- * namespace alone takes about 2 s here) and Pulumi runs the program twice per
- * `up` (preview, then update), and again on every no-op `up`. A clean verdict
+ * preflight() costs its slowest probe (net.sh check's trial bridge in a
+ * scratch namespace, ~0.3 s here; a first KVM test boot, up to its timeout)
+ * and Pulumi runs the program twice per `up` (preview, then update), and
+ * again on every no-op `up`. A clean verdict
  * (nothing missing) is therefore kept for preflightCacheTtlMs under the
  * project's cache directory, keyed by preflightCacheKey; a verdict with
  * findings is never kept, so a fix shows at once. What changes inside the TTL

@@ -3,12 +3,14 @@
  * exercised in test/integration/net.test.ts).
  */
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { recordProgram, resolve } from "../test/helpers/mocks";
 import { parseConfig } from "./config";
 import { constants } from "./constants";
-import { TapBridge } from "./tapBridge";
+import { bridgeProvider, NetBridgeInputs, TapBridge } from "./tapBridge";
 
 const projectDir = "/srv/pcp-eval";
 
@@ -62,5 +64,52 @@ describe("TapBridge", () => {
         }
         assert.deepEqual(result.tapDevices, { eval: `${constants.network.tapPrefix}1`, base: `${constants.network.tapPrefix}0` });
         assert.equal(await resolve((result.tapResources.eval as unknown as { tap: string }).tap), `${constants.network.tapPrefix}1`);
+    });
+});
+
+describe("the bridge provider", () => {
+    it("hands net.sh an absolute state dir (its sudo helper refuses a relative one), and runs where the checkout is now once the recorded one is gone", async () => {
+        const root = fs.mkdtempSync(path.join(os.tmpdir(), "pe-tapbridge-"));
+        try {
+            // A stand-in net.sh: records its arguments and working directory, answers one JSON line.
+            const project = path.join(root, "project");
+            fs.mkdirSync(path.join(project, "host"), { recursive: true });
+            fs.writeFileSync(path.join(project, "host", "net.sh"), 'printf "%s\\n" "$PWD" "$@" >> "$NET_ARGS_LOG"\necho "{}"\n');
+            const log = path.join(root, "args.log");
+            process.env.NET_ARGS_LOG = log;
+            const inputs: NetBridgeInputs = {
+                dir: project,
+                scriptPath: path.join("host", "net.sh"),
+                stateDir: path.join(".pcp-eval-state", "dev", "net"),
+                bridge: "pcpbr0",
+                gatewayCidr: "10.177.0.1/24",
+                nftTable: "pcp_eval",
+                sudo: true,
+            };
+            await bridgeProvider.create!(inputs);
+            const first = fs.readFileSync(log, "utf8").split("\n");
+            assert.equal(first[0], project);
+            assert.equal(first[first.indexOf("--state-dir") + 1], path.join(project, ".pcp-eval-state", "dev", "net"));
+            assert.ok(first.includes("--sudo"));
+
+            // The checkout moves (no up yet): the delete runs in the current directory, the project's new place.
+            const moved = path.join(root, "moved");
+            fs.renameSync(project, moved);
+            fs.rmSync(log);
+            const cwd = process.cwd();
+            process.chdir(moved);
+            try {
+                await bridgeProvider.delete!("id", { ...inputs, live: "ok" });
+            } finally {
+                process.chdir(cwd);
+            }
+            const second = fs.readFileSync(log, "utf8").split("\n");
+            assert.equal(fs.realpathSync(second[0]!), fs.realpathSync(moved));
+            assert.equal(second[1], "bridge-down");
+            assert.equal(fs.realpathSync(path.dirname(path.dirname(path.dirname(second[second.indexOf("--state-dir") + 1]!)))), fs.realpathSync(moved));
+        } finally {
+            delete process.env.NET_ARGS_LOG;
+            fs.rmSync(root, { recursive: true, force: true });
+        }
     });
 });

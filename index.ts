@@ -9,9 +9,16 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, loadConfig } from "./components/config";
-import { provisionEnvironment } from "./components/environment";
-import { storePathEvaluator } from "./components/nixEval";
+import type * as environmentModule from "./components/environment";
+import type * as nixEvalModule from "./components/nixEval";
 import { cachedPreflight, enforcePreflight, preflight, preflightCacheKey, PreflightReport, projectCacheDir, realHost, skippedPreflight } from "./components/preflight";
+
+/** The engine's `pulumi-nodejs` provider, which runs the dynamic resources' CRUD in its plugin. */
+class DynamicResourceProvider extends pulumi.ProviderResource {
+    constructor(name: string) {
+        super("pulumi-nodejs", name, {});
+    }
+}
 
 /** Reads the configuration: a bad one fails here, before anything is registered, with every problem. */
 function config() {
@@ -43,10 +50,17 @@ async function main(cfg: ReturnType<typeof loadConfig>) {
     } catch (err) {
         throw new pulumi.RunError((err as Error).message);
     }
+    // Nothing stops the run now. The provider of the dynamic resources goes out first: the engine starts its
+    // plugin, a second Node.js process that takes about a second to load, while the rest of the program loads
+    // and builds the graph instead of after. Named "default", the URN the engine gives the provider it would
+    // start by itself, so a stack made before sees no change.
+    const dynamicProvider = new DynamicResourceProvider("default");
+    const { provisionEnvironment }: typeof environmentModule = require("./components/environment");
+    const { storePathEvaluator }: typeof nixEvalModule = require("./components/nixEval");
     const projectDir = cfg.projectDir;
     // The KVM verdict is not an input of any runner: each VM reads it when it starts (pcp-eval:vmAccel auto).
     const kvmVerdict = path.join(projectCacheDir(), "kvm-probe");
-    return provisionEnvironment(cfg, { kvmVerdict, storePaths: (e) => storePathEvaluator.evaluate(e, projectDir) }).outputs;
+    return provisionEnvironment(cfg, { kvmVerdict, storePaths: (e) => storePathEvaluator.evaluate(e, projectDir), dynamicProvider }).outputs;
 }
 
 // Pulumi awaits an exported promise; its outputs are the stack's.

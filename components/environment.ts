@@ -31,6 +31,12 @@ export interface EnvironmentOptions {
      * they decide what is rebuilt and replaced.
      */
     storePaths: StorePathEvaluator;
+    /**
+     * The `pulumi-nodejs` provider every dynamic resource uses (index.ts
+     * registers it before the rest of the program loads, so the engine starts
+     * the dynamic provider plugin meanwhile). Absent: the engine's default one.
+     */
+    dynamicProvider?: pulumi.ProviderResource;
 }
 
 /** Stack outputs; a part that is off has no key at all. */
@@ -72,8 +78,10 @@ export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOpt
     const common = { stateDir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands };
 
     const anything = cfg.vms.length > 0 || cfg.container !== undefined || cfg.bridge !== undefined || cfg.kubernetes !== undefined;
-    const stateDir = anything ? new StateDir("state", { dir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands }) : undefined;
-    const after = afterStateDir(stateDir);
+    // Every component passes the provider on to its dynamic resources.
+    const providers: pulumi.ComponentResourceOptions = options.dynamicProvider ? { providers: [options.dynamicProvider] } : {};
+    const stateDir = anything ? new StateDir("state", { dir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands }, providers) : undefined;
+    const after = { ...afterStateDir(stateDir), ...providers };
 
     const tapVms = cfg.vms.filter((vm) => vm.tap !== undefined);
     const bridge = cfg.bridge

@@ -15,6 +15,8 @@ export interface RecordedResource {
     parent: string;
     dependencies: string[];
     custom: boolean;
+    /** The provider reference ("<urn>::<id>"), "" for the engine's default. */
+    provider: string;
     inputs: Record<string, unknown>;
 }
 
@@ -24,6 +26,7 @@ interface RegisterRequest {
     getParent(): string;
     getDependenciesList(): string[];
     getCustom(): boolean;
+    getProvider(): string;
 }
 
 interface MockMonitorLike {
@@ -107,6 +110,7 @@ export async function recordProgram<T>(build: () => T | Promise<T>, options: { p
             parent: req.getParent(),
             dependencies: req.getDependenciesList(),
             custom: req.getCustom(),
+            provider: req.getProvider(),
             inputs: {},
         });
         return register(req, (err, resp) => {

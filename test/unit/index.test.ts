@@ -48,6 +48,16 @@ describe("index.ts", () => {
         assert.deepEqual(documented.sort(), Object.keys(result).sort());
     });
 
+    it("registers the dynamic resources' provider before the rest of the program, and every dynamic resource uses it", async () => {
+        const { recording } = await recordProgram(() => loadProgram(stackConfig("dev")), { preview: true, stack: "dev" });
+        const custom = recording.resources.filter((r) => r.custom);
+        assert.equal(custom[0]?.type, "pulumi:providers:pulumi-nodejs", "the first custom resource registered");
+        assert.equal(custom[0]?.name, "default", "named as the engine names its own, so earlier stacks see no change");
+        const dynamic = custom.filter((r) => r.type.startsWith("pulumi-nodejs:dynamic"));
+        assert.ok(dynamic.length > 0);
+        for (const r of dynamic) assert.ok(r.provider.startsWith(`${custom[0]!.urn}::`), `${r.name} uses ${r.provider || "the default provider"}`);
+    });
+
     it("a container-only stack exports no VM, Grafana or Kubernetes outputs", async () => {
         const { result } = await recordProgram(() => loadProgram({ "pcp-eval:containerEnabled": "true" }), { preview: true });
         assert.deepEqual(Object.keys(result).sort(), ["pmcdEndpoints", "pmproxyUrls", "stateDir", "summary", "targets"]);

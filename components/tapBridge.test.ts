@@ -81,9 +81,9 @@ describe("the bridge provider", () => {
                 dir: project,
                 scriptPath: path.join("host", "net.sh"),
                 stateDir: path.join(".pcp-eval-state", "dev", "net"),
-                bridge: "pcpbr0",
-                gatewayCidr: "10.177.0.1/24",
-                nftTable: "pcp_eval",
+                bridge: constants.network.bridge,
+                gatewayCidr: `${constants.network.gateway}/24`,
+                nftTable: constants.network.nftTable,
                 sudo: true,
             };
             await bridgeProvider.create!(inputs);

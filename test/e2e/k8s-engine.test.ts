@@ -50,8 +50,17 @@ describe("the real Pulumi engine and kubernetes provider on the k8s stack", { co
         assert.ok(p && cluster, "the engine project and cluster were not set up");
         return { q: p, c: cluster };
     };
-    const kubectl = async (args: string[]): Promise<string> => ctx().c.kubectl(args);
+    const kubectl = async (args: string[], timeoutMs?: number): Promise<string> => ctx().c.kubectl(args, timeoutMs);
     const namespace = constants.kubernetes.namespace;
+    /** Runs a step that waits for pods; its failure carries what the cluster shows of them (events, kubelet, containerd). */
+    const diagnosed = async <T>(step: () => Promise<T>): Promise<T> => {
+        try {
+            return await step();
+        } catch (err) {
+            const diagnosis = cluster ? await cluster.diagnose(namespace) : "(no cluster)";
+            throw new Error(`${(err as Error).message}\n${diagnosis}`, { cause: err });
+        }
+    };
 
     before(async () => {
         if (needs.some((n) => (typeof n === "string" ? false : !n[1]()))) return;
@@ -89,13 +98,15 @@ describe("the real Pulumi engine and kubernetes provider on the k8s stack", { co
     it("up creates the namespace and the DaemonSet, the provider awaits the rollout, the pod is ready", async (t) => {
         if (!requireTools(t, needs)) return;
         const { q, c } = ctx();
-        await q.pulumiJson(["up", "--yes", "--stack", stack]);
-        const ds = JSON.parse(await kubectl(["--namespace", namespace, "get", "daemonset", "--output=json"])) as {
-            items: Array<{ status: { desiredNumberScheduled: number; numberReady: number; updatedNumberScheduled: number } }>;
-        };
-        assert.equal(ds.items.length, 1);
-        assert.deepEqual(ds.items[0]!.status.numberReady, 1, "the rollout was awaited: the one pod is ready when up returns");
-        assert.equal(ds.items[0]!.status.desiredNumberScheduled, 1);
+        await diagnosed(async () => {
+            await q.pulumiJson(["up", "--yes", "--stack", stack]);
+            const ds = JSON.parse(await kubectl(["--namespace", namespace, "get", "daemonset", "--output=json"])) as {
+                items: Array<{ status: { desiredNumberScheduled: number; numberReady: number; updatedNumberScheduled: number } }>;
+            };
+            assert.equal(ds.items.length, 1);
+            assert.deepEqual(ds.items[0]!.status.numberReady, 1, "the rollout was awaited: the one pod is ready when up returns");
+            assert.equal(ds.items[0]!.status.desiredNumberScheduled, 1);
+        });
         const outputs = await q.outputs();
         const k8s = outputs.kubernetes as { namespace: string; pmcdEndpoints: Record<string, string>; pmproxyUrls: Record<string, string> };
         assert.deepEqual(k8s.pmcdEndpoints, { [c.nodeName]: `${c.nodeIp}:${constants.ports.pmcd}` });
@@ -160,10 +171,12 @@ describe("the real Pulumi engine and kubernetes provider on the k8s stack", { co
         if (!requireTools(t, needs)) return;
         const { q } = ctx();
         const before = (await kubectl(["--namespace", namespace, "get", "pods", "--output=name"])).trim();
-        await kubectl(["--namespace", namespace, "delete", "pod", "--all", "--wait=true", "--timeout=120s"]);
-        const dsName = (await kubectl(["--namespace", namespace, "get", "daemonset", "--output=name"])).trim();
-        await kubectl(["--namespace", namespace, "rollout", "status", dsName, "--timeout=180s"]);
-        await kubectl(["--namespace", namespace, "wait", "--for=condition=Ready", "pod", "--all", "--timeout=180s"]);
+        await diagnosed(async () => {
+            await kubectl(["--namespace", namespace, "delete", "pod", "--all", "--wait=true", "--timeout=120s"], 150_000);
+            const dsName = (await kubectl(["--namespace", namespace, "get", "daemonset", "--output=name"])).trim();
+            await kubectl(["--namespace", namespace, "rollout", "status", dsName, "--timeout=180s"], 210_000);
+            await kubectl(["--namespace", namespace, "wait", "--for=condition=Ready", "pod", "--all", "--timeout=180s"], 210_000);
+        });
         const after = (await kubectl(["--namespace", namespace, "get", "pods", "--output=name"])).trim();
         assert.notEqual(after, before, "a new pod replaced the deleted one");
         const { json } = await q.pulumiJson(["refresh", "--preview-only", "--stack", stack]);

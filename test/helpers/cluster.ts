@@ -98,6 +98,12 @@ export interface Cluster {
     env: NodeJS.ProcessEnv;
     /** The last lines of a component's log (etcd, containerd, kube-apiserver, ..., kubelet), for failure messages. */
     logTail(component: string, lines?: number): string;
+    /**
+     * What a failure message needs when pods in NAMESPACE do not come up: the pods with their
+     * phase and container states, the namespace's events, the images in containerd, and the
+     * last lines of kubelet's and containerd's logs. Never throws: a part it cannot read says why.
+     */
+    diagnose(namespace: string): Promise<string>;
     stop(): Promise<void>;
 }
 
@@ -495,6 +501,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         // The default service account (pods need it) comes from the controller manager.
         await waitFor("the default service account", 60, async () => (await kubectl(["get", "serviceaccount", "default", "-o", "name"], 10_000)).trim() !== "");
 
+        const logTail = (component: string, lines = 20): string => tail(path.join(dir, `${component}.log`), lines);
         const cluster: Cluster = {
             kubeconfig: adminKc,
             context,
@@ -509,7 +516,28 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
             kubectl,
             ctr,
             env,
-            logTail: (component: string, lines = 20) => tail(path.join(dir, `${component}.log`), lines),
+            logTail,
+            diagnose: async (namespace: string) => {
+                const part = async (title: string, read: () => Promise<string>): Promise<string> => {
+                    let text: string;
+                    try {
+                        text = (await read()).trimEnd();
+                    } catch (err) {
+                        text = `(could not read: ${(err as Error).message.trim()})`;
+                    }
+                    return `--- ${title}\n${text}`;
+                };
+                const parts = await Promise.all([
+                    part(`pods in ${namespace}`, () => kubectl(["--namespace", namespace, "get", "pods", "--output=wide"], 30_000)),
+                    part(`container states in ${namespace}`, () =>
+                        kubectl(["--namespace", namespace, "get", "pods", "--output=jsonpath={range .items[*]}{.metadata.name}{': '}{.status.containerStatuses}{'\\n'}{end}"], 30_000),
+                    ),
+                    part(`events in ${namespace}`, () => kubectl(["--namespace", namespace, "get", "events", "--sort-by=.lastTimestamp"], 30_000)),
+                    part("images in containerd (k8s.io)", () => ctr(["images", "list", "--quiet"])),
+                ]);
+                for (const component of ["kubelet", "containerd"]) parts.push(`--- ${component} log\n${logTail(component, 25)}`);
+                return parts.join("\n");
+            },
             stop,
         };
         return cluster;

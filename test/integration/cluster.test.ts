@@ -80,11 +80,17 @@ describe("a one-node cluster built here (test/helpers/cluster.ts)", { timeout: 1
         try {
             await c.kubectl(["wait", "--for=condition=Ready", "pod/pe14-pause", "--timeout=120s"], 150_000);
         } catch (err) {
-            const describe = await c.kubectl(["describe", "pod", "pe14-pause"]).catch((e: Error) => e.message);
-            throw new Error(`${(err as Error).message}\n${describe}\n--- kubelet\n${c.logTail("kubelet", 30)}\n--- containerd\n${c.logTail("containerd", 30)}`);
+            throw new Error(`${(err as Error).message}\n${await c.diagnose("default")}`);
         }
         const got = JSON.parse(await c.kubectl(["get", "pod", "pe14-pause", "-o", "json"])) as PodJson;
         assert.equal(got.status.phase, "Running");
+        // What a failure message would carry: the pod, its running container, its image, the node's logs.
+        const diagnosis = await c.diagnose("default");
+        assert.match(diagnosis, /^--- pods in default\n.*\npe14-pause +1\/1 +Running /m, diagnosis);
+        assert.match(diagnosis, /^pe14-pause: \[.*"running":\{"startedAt"/m, diagnosis);
+        assert.ok(diagnosis.split("\n").includes(pauseRef), `${pauseRef} among the images: ${diagnosis}`);
+        for (const part of ["--- events in default", "--- kubelet log", "--- containerd log"]) assert.ok(diagnosis.includes(part), `${part}: ${diagnosis}`);
+        assert.ok(!diagnosis.includes("(could not read:"), diagnosis);
         assert.equal(got.status.hostIP, c.nodeIp);
         const id = got.status.containerStatuses?.[0]?.containerID?.replace(/^containerd:\/\//, "") ?? "";
         assert.ok((await c.ctr(["containers", "list", "--quiet"])).split("\n").includes(id), `container ${id} is in containerd`);

@@ -1265,7 +1265,8 @@ verb_check() {
     fi
 
     local out missing result
-    out=$(jq -rn --arg priv "$PRIV_MODE" --argjson nneeds "$((${#needs[@]} / 4))" --arg chains "$chains" --arg subnet "$subnet" '
+    # The chains come on stdin: a host with a large ruleset lists more than one argument may hold (128 KiB).
+    out=$(jq -rn --arg priv "$PRIV_MODE" --argjson nneeds "$((${#needs[@]} / 4))" --rawfile chains /dev/stdin --arg subnet "$subnet" '
         $ARGS.positional as $a
         | [range(0; $nneeds) as $i | $a[$i * 4:$i * 4 + 4]
            | {name: .[0], status: .[1], detail: .[2]} + (if .[1] == "ok" then {} else {fix: .[3]} end)] as $needs
@@ -1278,7 +1279,7 @@ verb_check() {
         | ($missing | join(", ")),
           ({verb: "check", ok: ($missing | length == 0), privilege: $priv, missing: $missing,
             unknown: [$needs[] | select(.status == "unknown") | .name], needs: $needs, warnings: $warnings} | tojson)' \
-        --args "${needs[@]}" "${warnings[@]}")
+        --args "${needs[@]}" "${warnings[@]}" <<<"$chains")
     missing=${out%%$'\n'*}
     result=${out#*$'\n'}
     printf '%s\n' "$result"

@@ -702,6 +702,14 @@ test("check lists what TAP networking needs and what is missing", (t) => {
     const w = dropped.warnings.find((x) => x.name === "forward-drop:ip pe4_dropper pe4fwd");
     assert.ok(w, JSON.stringify(dropped.warnings));
     assert.match(w.detail, new RegExp(`allow ${reEscape(net.subnet)} there yourself`));
+    // A large ruleset (kube-proxy on nftables, a big firewall): its chain listing is over what one argument may hold.
+    const many = Array.from({ length: 2500 }, (_, i) => ` chain pe4_many_chain_${String(i).padStart(5, "0")} { }`).join("\n");
+    ns.runOk("nft", ["-f", "-"], { input: `table ip pe4_many {\n${many}\n}\n` });
+    assert.ok(ns.runOk("nft", ["-j", "list", "chains"]).length > 128 * 1024, "the listing is larger than one argument may be");
+    const large = netsh<CheckResult>(ns, ["check"]);
+    assert.equal(large.status, 0, large.stderr);
+    assert.ok(large.json!.warnings.some((x) => x.name === "forward-drop:ip pe4_dropper pe4fwd"), JSON.stringify(large.json!.warnings));
+    ns.runOk("nft", ["delete", "table", "ip", "pe4_many"]);
 
     const script = readableCopy(t);
     const user = netsh<CheckResult>(ns, ["check"], { user: OWNER, script });

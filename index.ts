@@ -8,7 +8,7 @@ import "./components/compileCache";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, loadConfig } from "./components/config";
+import { anyPartEnabled, ConfigError, loadConfig } from "./components/config";
 import type * as environmentModule from "./components/environment";
 import type * as nixEvalModule from "./components/nixEval";
 import { cachedPreflight, enforcePreflight, preflight, preflightCacheKey, PreflightReport, projectCacheDir, realHost, skippedPreflight } from "./components/preflight";
@@ -53,8 +53,8 @@ async function main(cfg: ReturnType<typeof loadConfig>) {
     // Nothing stops the run now. The provider of the dynamic resources goes out first: the engine starts its
     // plugin, a second Node.js process that takes about a second to load, while the rest of the program loads
     // and builds the graph instead of after. Named "default", the URN the engine gives the provider it would
-    // start by itself, so a stack made before sees no change.
-    const dynamicProvider = new DynamicResourceProvider("default");
+    // start by itself, so a stack made before sees no change. A stack with every part off creates nothing, not even it.
+    const dynamicProvider = anyPartEnabled(cfg) ? new DynamicResourceProvider("default") : undefined;
     const { provisionEnvironment }: typeof environmentModule = require("./components/environment");
     const { storePathEvaluator }: typeof nixEvalModule = require("./components/nixEval");
     const projectDir = cfg.projectDir;

@@ -560,6 +560,15 @@ export function needsDocker(cfg: Pick<PcpEvalConfig, "container" | "kubernetes">
     return cfg.container !== undefined || (cfg.kubernetes !== undefined && cfg.kubernetes.containerd === "");
 }
 
+/**
+ * Whether any part is on (a VM, the container, the bridge, Kubernetes). With
+ * none the program creates nothing: no state directory, and no provider for
+ * dynamic resources (an empty stack stays empty).
+ */
+export function anyPartEnabled(cfg: Pick<PcpEvalConfig, "vms" | "container" | "bridge" | "kubernetes">): boolean {
+    return cfg.vms.length > 0 || cfg.container !== undefined || cfg.bridge !== undefined || cfg.kubernetes !== undefined;
+}
+
 /** The stack's state directory: pcp-eval:stateDir (relative to the project), else .pcp-eval-state/<stack>. The stack exports it as the output stateDir. */
 export function stateDirOf(configured: string, stack: string, projectDir: string): string {
     return path.resolve(projectDir, configured === "" ? path.join(".pcp-eval-state", stack) : configured);

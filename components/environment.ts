@@ -4,7 +4,7 @@
  */
 import * as os from "node:os";
 import * as pulumi from "@pulumi/pulumi";
-import { needsDocker, PcpEvalConfig } from "./config";
+import { anyPartEnabled, needsDocker, PcpEvalConfig } from "./config";
 import { GrafanaAdmin } from "./grafanaAdmin";
 import { dashboardUrls } from "./grafanaCatalog";
 import { MicroVm, MicroVmArgs, runnerExpression } from "./microVm";
@@ -77,7 +77,7 @@ export interface Environment {
 export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOptions): Environment {
     const common = { stateDir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands };
 
-    const anything = cfg.vms.length > 0 || cfg.container !== undefined || cfg.bridge !== undefined || cfg.kubernetes !== undefined;
+    const anything = anyPartEnabled(cfg);
     // Every component passes the provider on to its dynamic resources.
     const providers: pulumi.ComponentResourceOptions = options.dynamicProvider ? { providers: [options.dynamicProvider] } : {};
     const stateDir = anything ? new StateDir("state", { dir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands }, providers) : undefined;

@@ -48,14 +48,30 @@ describe("index.ts", () => {
         assert.deepEqual(documented.sort(), Object.keys(result).sort());
     });
 
-    it("registers the dynamic resources' provider before the rest of the program, and every dynamic resource uses it", async () => {
-        const { recording } = await recordProgram(() => loadProgram(stackConfig("dev")), { preview: true, stack: "dev" });
-        const custom = recording.resources.filter((r) => r.custom);
-        assert.equal(custom[0]?.type, "pulumi:providers:pulumi-nodejs", "the first custom resource registered");
-        assert.equal(custom[0]?.name, "default", "named as the engine names its own, so earlier stacks see no change");
-        const dynamic = custom.filter((r) => r.type.startsWith("pulumi-nodejs:dynamic"));
-        assert.ok(dynamic.length > 0);
-        for (const r of dynamic) assert.ok(r.provider.startsWith(`${custom[0]!.urn}::`), `${r.name} uses ${r.provider || "the default provider"}`);
+    // Named "default", the provider would meet the engine's own default one (a duplicate URN) if any dynamic
+    // resource fell back to it: every shape of stack is checked, each backend of host commands.
+    const providerCases: Array<[string, Record<string, string>, string | undefined]> = [
+        ["the dev stack", stackConfig("dev"), "dev"],
+        ["the ci stack", stackConfig("ci"), "ci"],
+        ["the k8s stack (a containerd cluster)", { ...stackConfig("k8s"), "pcp-eval:kubeContext": "pcp-eval-test", "pcp-eval:kubeContainerd": "/run/containerd/containerd.sock" }, "k8s"],
+        ["a container alone, host commands dynamic", { "pcp-eval:containerEnabled": "true", "pcp-eval:hostCommands": "dynamic" }, undefined],
+        ["the bridge and a TAP VM, host commands dynamic", { "pcp-eval:bridgeEnabled": "true", "pcp-eval:vms": JSON.stringify(["eval:tap"]), "pcp-eval:hostCommands": "dynamic" }, undefined],
+    ];
+    for (const [what, config, stack] of providerCases) {
+        it(`${what}: the dynamic resources' provider is registered before the rest of the program, and every dynamic resource uses it`, async () => {
+            const { recording } = await recordProgram(() => loadProgram(config), { preview: true, stack });
+            const custom = recording.resources.filter((r) => r.custom);
+            assert.equal(custom[0]?.type, "pulumi:providers:pulumi-nodejs", "the first custom resource registered");
+            assert.equal(custom[0]?.name, "default", "named as the engine names its own, so earlier stacks see no change");
+            const dynamic = custom.filter((r) => r.type.startsWith("pulumi-nodejs:dynamic"));
+            assert.ok(dynamic.length > 0, `${what} has dynamic resources`);
+            for (const r of dynamic) assert.ok(r.provider.startsWith(`${custom[0]!.urn}::`), `${r.name} uses ${r.provider || "the default provider"}`);
+        });
+    }
+
+    it("a stack with every part off registers nothing, not even the dynamic resources' provider", async () => {
+        const { recording } = await recordProgram(() => loadProgram({ "pcp-eval:vms": "[]" }), { preview: true });
+        assert.deepEqual(recording.resources.map((r) => r.type), []);
     });
 
     it("a container-only stack exports no VM, Grafana or Kubernetes outputs", async () => {

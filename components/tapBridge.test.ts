@@ -13,6 +13,8 @@ import { constants } from "./constants";
 import { bridgeProvider, NetBridgeInputs, TapBridge } from "./tapBridge";
 
 const projectDir = "/srv/pcp-eval";
+/** The bridge's address on the default subnet, as net.sh gets it. */
+const gatewayCidr = `${constants.network.gateway}/${constants.network.subnet.split("/")[1]}`;
 
 function config(vms: string[], useSudo: boolean) {
     const raw: Record<string, unknown> = { bridgeEnabled: true, vms, useSudo };
@@ -42,7 +44,7 @@ describe("TapBridge", () => {
         assert.equal(path.resolve(projectDir, String(bridge.scriptPath)), path.join(projectDir, "host", "net.sh"));
         assert.equal(path.resolve(projectDir, String(bridge.stateDir)), path.join(cfg.stateDir, "net"));
         assert.equal(bridge.bridge, constants.network.bridge);
-        assert.equal(bridge.gatewayCidr, `${constants.network.gateway}/${constants.network.subnet.split("/")[1]}`);
+        assert.equal(bridge.gatewayCidr, gatewayCidr);
         assert.equal(bridge.nftTable, constants.network.nftTable);
         assert.equal(bridge.sudo, true);
     });
@@ -82,7 +84,7 @@ describe("the bridge provider", () => {
                 scriptPath: path.join("host", "net.sh"),
                 stateDir: path.join(".pcp-eval-state", "dev", "net"),
                 bridge: constants.network.bridge,
-                gatewayCidr: `${constants.network.gateway}/24`,
+                gatewayCidr,
                 nftTable: constants.network.nftTable,
                 sudo: true,
             };

@@ -16,6 +16,7 @@
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { constants } from "../../components/constants";
@@ -98,6 +99,8 @@ describe("the real Pulumi engine and kubernetes provider on the k8s stack", { co
     it("up creates the namespace and the DaemonSet, the provider awaits the rollout, the pod is ready", async (t) => {
         if (!requireTools(t, needs)) return;
         const { q, c } = ctx();
+        const hostKubeconfigCopies = (): string[] => fs.readdirSync(os.tmpdir()).filter((n) => /^kubeconfig\d+$/.test(n));
+        const copiesBefore = hostKubeconfigCopies();
         await diagnosed(async () => {
             await q.pulumiJson(["up", "--yes", "--stack", stack]);
             const ds = JSON.parse(await kubectl(["--namespace", namespace, "get", "daemonset", "--output=json"])) as {
@@ -113,6 +116,9 @@ describe("the real Pulumi engine and kubernetes provider on the k8s stack", { co
         assert.deepEqual(k8s.pmproxyUrls, { [c.nodeName]: `http://${c.nodeIp}:${constants.ports.pmproxy}` });
         imageName = (await c.ctr(["images", "list", "--quiet"])).split("\n").find((n) => n.startsWith(`docker.io/library/${constants.container.imageName}:`)) ?? "";
         assert.notEqual(imageName, "", "the stack's image is in the cluster's containerd");
+        // The provider's copies of pcp-eval:kubeconfig (README, Security) land in the engine's TMPDIR, which dispose removes.
+        assert.ok(fs.readdirSync(q.env.TMPDIR!).some((n) => /^kubeconfig\d+$/.test(n)), `the provider's kubeconfig copy in ${q.env.TMPDIR}`);
+        assert.deepEqual(hostKubeconfigCopies().filter((n) => !copiesBefore.includes(n)), [], `no kubeconfig copy left in ${os.tmpdir()}`);
     });
 
     it("the output endpoints answer: pmcd serves kernel.all.load, pmproxy serves mem.physmem", async (t) => {

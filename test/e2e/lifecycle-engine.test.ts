@@ -74,9 +74,12 @@ test("lifecycle and verify --stack drive a real Pulumi engine through the Automa
         const setOutputs = (targets: Record<string, Target>): void =>
             writeFileSync(path.join(proj, "outputs.json"), JSON.stringify({ targets, summary: `${Object.keys(targets).length} target(s)` }));
 
+        mkdirSync(path.join(root, "tmp"));
         const env: NodeJS.ProcessEnv = {
             ...process.env,
             PATH: binDir ? `${binDir}${path.delimiter}${process.env.PATH ?? ""}` : process.env.PATH,
+            // The engine's and the language host's temp files go with root (engine.ts's harness does the same).
+            TMPDIR: path.join(root, "tmp"),
             PULUMI_BACKEND_URL: `file://${path.join(root, "backend")}`,
             PULUMI_HOME: path.join(root, "pulumi-home"),
             PULUMI_CONFIG_PASSPHRASE: "",

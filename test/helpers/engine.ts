@@ -195,9 +195,14 @@ export class EngineProject {
             fs.writeFileSync(path.join(project, "test", "fixtures", "ci-flake", "pcp-image.json"), JSON.stringify(options.pcpImage));
         }
         fs.mkdirSync(path.join(dir, "home"));
+        fs.mkdirSync(path.join(dir, "tmp"));
         const env: Record<string, string> = {
             PATH: [tools.binDir, ...(options.extraPath ?? []), process.env.PATH ?? "/usr/bin:/bin"].join(":"),
             PULUMI_HOME: path.join(dir, "home"),
+            // What the CLI, the language host and the plugins leave in the temp dir goes with the copy at dispose:
+            // the kubernetes provider writes a copy of a configured kubeconfig there on every engine pass and
+            // never removes it (pulumi-kubernetes' writeKubeconfigToFile, for Helm).
+            TMPDIR: path.join(dir, "tmp"),
             // Overrides Pulumi.yaml's ./.pulumi-state, which `pulumi login` would not.
             PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}`,
             PULUMI_CONFIG_PASSPHRASE: `pe9-${process.pid}`,

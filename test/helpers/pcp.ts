@@ -99,6 +99,11 @@ export class Daemon {
         return this.exitInfo === undefined;
     }
 
+    /** How it ended ("exit code N", "signal S"), or undefined while it runs. */
+    get exit(): string | undefined {
+        return this.exitInfo;
+    }
+
     log(): string {
         try {
             return readFileSync(this.logFile, "utf8");
@@ -166,7 +171,10 @@ export interface PcpHarness {
     pmcd: { host: string; port: number };
     pmproxyUrl: string;
     pmcdDaemon: Daemon;
-    pmproxyDaemon: Daemon;
+    /** The pmproxy running now (restartPmproxy replaces it). */
+    readonly pmproxyDaemon: Daemon;
+    /** Starts pmproxy again on the same port, after it ended (a crash): the URL stays valid. */
+    restartPmproxy(): Promise<void>;
     /** PIDs of the PMDAs this pmcd started (from its log). */
     agentPids(): number[];
     stopPmcd(): Promise<void>;
@@ -283,25 +291,32 @@ export async function startPcp(): Promise<PcpHarness> {
                 s.once("error", () => resolve(false));
             });
         });
-        pmproxyDaemon = spawnDaemon(
-            "pmproxy",
-            bin(layout, "pmproxy"),
-            ["-f", "-A", "-p", String(pmproxyPort), "-i", host, "-c", pmproxyConf, "-l", path.join(logDir, "pmproxy.log"), "-s", path.join(runDir, "pmproxy.socket"), "-U", user, "-x", path.join(logDir, "pmproxy.err")],
-            env,
-            path.join(logDir, "pmproxy.stdout"),
-        );
         const pmproxyUrl = `http://${host}:${pmproxyPort}`;
-        const started = pmproxyDaemon;
-        await started.waitReady(async () => {
-            const res = await getStatus(`${pmproxyUrl}/pmapi/context`);
-            return res === 200;
-        });
+        const startPmproxy = async (): Promise<Daemon> => {
+            const started = spawnDaemon(
+                "pmproxy",
+                bin(layout, "pmproxy"),
+                ["-f", "-A", "-p", String(pmproxyPort), "-i", host, "-c", pmproxyConf, "-l", path.join(logDir, "pmproxy.log"), "-s", path.join(runDir, "pmproxy.socket"), "-U", user, "-x", path.join(logDir, "pmproxy.err")],
+                env,
+                path.join(logDir, "pmproxy.stdout"),
+            );
+            pmproxyDaemon = started;
+            await started.waitReady(async () => (await getStatus(`${pmproxyUrl}/pmapi/context`)) === 200);
+            return started;
+        };
+        let current = await startPmproxy();
         return {
             dir,
             pmcd: { host, port: pmcdPort },
             pmproxyUrl,
             pmcdDaemon,
-            pmproxyDaemon: started,
+            get pmproxyDaemon() {
+                return current;
+            },
+            restartPmproxy: async () => {
+                if (current.running) throw new Error(`pmproxy (pid ${current.pid}) is still running`);
+                current = await startPmproxy();
+            },
             agentPids,
             stopPmcd,
             stop: stopAll,

@@ -77,10 +77,9 @@ export interface Environment {
 export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOptions): Environment {
     const common = { stateDir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands };
 
-    const anything = anyPartEnabled(cfg);
     // Every component passes the provider on to its dynamic resources.
     const providers: pulumi.ComponentResourceOptions = options.dynamicProvider ? { providers: [options.dynamicProvider] } : {};
-    const stateDir = anything ? new StateDir("state", { dir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands }, providers) : undefined;
+    const stateDir = anyPartEnabled(cfg) ? new StateDir("state", { dir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands }, providers) : undefined;
     const after = { ...afterStateDir(stateDir), ...providers };
 
     const tapVms = cfg.vms.filter((vm) => vm.tap !== undefined);

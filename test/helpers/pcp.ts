@@ -292,7 +292,7 @@ export async function startPcp(): Promise<PcpHarness> {
             });
         });
         const pmproxyUrl = `http://${host}:${pmproxyPort}`;
-        const startPmproxy = async (): Promise<Daemon> => {
+        const startPmproxy = async (): Promise<void> => {
             const started = spawnDaemon(
                 "pmproxy",
                 bin(layout, "pmproxy"),
@@ -302,20 +302,19 @@ export async function startPcp(): Promise<PcpHarness> {
             );
             pmproxyDaemon = started;
             await started.waitReady(async () => (await getStatus(`${pmproxyUrl}/pmapi/context`)) === 200);
-            return started;
         };
-        let current = await startPmproxy();
+        await startPmproxy();
         return {
             dir,
             pmcd: { host, port: pmcdPort },
             pmproxyUrl,
             pmcdDaemon,
             get pmproxyDaemon() {
-                return current;
+                return pmproxyDaemon!;
             },
             restartPmproxy: async () => {
-                if (current.running) throw new Error(`pmproxy (pid ${current.pid}) is still running`);
-                current = await startPmproxy();
+                if (pmproxyDaemon?.running) throw new Error(`pmproxy (pid ${pmproxyDaemon.pid}) is still running`);
+                await startPmproxy();
             },
             agentPids,
             stopPmcd,

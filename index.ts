@@ -11,14 +11,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { anyPartEnabled, ConfigError, loadConfig } from "./components/config";
 import type * as environmentModule from "./components/environment";
 import type * as nixEvalModule from "./components/nixEval";
+import { ensureProviderPlugin } from "./components/providerPlugin";
 import { cachedPreflight, enforcePreflight, preflight, preflightCacheKey, PreflightReport, projectCacheDir, realHost, skippedPreflight } from "./components/preflight";
-
-/** The engine's `pulumi-nodejs` provider, which runs the dynamic resources' CRUD in its plugin. */
-class DynamicResourceProvider extends pulumi.ProviderResource {
-    constructor(name: string) {
-        super("pulumi-nodejs", name, {});
-    }
-}
 
 /** Reads the configuration: a bad one fails here, before anything is registered, with every problem. */
 function config() {
@@ -50,17 +44,22 @@ async function main(cfg: ReturnType<typeof loadConfig>) {
     } catch (err) {
         throw new pulumi.RunError((err as Error).message);
     }
-    // Nothing stops the run now. The provider of the dynamic resources goes out first: the engine starts its
-    // plugin, a second Node.js process that takes about a second to load, while the rest of the program loads
-    // and builds the graph instead of after. Named "default", the URN the engine gives the provider it would
-    // start by itself, so a stack made before sees no change. A stack with every part off creates nothing, not even it.
-    const dynamicProvider = anyPartEnabled(cfg) ? new DynamicResourceProvider("default") : undefined;
+    // Nothing stops the run now. The host resources' provider plugin is built from provider/ when
+    // it is missing or older than its sources (a digest check otherwise), before the first host resource
+    // reaches the engine, which starts it from provider/bin (Pulumi.yaml). A stack with every part off needs none.
+    if (anyPartEnabled(cfg)) {
+        try {
+            ensureProviderPlugin(cfg.projectDir);
+        } catch (err) {
+            throw new pulumi.RunError((err as Error).message);
+        }
+    }
     const { provisionEnvironment }: typeof environmentModule = require("./components/environment");
     const { storePathEvaluator }: typeof nixEvalModule = require("./components/nixEval");
     const projectDir = cfg.projectDir;
     // The KVM verdict is not an input of any runner: each VM reads it when it starts (pcp-eval:vmAccel auto).
     const kvmVerdict = path.join(projectCacheDir(), "kvm-probe");
-    return provisionEnvironment(cfg, { kvmVerdict, storePaths: (e) => storePathEvaluator.evaluate(e, projectDir), dynamicProvider }).outputs;
+    return provisionEnvironment(cfg, { kvmVerdict, storePaths: (e) => storePathEvaluator.evaluate(e, projectDir) }).outputs;
 }
 
 // Pulumi awaits an exported promise; its outputs are the stack's.

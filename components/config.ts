@@ -106,7 +106,7 @@ export const configKeys = {
     debugMode: { type: "boolean", default: false, description: "Allow password root login (root:pcp) on the VMs. Off by default: SSH is by key only." },
     sshPublicKey: { type: "string", default: "", description: "Public key authorised on the VMs. Empty: generate an ed25519 key per stack under stateDir." },
     useSudo: { type: "boolean", default: false, description: "Run bridge and TAP commands through `sudo -n` when not root." },
-    hostCommands: { type: "string", default: "command", description: "How host commands run: command (@pulumi/command's local.Command; Pulumi installs its plugin) or dynamic (a dynamic provider inside the Node.js language host, for hosts that cannot get the plugin)." },
+    hostCommands: { type: "string", default: "command", description: "How host commands run: command (@pulumi/command's local.Command; Pulumi installs its plugin) or dynamic (HostCommand, served by pcp-eval's own provider plugin built from provider/, for hosts that cannot download the command plugin)." },
     skipPreflight: { type: "boolean", default: false, description: "Skip the host checks run before anything is created (not recommended). No KVM test boot runs either: VMs with vmAccel auto use TCG unless a KVM verdict is already remembered for this host boot." },
     containerEnabled: { type: "boolean", default: false, description: "Run the PCP OCI image in Docker (pmcd and pmproxy)." },
     containerHostAddress: { type: "string", default: "127.0.0.1", description: "Host address the container's pmcd and pmproxy ports are published on." },

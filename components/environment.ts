@@ -31,12 +31,6 @@ export interface EnvironmentOptions {
      * they decide what is rebuilt and replaced.
      */
     storePaths: StorePathEvaluator;
-    /**
-     * The `pulumi-nodejs` provider every dynamic resource uses (index.ts
-     * registers it before the rest of the program loads, so the engine starts
-     * the dynamic provider plugin meanwhile). Absent: the engine's default one.
-     */
-    dynamicProvider?: pulumi.ProviderResource;
 }
 
 /** Stack outputs; a part that is off has no key at all. */
@@ -77,10 +71,8 @@ export interface Environment {
 export function provisionEnvironment(cfg: PcpEvalConfig, options: EnvironmentOptions): Environment {
     const common = { stateDir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands };
 
-    // Every component passes the provider on to its dynamic resources.
-    const providers: pulumi.ComponentResourceOptions = options.dynamicProvider ? { providers: [options.dynamicProvider] } : {};
-    const stateDir = anyPartEnabled(cfg) ? new StateDir("state", { dir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands }, providers) : undefined;
-    const after = { ...afterStateDir(stateDir), ...providers };
+    const stateDir = anyPartEnabled(cfg) ? new StateDir("state", { dir: cfg.stateDir, projectDir: cfg.projectDir, hostCommands: cfg.hostCommands }) : undefined;
+    const after = afterStateDir(stateDir);
 
     const tapVms = cfg.vms.filter((vm) => vm.tap !== undefined);
     const bridge = cfg.bridge

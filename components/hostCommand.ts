@@ -1,13 +1,13 @@
 /**
- * A shell command on this host as a Pulumi resource, served by a dynamic
- * provider (it runs inside the Node.js language host's dynamic-provider
- * plugin, so the engine needs no extra provider binary).
+ * A shell command on this host as a Pulumi resource, served by pcp-eval's
+ * own provider plugin (provider/hostcommand.go, built from this checkout, so
+ * the engine downloads nothing for it).
  *
  * Two backends run the same commands (config pcp-eval:hostCommands):
  * - "command": @pulumi/command's local.Command, whose provider plugin Pulumi
  *   installs on first use. The default.
- * - "dynamic": the HostCommand dynamic resource below. It needs no plugin, so
- *   it runs on hosts that cannot download one: on this project's CI machines
+ * - "dynamic": the HostCommand resource below. It needs no downloaded plugin,
+ *   so it runs on hosts that cannot download one: on this project's CI machines
  *   the command plugin can neither be downloaded nor built (the Go module
  *   proxy refuses github.com/pulumi/pulumi-command/provider), and the ci
  *   stack uses it under the real engine.
@@ -29,7 +29,7 @@
  *   with the recorded stdout; a difference marks it "degraded" (refresh shows
  *   the change, and why), and a degraded resource diffs as an update, so the
  *   next `up` runs its idempotent update command, which repairs it.
- * - command: a small dynamic HostState beside the local.Command does the same
+ * - command: a small HostState beside the local.Command does the same
  *   (read, degraded, update runs the repair), and carries the command's
  *   stdout on, so a repair that changes it (a new key) reaches the resources
  *   that use it. A trigger on the local.Command would replace it instead, and
@@ -37,7 +37,7 @@
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { projectWorkDir, run, RunResult } from "./run";
+import { hostResourceOptions, hostResourceType } from "./providerPlugin";
 
 export type HostCommandBackend = "command" | "dynamic";
 export const hostCommandBackends: readonly HostCommandBackend[] = ["command", "dynamic"];
@@ -74,74 +74,14 @@ export interface HostCommandArgs {
     check?: pulumi.Input<string>;
 }
 
-/** Runs `/bin/sh -c command` in dir (components/run.ts: stderr streamed, errors name the command and its stderr's tail). */
-function runShell(command: string, dir: string): Promise<RunResult> {
-    return run("/bin/sh", ["-c", command], { cwd: projectWorkDir(dir), label: command });
-}
-
-/**
- * The keys of the check's JSON line whose value differs from the recorded
- * stdout's last JSON line, as "key: recorded X, now Y"; "" when none does.
- */
-export function driftOf(recorded: string, now: string): string {
-    const last = (text: string): Record<string, unknown> => {
-        try {
-            const value: unknown = JSON.parse(text.trim().split("\n").pop() ?? "");
-            return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
-        } catch {
-            return {};
-        }
-    };
-    const before = last(recorded);
-    const after = last(now);
-    return Object.keys(after)
-        .filter((k) => JSON.stringify(before[k] ?? null) !== JSON.stringify(after[k] ?? null))
-        .map((k) => `${k}: recorded ${JSON.stringify(before[k] ?? null)}, now ${JSON.stringify(after[k] ?? null)}`)
-        .join("; ");
-}
-
-/** Runs the check in dir and compares; a failing check is an error that names it (refresh shows it). */
-async function observe(check: string, dir: string, recorded: string): Promise<{ live: Live; drift: string }> {
-    const { stdout } = await runShell(check, dir);
-    const drift = driftOf(recorded, stdout);
-    return { live: drift === "" ? "ok" : "degraded", drift };
-}
-
-/** Exported for the tests, which drive it against real files. */
-export const hostCommandProvider: pulumi.dynamic.ResourceProvider<HostCommandInputs, HostCommandOutputs> = {
-    async create(inputs) {
-        const { stdout, stderr } = await runShell(inputs.create, inputs.dir);
-        const crypto: typeof import("node:crypto") = require("node:crypto");
-        return { id: crypto.randomUUID(), outs: { ...inputs, stdout, stderr, live: "ok", drift: "" } };
-    },
-    async read(id, props) {
-        if (props === undefined || !props.check) return { id, props };
-        return { id, props: { ...props, ...(await observe(props.check, props.dir, props.stdout)) } };
-    },
-    async diff(_id, olds, news) {
-        const replaces = JSON.stringify(olds.triggers ?? []) !== JSON.stringify(news.triggers ?? []) ? ["triggers"] : [];
-        const changes =
-            replaces.length > 0 ||
-            olds.live === "degraded" ||
-            (["create", "update", "delete", "dir", "check"] as const).some((k) => (olds[k] ?? "") !== (news[k] ?? ""));
-        return { changes, replaces, deleteBeforeReplace: true };
-    },
-    async update(_id, _olds, news) {
-        const { stdout, stderr } = await runShell(news.update ?? news.create, news.dir);
-        return { outs: { ...news, stdout, stderr, live: "ok", drift: "" } };
-    },
-    async delete(_id, props) {
-        if (props.delete) await runShell(props.delete, props.dir);
-    },
-};
-
-export class HostCommand extends pulumi.dynamic.Resource {
+/** A host command served by the plugin (provider/hostcommand.go). */
+export class HostCommand extends pulumi.CustomResource {
     public declare readonly stdout: pulumi.Output<string>;
     public declare readonly stderr: pulumi.Output<string>;
     public declare readonly live: pulumi.Output<Live>;
 
     constructor(name: string, args: HostCommandArgs, opts?: pulumi.CustomResourceOptions) {
-        super(hostCommandProvider, name, { ...args, stdout: undefined, stderr: undefined, live: undefined, drift: undefined }, opts, "pcp-eval", "HostCommand");
+        super(hostResourceType("HostCommand"), name, { ...args, stdout: undefined, stderr: undefined, live: undefined, drift: undefined }, hostResourceOptions("HostCommand", opts));
     }
 }
 
@@ -162,37 +102,13 @@ export interface HostStateOutputs extends HostStateInputs {
     drift: string;
 }
 
-/** Exported for the tests, which drive it against real files. */
-export const hostStateProvider: pulumi.dynamic.ResourceProvider<HostStateInputs, HostStateOutputs> = {
-    async create(inputs) {
-        const crypto: typeof import("node:crypto") = require("node:crypto");
-        return { id: crypto.randomUUID(), outs: { ...inputs, stdout: inputs.recorded, live: "ok", drift: "" } };
-    },
-    async read(id, props) {
-        if (props === undefined) return { id, props };
-        return { id, props: { ...props, ...(await observe(props.check, props.dir, props.stdout)) } };
-    },
-    async diff(_id, olds, news) {
-        const changes = olds.live === "degraded" || (["check", "repair", "dir", "recorded"] as const).some((k) => olds[k] !== news[k]);
-        return { changes, replaces: [] };
-    },
-    async update(_id, olds, news) {
-        // The command ran again itself: its output is the state. Otherwise repair what refresh found.
-        if (olds.recorded !== news.recorded || olds.live !== "degraded") {
-            return { outs: { ...news, stdout: news.recorded, live: "ok", drift: "" } };
-        }
-        const { stdout } = await runShell(news.repair, news.dir);
-        return { outs: { ...news, stdout, live: "ok", drift: "" } };
-    },
-};
-
 /** Refresh and repair for a local.Command's host state (see the file comment). */
-export class HostState extends pulumi.dynamic.Resource {
+export class HostState extends pulumi.CustomResource {
     public declare readonly stdout: pulumi.Output<string>;
     public declare readonly live: pulumi.Output<Live>;
 
     constructor(name: string, args: { [K in keyof HostStateInputs]: pulumi.Input<HostStateInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(hostStateProvider, name, { ...args, stdout: undefined, live: undefined, drift: undefined }, opts, "pcp-eval", "HostState");
+        super(hostResourceType("HostState"), name, { ...args, stdout: undefined, live: undefined, drift: undefined }, hostResourceOptions("HostState", opts));
     }
 }
 

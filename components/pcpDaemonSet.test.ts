@@ -58,7 +58,7 @@ describe("PcpDaemonSet (mocks)", () => {
             "command:local:Command pcp-daemonset-cluster-load",
             "kubernetes:apps/v1:DaemonSet pcp-daemonset-daemonset",
             "kubernetes:core/v1:Namespace pcp-daemonset-namespace",
-            "pulumi-nodejs:dynamic/pcp-eval:DaemonSetEndpoints pcp-daemonset-endpoints",
+            "pcp-eval:index:DaemonSetEndpoints pcp-daemonset-endpoints",
             "pulumi:providers:kubernetes pcp-daemonset-provider",
         ]);
     });

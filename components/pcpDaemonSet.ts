@@ -6,7 +6,7 @@ import { hostCommand, HostCommandBackend } from "./hostCommand";
 import { KubernetesConfig } from "./config";
 import { constants } from "./constants";
 import { checkImage, renderManifests } from "./k8sManifests";
-import { run } from "./run";
+import { hostResourceOptions, hostResourceType } from "./providerPlugin";
 import { scriptCommandOutput } from "./shell";
 
 export interface PcpDaemonSetArgs {
@@ -30,15 +30,7 @@ export interface PcpDaemonSetArgs {
 // ---------------------------------------------------------------------------
 // Each node's endpoints, read from the DaemonSet's ready pods.
 
-/** The parts of a `kubectl get pods -o json` answer that name a pod's node and address. */
-export interface PodListJson {
-    items?: Array<{
-        metadata?: { name?: string; deletionTimestamp?: string };
-        spec?: { nodeName?: string };
-        status?: { phase?: string; hostIP?: string; conditions?: Array<{ type?: string; status?: string }> };
-    }>;
-}
-
+/** Each node's endpoints (provider/endpoints.go reads them from the ready pods). */
 export interface NodeEndpoints {
     /** node name -> "address:port" of its pmcd. */
     pmcdEndpoints: Record<string, string>;
@@ -46,25 +38,7 @@ export interface NodeEndpoints {
     pmproxyUrls: Record<string, string>;
 }
 
-/**
- * The endpoints of every node whose pod is running and ready. The pods use
- * the host's network, so a node's pmcd answers on the node's own address.
- */
-export function nodeEndpoints(pods: PodListJson, pmcdPort: number, pmproxyPort: number): NodeEndpoints {
-    const out: NodeEndpoints = { pmcdEndpoints: {}, pmproxyUrls: {} };
-    for (const pod of pods.items ?? []) {
-        const node = pod.spec?.nodeName;
-        const address = pod.status?.hostIP;
-        const ready = (pod.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
-        if (!node || !address || pod.metadata?.deletionTimestamp || pod.status?.phase !== "Running" || !ready) continue;
-        const host = address.includes(":") ? `[${address}]` : address;
-        out.pmcdEndpoints[node] = `${host}:${pmcdPort}`;
-        out.pmproxyUrls[node] = `http://${host}:${pmproxyPort}`;
-    }
-    return out;
-}
-
-/** Inputs of the endpoint reader; plain data so the provider can be serialized. */
+/** Inputs of the endpoint reader. */
 export interface DaemonSetEndpointsInputs {
     context: string;
     kubeconfig: string;
@@ -80,56 +54,19 @@ export interface DaemonSetEndpointsInputs {
 
 export interface DaemonSetEndpointsState extends DaemonSetEndpointsInputs, NodeEndpoints {}
 
-/** `kubectl get pods` of the DaemonSet (components/run.ts: async, so the provider never blocks). */
-async function readEndpoints(inputs: DaemonSetEndpointsInputs): Promise<NodeEndpoints> {
-    const args = [
-        "--context", inputs.context,
-        ...(inputs.kubeconfig ? ["--kubeconfig", inputs.kubeconfig] : []),
-        "--namespace", inputs.namespace,
-        "get", "pods", "--selector", inputs.selector, "--output", "json",
-    ];
-    // kubectl's JSON spans many lines (not the host scripts' one-line contract): parse all of stdout.
-    const label = ["kubectl", ...args].join(" ");
-    const { stdout } = await run("kubectl", args, { timeoutMs: inputs.timeoutSeconds * 1000, echo: false, label });
-    let pods: PodListJson;
-    try {
-        pods = JSON.parse(stdout) as PodListJson;
-    } catch {
-        throw new Error(`${label}: expected a JSON pod list on stdout, got: ${stdout.slice(0, 400)}`);
-    }
-    return nodeEndpoints(pods, inputs.pmcdPort, inputs.pmproxyPort);
-}
-
-const endpointsProvider: pulumi.dynamic.ResourceProvider<DaemonSetEndpointsInputs, DaemonSetEndpointsState> = {
-    async create(inputs) {
-        return { id: `${inputs.context}/${inputs.namespace}/${inputs.selector}`, outs: { ...inputs, ...(await readEndpoints(inputs)) } };
-    },
-    async read(id, props) {
-        if (props === undefined) return { id };
-        // `pulumi refresh` sees nodes that joined or left, and pods that are not ready.
-        return { id, props: { ...props, ...(await readEndpoints(props)) } };
-    },
-    async diff(_id, olds, news) {
-        const keys = Object.keys(news) as Array<keyof DaemonSetEndpointsInputs>;
-        return { changes: keys.some((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k])) };
-    },
-    async update(_id, _olds, news) {
-        return { outs: { ...news, ...(await readEndpoints(news)) } };
-    },
-    async delete() {
-        // Reads only; the pods go with the DaemonSet and its namespace.
-    },
-};
-
 type EndpointsArgs = { [K in keyof DaemonSetEndpointsInputs]: pulumi.Input<DaemonSetEndpointsInputs[K]> };
 
-/** The pmcd and pmproxy endpoints of every node running a ready PCP pod. */
-export class DaemonSetEndpoints extends pulumi.dynamic.Resource {
+/**
+ * The pmcd and pmproxy endpoints of every node running a ready PCP pod (the
+ * pods use the host's network: a node's own address), read with kubectl by
+ * the plugin (provider/endpoints.go); refresh sees nodes that joined or left.
+ */
+export class DaemonSetEndpoints extends pulumi.CustomResource {
     public declare readonly pmcdEndpoints: pulumi.Output<Record<string, string>>;
     public declare readonly pmproxyUrls: pulumi.Output<Record<string, string>>;
 
     constructor(name: string, args: EndpointsArgs, opts?: pulumi.CustomResourceOptions) {
-        super(endpointsProvider, name, { ...args, pmcdEndpoints: undefined, pmproxyUrls: undefined }, opts, "pcp-eval", "DaemonSetEndpoints");
+        super(hostResourceType("DaemonSetEndpoints"), name, { ...args, pmcdEndpoints: undefined, pmproxyUrls: undefined }, hostResourceOptions("DaemonSetEndpoints", opts));
     }
 }
 

@@ -1,14 +1,13 @@
 /**
- * The one way components and dynamic providers run a host command: async (a
- * provider never blocks the language host, so independent resources run in
- * parallel), stderr passed on line by line as it comes (the only log channel
- * a dynamic provider has: Pulumi shows the provider's stderr), one error
- * policy (the command, its exit code or signal, and the tail of its stderr)
- * and one parser for the host scripts' "last line of stdout is JSON".
- *
- * Dynamic providers are serialized by closure capture, so node modules are
- * required inside the functions.
+ * The one way the program runs a host command: async (the language host is
+ * never blocked), stderr passed on line by line as it comes, one error policy
+ * (the command, its exit code or signal, and the tail of its stderr) and one
+ * parser for the host scripts' "last line of stdout is JSON". The provider
+ * plugin has the same in Go (provider/run.go).
  */
+
+import * as childProcess from "node:child_process";
+import * as nodePath from "node:path";
 
 export interface RunOptions {
     /** Working directory. */
@@ -31,7 +30,6 @@ export interface RunResult {
 
 /** Runs FILE ARGS; resolves with its output when it exits 0, rejects naming the command, its exit status and stderr's tail. */
 export function run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-    const childProcess: typeof import("node:child_process") = require("node:child_process");
     const label = options.label ?? [file, ...args].join(" ");
     return new Promise((resolve, reject) => {
         const child = childProcess.spawn(file, [...args], {
@@ -85,42 +83,8 @@ export async function runJson<T>(file: string, args: readonly string[], options:
     return parseLastJsonLine<T>(stdout, label);
 }
 
-/**
- * Whether two recorded inputs name the same state directory: the same text,
- * or the same place once each relative path is resolved against its own
- * project directory (`dir`), so a move of the checkout is not a new place.
- */
-export function sameStateDir(a: { dir?: string; stateDir: string }, b: { dir?: string; stateDir: string }): boolean {
-    const nodePath: typeof import("node:path") = require("node:path");
-    return a.stateDir === b.stateDir || nodePath.resolve(a.dir ?? "/", a.stateDir) === nodePath.resolve(b.dir ?? "/", b.stateDir);
-}
-
 /** A path relative to the project when it lies inside it, so recorded inputs do not name the checkout's location. */
 export function projectRelative(file: string, projectDir: string): string {
-    const nodePath: typeof import("node:path") = require("node:path");
     const rel = nodePath.relative(projectDir, file);
     return rel !== "" && !rel.startsWith("..") && !nodePath.isAbsolute(rel) ? rel : file;
-}
-
-/**
- * The directory a provider runs a host script in: the recorded project
- * directory, or this process's own when that one is gone. A checkout moved
- * before any `up` recorded its new place (a destroy or refresh right after the
- * move) still finds its scripts and state: Pulumi starts the provider plugin in
- * the project directory, and scripts and state directories are recorded
- * relative to it.
- */
-export function projectWorkDir(dir: string | undefined): string | undefined {
-    const fs: typeof import("node:fs") = require("node:fs");
-    return dir === undefined || fs.existsSync(dir) ? dir : process.cwd();
-}
-
-/**
- * A state directory as an absolute path: resolved against the working
- * directory the script runs in. For scripts that hand the path to another
- * process (net.sh's sudo helper checks that it is absolute).
- */
-export function absoluteStateDir(stateDir: string, dir: string | undefined): string {
-    const nodePath: typeof import("node:path") = require("node:path");
-    return nodePath.resolve(projectWorkDir(dir) ?? process.cwd(), stateDir);
 }

@@ -2,7 +2,8 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { BridgeConfig, TapAttachment } from "./config";
 import { constants } from "./constants";
-import { absoluteStateDir, projectRelative, projectWorkDir, runJson, sameStateDir } from "./run";
+import { hostResourceOptions, hostResourceType } from "./providerPlugin";
+import { projectRelative } from "./run";
 
 /** A TAP VM's device; `vcpus` decides the TAP's multi_queue flag (the VM's QEMU opens it with queues=<vcpus> when vcpus > 1). */
 export type TapDevice = TapAttachment & { vcpus?: number };
@@ -18,7 +19,7 @@ export interface TapBridgeArgs {
     useSudo: boolean;
 }
 
-/** Inputs of the bridge resource: plain data, so the provider can be serialized. */
+/** Inputs of the bridge resource (provider/net.go serves it). */
 export interface NetBridgeInputs {
     /** Working directory of net.sh (the project); scriptPath and stateDir may be relative to it. */
     dir?: string;
@@ -54,118 +55,25 @@ export type Live = "ok" | "degraded";
 export type NetBridgeState = NetBridgeInputs & { live: Live };
 export type NetTapState = NetTapInputs & { live: Live };
 
-/** Status JSON of `net.sh status`, as far as read() uses it. */
-interface NetStatus {
-    recorded: boolean;
-    bridge: { exists: boolean; ours: boolean; up?: boolean; addresses?: string[] };
-    nft: { exists: boolean | null; ours: boolean | null };
-    ipForward: { value: string };
-    taps: Array<{ name: string; recorded: boolean; exists: boolean; ours: boolean; master?: string; up?: boolean }>;
-}
-
-/**
- * Runs `bash net.sh VERB ARGS...` (components/run.ts: async, stderr streamed)
- * and returns its JSON line. A failure throws net.sh's own error lines (they
- * name the setting and the fix). Status reads are quiet.
- */
-function netScript(scriptPath: string, verb: string, stateDir: string, args: string[], sudo: boolean, dir?: string): Promise<Record<string, unknown>> {
-    // An absolute state dir: with --sudo, net.sh hands it to its root helper, which refuses a relative one.
-    return runJson<Record<string, unknown>>("bash", [scriptPath, verb, "--state-dir", absoluteStateDir(stateDir, dir), ...args, ...(sudo ? ["--sudo"] : [])], {
-        cwd: projectWorkDir(dir),
-        label: `net.sh ${verb}`,
-        echo: verb !== "status",
-    });
-}
-
-async function bridgeUp(i: NetBridgeInputs): Promise<void> {
-    await netScript(i.scriptPath, "bridge-up", i.stateDir, ["--bridge", i.bridge, "--gateway-cidr", i.gatewayCidr, "--nft-table", i.nftTable], i.sudo, i.dir);
-}
-
-async function tapUp(i: NetTapInputs): Promise<void> {
-    await netScript(i.scriptPath, "tap-up", i.stateDir, ["--bridge", i.bridge, "--tap", i.tap, "--owner", i.owner,
-        "--multi-queue", i.multiQueue ? "on" : "off"], i.sudo, i.dir);
-}
-
-/** Exported for the integration test, which drives it inside a test network namespace. */
-export const bridgeProvider: pulumi.dynamic.ResourceProvider<NetBridgeInputs, NetBridgeState> = {
-    async create(inputs) {
-        await bridgeUp(inputs);
-        return { id: `${inputs.stateDir}#${inputs.bridge}`, outs: { ...inputs, live: "ok" } };
-    },
-    async read(id, props) {
-        if (props === undefined) return { id };
-        const s = (await netScript(props.scriptPath, "status", props.stateDir, ["--bridge", props.bridge, "--nft-table", props.nftTable], props.sudo, props.dir)) as unknown as NetStatus;
-        // Nothing of ours left and nothing recorded (taken down by hand): gone.
-        // A same-named device that is not ours: gone too; the next up refuses it with a clear error.
-        if ((!s.recorded && !s.bridge.exists) || (s.bridge.exists && !s.bridge.ours)) return { id: "", props: undefined };
-        const healthy = s.bridge.ours && s.bridge.up === true && (s.bridge.addresses ?? []).includes(props.gatewayCidr)
-            && s.nft.ours !== false && s.ipForward.value === "1";
-        return { id, props: { ...props, live: healthy ? "ok" : "degraded" } };
-    },
-    async diff(_id, olds, news) {
-        const replaces = (["stateDir", "bridge", "nftTable"] as const).filter((k) => (k === "stateDir" ? !sameStateDir(olds, news) : olds[k] !== news[k]));
-        const changes = replaces.length > 0 || olds.live !== "ok"
-            || (["scriptPath", "gatewayCidr", "sudo", "dir"] as const).some((k) => olds[k] !== news[k]);
-        return { changes, replaces, deleteBeforeReplace: true };
-    },
-    async update(_id, _olds, news) {
-        await bridgeUp(news);
-        return { outs: { ...news, live: "ok" } };
-    },
-    async delete(_id, props) {
-        await netScript(props.scriptPath, "bridge-down", props.stateDir, [], props.sudo, props.dir);
-    },
-};
-
-/** Exported for the integration test, which drives it inside a test network namespace. */
-export const tapProvider: pulumi.dynamic.ResourceProvider<NetTapInputs, NetTapState> = {
-    async create(inputs) {
-        await tapUp(inputs);
-        return { id: `${inputs.stateDir}#${inputs.tap}`, outs: { ...inputs, live: "ok" } };
-    },
-    async read(id, props) {
-        if (props === undefined) return { id };
-        const s = (await netScript(props.scriptPath, "status", props.stateDir, ["--tap", props.tap], props.sudo, props.dir)) as unknown as NetStatus;
-        const t = s.taps.find((x) => x.name === props.tap);
-        if (t === undefined || (!t.recorded && !t.exists) || (t.exists && !t.ours)) return { id: "", props: undefined };
-        const healthy = t.ours && t.master === props.bridge && t.up === true;
-        return { id, props: { ...props, live: healthy ? "ok" : "degraded" } };
-    },
-    async diff(_id, olds, news) {
-        const replaces = (["stateDir", "bridge", "tap"] as const).filter((k) => (k === "stateDir" ? !sameStateDir(olds, news) : olds[k] !== news[k]));
-        const changes = replaces.length > 0 || olds.live !== "ok"
-            || (["scriptPath", "owner", "multiQueue", "sudo", "dir"] as const).some((k) => olds[k] !== news[k]);
-        return { changes, replaces, deleteBeforeReplace: true };
-    },
-    async update(_id, _olds, news) {
-        // tap-up makes the TAP again when its owner or multi-queue flag changed.
-        await tapUp(news);
-        return { outs: { ...news, live: "ok" } };
-    },
-    async delete(_id, props) {
-        await netScript(props.scriptPath, "tap-down", props.stateDir, ["--tap", props.tap], props.sudo, props.dir);
-    },
-};
-
 type InputsOf<T> = { [K in keyof T]: pulumi.Input<T[K]> };
 
-/** The bridge with its gateway address, forwarding and NAT, as a dynamic resource whose read checks the host. */
-export class NetBridge extends pulumi.dynamic.Resource {
+/** The bridge with its gateway address, forwarding and NAT, as a resource whose read checks the host. */
+export class NetBridge extends pulumi.CustomResource {
     public declare readonly bridge: pulumi.Output<string>;
     public declare readonly live: pulumi.Output<Live>;
 
     constructor(name: string, args: InputsOf<NetBridgeInputs>, opts?: pulumi.CustomResourceOptions) {
-        super(bridgeProvider, name, { ...args, live: undefined }, opts, "pcp-eval", "NetBridge");
+        super(hostResourceType("NetBridge"), name, { ...args, live: undefined }, hostResourceOptions("NetBridge", opts));
     }
 }
 
-/** One TAP device on the bridge, as a dynamic resource whose read checks the host. */
-export class NetTap extends pulumi.dynamic.Resource {
+/** One TAP device on the bridge, as a resource whose read checks the host. */
+export class NetTap extends pulumi.CustomResource {
     public declare readonly tap: pulumi.Output<string>;
     public declare readonly live: pulumi.Output<Live>;
 
     constructor(name: string, args: InputsOf<NetTapInputs>, opts?: pulumi.CustomResourceOptions) {
-        super(tapProvider, name, { ...args, live: undefined }, opts, "pcp-eval", "NetTap");
+        super(hostResourceType("NetTap"), name, { ...args, live: undefined }, hostResourceOptions("NetTap", opts));
     }
 }
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 npx tsc --noEmit -p .
 echo "typecheck: ok"
-mapfile -t shell_scripts < <(find host scripts test tools nix .ci -type f \( -name '*.sh' -o -path '.ci/run' \) -not -path '*/node_modules/*' 2>/dev/null | sort)
+mapfile -t shell_scripts < <(find host scripts test tools nix provider .ci -type f \( -name '*.sh' -o -path '.ci/run' \) -not -path '*/node_modules/*' 2>/dev/null | sort)
 shellcheck "${shell_scripts[@]}"
 echo "shellcheck: ok (${#shell_scripts[@]} scripts)"
 
@@ -25,6 +25,9 @@ prepare() { # what, command...: runs it, prints "prepare: what: <last stdout lin
 }
 # The real Pulumi engine for test/e2e, built from Go modules once per version.
 if command -v go >/dev/null; then
+    # pcp-eval's own provider plugin (provider/), which the host resources' tests
+    # and every engine run of the program start; built into provider/bin.
+    prepare "pcp-eval provider plugin (provider/build.sh)" bash provider/build.sh
     prepare "Pulumi engine (tools/build.sh)" bash tools/build.sh
     PCP_EVAL_TOOLS_BIN=$(bash tools/build.sh --print | jq -r .binDir)
     export PCP_EVAL_TOOLS_BIN

@@ -199,7 +199,7 @@ describe("the real Pulumi engine and kubernetes provider on the k8s stack", { co
         assert.ok(!images.includes(imageName), `${imageName} is gone from containerd`);
         assert.deepEqual(q.outLinks(), []);
         const state = await q.exportState();
-        assert.deepEqual((state.deployment?.resources ?? []).filter((r) => r.type !== "pulumi:pulumi:Stack" && r.type !== "pulumi:providers:pulumi-nodejs"), []);
+        assert.deepEqual((state.deployment?.resources ?? []).filter((r) => r.type !== "pulumi:pulumi:Stack"), []);
         await q.pulumiOk(["stack", "rm", "--yes", stack]);
     });
 });

@@ -5,7 +5,8 @@
  *
  * - The CLI, the Node.js language host and the dynamic-provider launcher come
  *   from tools/build.sh (built from Go modules, cached); they are put first on
- *   PATH, with PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true so nothing is
+ *   PATH; pcp-eval's own provider plugin is built in the checkout's
+ *   provider/bin (provider/build.sh, cached) and copied with the project; with PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true so nothing is
  *   downloaded (inside the namespace nothing could be).
  * - The project is copied to a temporary directory (node_modules linked), so
  *   `pulumi stack init` (it writes the stack's encryption salt into
@@ -21,6 +22,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { ensureProviderPlugin } from "../../components/providerPlugin";
 import { buildFixture } from "../fixtures/vm/fixture";
 import { offlineNixConfig } from "./nix";
 import { Netns } from "./netns";
@@ -38,6 +40,7 @@ const projectEntries = [
     "tsconfig.json",
     "components",
     "manifests",
+    "provider",
     "host",
     "verify",
     "nix",
@@ -182,6 +185,9 @@ export class EngineProject {
         // The fixture VM's kernel comes from Debian's archive on first use; fetch
         // it here, since the runners are built inside the namespace (no network).
         await buildFixture();
+        // The plugin the host resources need, built in the checkout (cached) and copied with it:
+        // the copy's program then finds it current instead of building it inside the namespace.
+        ensureProviderPlugin(repoRoot);
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-engine-`));
         const project = path.join(dir, "project");
         for (const entry of projectEntries) {

@@ -18,6 +18,8 @@ export interface RecordedResource {
     /** The provider reference ("<urn>::<id>"), "" for the engine's default. */
     provider: string;
     inputs: Record<string, unknown>;
+    /** The types its aliases name (an alias given as a spec; a type-only alias keeps the name). */
+    aliasTypes: string[];
 }
 
 interface RegisterRequest {
@@ -27,6 +29,7 @@ interface RegisterRequest {
     getDependenciesList(): string[];
     getCustom(): boolean;
     getProvider(): string;
+    getAliasesList(): Array<{ getSpec(): { getType(): string } | undefined }>;
 }
 
 interface MockMonitorLike {
@@ -72,13 +75,13 @@ export async function recordProgram<T>(build: () => T | Promise<T>, options: { p
             newResource(args: pulumi.runtime.MockResourceArgs) {
                 inputsByTypeName.set(`${args.type}::${args.name}`, args.inputs as Record<string, unknown>);
                 const state: Record<string, unknown> = { ...args.inputs };
-                if (args.type === "command:local:Command" || args.type === "pulumi-nodejs:dynamic/pcp-eval:HostCommand") {
+                if (args.type === "command:local:Command" || args.type === "pcp-eval:index:HostCommand") {
                     state.stdout = fakeStdout(String(args.inputs.create ?? ""), args.inputs.triggers);
                     state.stderr = "";
                 }
                 // A local.Command's HostState carries the command's stdout on.
-                if (args.type === "pulumi-nodejs:dynamic/pcp-eval:HostState") state.stdout = args.inputs.recorded;
-                if (args.type === "pulumi-nodejs:dynamic:Resource") {
+                if (args.type === "pcp-eval:index:HostState") state.stdout = args.inputs.recorded;
+                if (args.type === "pcp-eval:index:MicroVmProcess") {
                     state.pid = 4242;
                     state.startedAt = "2026-01-01T00:00:00Z";
                 }
@@ -112,6 +115,7 @@ export async function recordProgram<T>(build: () => T | Promise<T>, options: { p
             custom: req.getCustom(),
             provider: req.getProvider(),
             inputs: {},
+            aliasTypes: req.getAliasesList().map((a) => a.getSpec()?.getType() ?? ""),
         });
         return register(req, (err, resp) => {
             callback(err, resp);

@@ -271,7 +271,7 @@ describe("other configurations", () => {
         const byDefault = await record(configOf(everything));
         assert.deepEqual(commandTypes(byDefault.recording), ["command:local:Command"]);
         const dynamic = await record(configOf({ ...everything, hostCommands: "dynamic" }));
-        assert.deepEqual(commandTypes(dynamic.recording), ["pulumi-nodejs:dynamic/pcp-eval:HostCommand"]);
+        assert.deepEqual(commandTypes(dynamic.recording), ["pcp-eval:index:HostCommand"]);
         // Same resources and edges either way, but for the HostState that gives a local.Command its refresh
         // (the dynamic HostCommand reads the host itself): it stands between a command and its users.
         assert.ok(byDefault.recording.has("pcp-image-load-state") && !dynamic.recording.has("pcp-image-load-state"));

@@ -48,8 +48,7 @@ describe("index.ts", () => {
         assert.deepEqual(documented.sort(), Object.keys(result).sort());
     });
 
-    // Named "default", the provider would meet the engine's own default one (a duplicate URN) if any dynamic
-    // resource fell back to it: every shape of stack is checked, each backend of host commands.
+    // Every shape of stack, each backend of host commands: no host resource is left on a Node.js dynamic provider.
     const providerCases: Array<[string, Record<string, string>, string | undefined]> = [
         ["the dev stack", stackConfig("dev"), "dev"],
         ["the ci stack", stackConfig("ci"), "ci"],
@@ -58,18 +57,21 @@ describe("index.ts", () => {
         ["the bridge and a TAP VM, host commands dynamic", { "pcp-eval:bridgeEnabled": "true", "pcp-eval:vms": JSON.stringify(["eval:tap"]), "pcp-eval:hostCommands": "dynamic" }, undefined],
     ];
     for (const [what, config, stack] of providerCases) {
-        it(`${what}: the dynamic resources' provider is registered before the rest of the program, and every dynamic resource uses it`, async () => {
+        it(`${what}: every host resource is served by pcp-eval's plugin and keeps its dynamic-provider type as an alias`, async () => {
             const { recording } = await recordProgram(() => loadProgram(config), { preview: true, stack });
             const custom = recording.resources.filter((r) => r.custom);
-            assert.equal(custom[0]?.type, "pulumi:providers:pulumi-nodejs", "the first custom resource registered");
-            assert.equal(custom[0]?.name, "default", "named as the engine names its own, so earlier stacks see no change");
-            const dynamic = custom.filter((r) => r.type.startsWith("pulumi-nodejs:dynamic"));
-            assert.ok(dynamic.length > 0, `${what} has dynamic resources`);
-            for (const r of dynamic) assert.ok(r.provider.startsWith(`${custom[0]!.urn}::`), `${r.name} uses ${r.provider || "the default provider"}`);
+            assert.deepEqual(custom.filter((r) => r.type.includes("pulumi-nodejs") || r.type === "pulumi:providers:pcp-eval").map((r) => r.type), []);
+            const host = custom.filter((r) => r.type.startsWith("pcp-eval:index:"));
+            assert.ok(host.length > 0, `${what} has host resources`);
+            for (const r of host) {
+                assert.equal(r.provider, "", `${r.name} uses the engine's default provider of its package (Pulumi.yaml names the plugin's folder)`);
+                // A stack made by the dynamic providers keeps its resources (the plugin's diff finds them the same).
+                assert.deepEqual(r.aliasTypes, [`pulumi-nodejs:dynamic/pcp-eval:${r.type.split(":")[2]}`], r.name);
+            }
         });
     }
 
-    it("a stack with every part off registers nothing, not even the dynamic resources' provider", async () => {
+    it("a stack with every part off registers nothing", async () => {
         const { recording } = await recordProgram(() => loadProgram({ "pcp-eval:vms": "[]" }), { preview: true });
         assert.deepEqual(recording.resources.map((r) => r.type), []);
     });

@@ -142,6 +142,20 @@ export interface EngineOptions {
     extraPath?: string[];
     /** The PCP fixture image (test/fixtures/pcp-image) the ci flake's pcp-container copies. */
     pcpImage?: { tarball: string; hash: string };
+    /** Where the project is copied from; default this checkout (the migration test starts from an older main). */
+    sourceRoot?: string;
+}
+
+/** Copies the project's entries from source into project; an entry the source lacks is skipped. */
+function copyProject(source: string, project: string, skip: (entry: string) => boolean = () => false): void {
+    for (const entry of projectEntries) {
+        if (skip(entry) || !fs.existsSync(path.join(source, entry))) continue;
+        fs.rmSync(path.join(project, entry), { recursive: true, force: true });
+        fs.cpSync(path.join(source, entry), path.join(project, entry), {
+            recursive: true,
+            filter: (src) => !src.endsWith(".test.ts"),
+        });
+    }
 }
 
 export class EngineProject {
@@ -190,12 +204,7 @@ export class EngineProject {
         ensureProviderPlugin(repoRoot);
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-engine-`));
         const project = path.join(dir, "project");
-        for (const entry of projectEntries) {
-            fs.cpSync(path.join(repoRoot, entry), path.join(project, entry), {
-                recursive: true,
-                filter: (src) => !src.endsWith(".test.ts"),
-            });
-        }
+        copyProject(options.sourceRoot ?? repoRoot, project);
         fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(project, "node_modules"));
         if (options.pcpImage) {
             fs.writeFileSync(path.join(project, "test", "fixtures", "ci-flake", "pcp-image.json"), JSON.stringify(options.pcpImage));
@@ -330,6 +339,14 @@ export class EngineProject {
                 await closed;
             },
         };
+    }
+
+    /**
+     * Replaces the copy's code with this checkout's, as a `git pull` would,
+     * keeping the stack's config file (it holds the stack's encryption salt).
+     */
+    upgradeToCheckout(): void {
+        copyProject(repoRoot, this.projectDir, (entry) => entry === `Pulumi.${this.stack}.yaml`);
     }
 
     /** Puts the checkout's Pulumi.<stack>.yaml back (`pulumi stack rm` deletes the copy's). */

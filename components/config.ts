@@ -562,8 +562,8 @@ export function needsDocker(cfg: Pick<PcpEvalConfig, "container" | "kubernetes">
 
 /**
  * Whether any part is on (a VM, the container, the bridge, Kubernetes). With
- * none the program creates nothing: no state directory, and no provider for
- * dynamic resources (an empty stack stays empty).
+ * none the program creates nothing: no state directory, and it builds no
+ * provider plugin (an empty stack stays empty).
  */
 export function anyPartEnabled(cfg: Pick<PcpEvalConfig, "vms" | "container" | "bridge" | "kubernetes">): boolean {
     return cfg.vms.length > 0 || cfg.container !== undefined || cfg.bridge !== undefined || cfg.kubernetes !== undefined;

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 stack=${1:-dev}
 shift || true
 
-for tool in pulumi node npm nix; do
+for tool in pulumi node npm nix go; do
     command -v "$tool" >/dev/null || { echo "up.sh: $tool not found; run inside \`nix develop ./nix\`" >&2; exit 1; }
 done
 
@@ -29,9 +29,8 @@ if [[ -z "${PULUMI_CONFIG_PASSPHRASE:-}" && -z "${PULUMI_CONFIG_PASSPHRASE_FILE:
     export PULUMI_CONFIG_PASSPHRASE_FILE=$PWD/$passphrase_file
 fi
 
-# Node's compile cache for every Node.js process of the run: the program (twice
-# per up: preview, then update) and the dynamic provider plugin, which loads
-# @pulumi/pulumi again in each pass (bench/README.md: ~0.5 s saved per process).
+# Node's compile cache for every Node.js process of the run: the program, twice
+# per up (preview, then update) (bench/README.md: ~0.5 s saved per process).
 export NODE_COMPILE_CACHE=${NODE_COMPILE_CACHE:-${PCP_EVAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pcp-eval}/node-compile-cache}
 
 pulumi stack select --create "$stack" >/dev/null

@@ -1,17 +1,17 @@
 /**
- * components/run.ts, the one child-process runner of the components and
- * dynamic providers, and the HostCommand provider on it, loaded the way the
- * engine loads it (from its serialized text).
+ * components/run.ts, the one child-process runner of the components, and the
+ * provider plugin's runner (provider/run.go) as a HostCommand shows it: where
+ * a command runs, what it keeps, how a failure reads.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { describe, it } from "node:test";
-import { loadSerializedProvider } from "../test/helpers/dynamicProvider";
-import { hostCommandProvider } from "./hostCommand";
-import { absoluteStateDir, parseLastJsonLine, projectRelative, projectWorkDir, run, runJson, sameStateDir } from "./run";
+import { after, before, describe, it } from "node:test";
+import { startProviderPlugin, type PluginResource, type ProviderPlugin } from "../test/helpers/providerPlugin";
+import type { HostCommandOutputs } from "./hostCommand";
+import { parseLastJsonLine, projectRelative, run, runJson } from "./run";
 
 /** Runs `node -e CODE` that imports run.ts and calls run() on SCRIPT; resolves with what reached its stderr. */
 function stderrOfRun(script: string, echo: boolean): Promise<string> {
@@ -62,25 +62,58 @@ describe("parseLastJsonLine and runJson", () => {
     });
 });
 
-describe("HostCommand provider (serialized, as the engine runs it)", () => {
-    it("runs create in dir, keeps its output, and fails naming the command and its stderr", async () => {
-        const provider = await loadSerializedProvider(hostCommandProvider);
-        const created = await provider.create!({ create: "pwd; echo note >&2", dir: "/tmp" });
-        assert.equal(created.outs?.stdout, "/tmp");
-        assert.equal(created.outs?.stderr, "note");
-        await assert.rejects(provider.create!({ create: "echo no disk >&2; exit 4", dir: "/tmp" }), /echo no disk >&2; exit 4 failed \(exit 4\):\nno disk/);
-    });
-});
+describe("the plugin's runner, through HostCommand", () => {
+    let plugin: ProviderPlugin;
+    let hostCommand: PluginResource<HostCommandOutputs>;
+    /** The plugin's working directory (the engine starts it in the project directory). */
+    let pluginDir = "";
 
-describe("sameStateDir", () => {
-    it("the same text, or the same place once resolved against each record's project directory", () => {
-        assert.ok(sameStateDir({ stateDir: ".pcp-eval-state/ci" }, { stateDir: ".pcp-eval-state/ci" }));
-        // The checkout moved: the relative path is the same text, so it is the same place.
-        assert.ok(sameStateDir({ dir: "/a/p", stateDir: ".pcp-eval-state/ci" }, { dir: "/b/p", stateDir: ".pcp-eval-state/ci" }));
-        // A state recorded with an absolute path, now relative to the same project.
-        assert.ok(sameStateDir({ stateDir: "/a/p/.pcp-eval-state/ci" }, { dir: "/a/p", stateDir: ".pcp-eval-state/ci" }));
-        assert.ok(!sameStateDir({ dir: "/a/p", stateDir: "state-1" }, { dir: "/a/p", stateDir: "state-2" }));
-        assert.ok(!sameStateDir({ stateDir: "/srv/one" }, { dir: "/a/p", stateDir: ".pcp-eval-state/ci" }));
+    before(async () => {
+        pluginDir = fs.mkdtempSync(path.join(os.tmpdir(), "pe-run-plugin-"));
+        plugin = await startProviderPlugin({ cwd: pluginDir });
+        hostCommand = plugin.resource<HostCommandOutputs>("HostCommand");
+    });
+
+    after(async () => {
+        await plugin?.close();
+        if (pluginDir) fs.rmSync(pluginDir, { recursive: true, force: true });
+    });
+
+    it("runs create in dir, keeps its output, passes stderr on line by line, and fails naming the command and its stderr", async () => {
+        const seen = plugin.stderr().length;
+        const created = await hostCommand.create({ create: "pwd; printf 'one\\ntw' >&2; sleep 0.1; printf 'o\\nthree\\n' >&2", dir: "/tmp" });
+        assert.equal(created.outs.stdout, "/tmp");
+        assert.equal(created.outs.stderr, "one\ntwo\nthree");
+        assert.equal(await plugin.stderrUntil(/three\n/, seen), "one\ntwo\nthree\n", "whole lines, as they came");
+        await assert.rejects(hostCommand.create({ create: "echo no disk >&2; exit 4", dir: "/tmp" }), (e: Error) => {
+            assert.equal(e.message, "echo no disk >&2; exit 4 failed (exit 4):\nno disk");
+            return true;
+        });
+        await assert.rejects(hostCommand.create({ create: "kill -TERM $$", dir: "/tmp" }), /^Error: kill -TERM \$\$ failed \(signal SIGTERM\)$/);
+        const many = "for i in $(seq 1 50); do echo line$i >&2; done; exit 3";
+        await assert.rejects(hostCommand.create({ create: many, dir: "/tmp" }), (e: Error) => {
+            assert.match(e.message, /failed \(exit 3\):\nline11\n[\s\S]*\nline50$/, "the last 40 lines of stderr");
+            assert.doesNotMatch(e.message, /line10\n/);
+            return true;
+        });
+    });
+
+    it("runs in the recorded project dir while it exists, and in its own (the project's new place) once the checkout moved", async () => {
+        const moved = fs.mkdtempSync(path.join(os.tmpdir(), "pe-run-"));
+        try {
+            assert.equal((await hostCommand.create({ create: "pwd", dir: moved })).outs.stdout, moved);
+            const gone = path.join(moved, "old-checkout");
+            assert.equal(fs.realpathSync((await hostCommand.create({ create: "pwd", dir: gone })).outs.stdout), fs.realpathSync(pluginDir));
+            // The same for delete and the check a refresh runs.
+            const state = { create: "true", delete: "pwd > deleted-in", check: "echo '{}'; pwd > checked-in", dir: gone, stdout: "{}", stderr: "", live: "ok", drift: "" };
+            assert.equal((await hostCommand.read("id", state)).props?.live, "ok");
+            await hostCommand.delete("id", state);
+            for (const file of ["checked-in", "deleted-in"]) {
+                assert.equal(fs.realpathSync(fs.readFileSync(path.join(pluginDir, file), "utf8").trim()), fs.realpathSync(pluginDir), file);
+            }
+        } finally {
+            fs.rmSync(moved, { recursive: true, force: true });
+        }
     });
 });
 
@@ -90,21 +123,5 @@ describe("project paths", () => {
         assert.equal(projectRelative("/srv/state/vms", "/a/p"), "/srv/state/vms");
         assert.equal(projectRelative("/a/pq/x", "/a/p"), "/a/pq/x");
         assert.equal(projectRelative("/a/p", "/a/p"), "/a/p");
-    });
-
-    it("runs in the recorded project dir while it exists, and in the current one once the checkout moved", () => {
-        const moved = fs.mkdtempSync(path.join(os.tmpdir(), "pe-run-"));
-        try {
-            assert.equal(projectWorkDir(moved), moved);
-            assert.equal(projectWorkDir(undefined), undefined);
-            const gone = path.join(moved, "old-checkout");
-            assert.equal(projectWorkDir(gone), process.cwd());
-            // net.sh's sudo helper gets an absolute state dir, resolved where the script runs.
-            assert.equal(absoluteStateDir(".pcp-eval-state/ci/net", moved), path.join(moved, ".pcp-eval-state/ci/net"));
-            assert.equal(absoluteStateDir(".pcp-eval-state/ci/net", gone), path.join(process.cwd(), ".pcp-eval-state/ci/net"));
-            assert.equal(absoluteStateDir("/srv/net", moved), "/srv/net");
-        } finally {
-            fs.rmSync(moved, { recursive: true, force: true });
-        }
     });
 });

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The unit tests alone (Pulumi mocks, no host tools): `npm run test:unit`.
+# The unit tests alone (Pulumi mocks; the host resources' tests drive the real
+# provider plugin, so Go or a current provider/bin build is needed): `npm run test:unit`.
 # Lists the files itself: node --test does not expand globs on every Node.
 set -euo pipefail
 

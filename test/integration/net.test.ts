@@ -13,6 +13,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { constants } from "../../components/constants";
 import { haveCommand, isRoot, requireTools } from "../helpers/tools";
+import { startProviderPlugin, type DiffResult, type ProviderPlugin } from "../helpers/providerPlugin";
 import { destroyAllNetns, Netns, startListener, tcpExchange, vethPair, type LinkJson, type NetnsSnapshot, type RunOptions } from "../helpers/netns";
 
 const REPO = path.resolve(__dirname, "..", "..");
@@ -725,120 +726,85 @@ test("check lists what TAP networking needs and what is missing", (t) => {
 });
 
 /**
- * A node process inside `ns` that loads the TapBridge dynamic providers
- * (components/tapBridge.ts) and calls their methods on request (one JSON line
- * in, one out), so the net.sh they run acts on the test's namespace. One
- * process for the whole test: loading @pulumi/pulumi takes seconds.
+ * The provider plugin (provider/), started inside `ns` as the engine starts it
+ * on the host, so the net.sh it runs acts on the test's namespace. The test
+ * reaches its port (on the namespace's loopback) through a unix socket that a
+ * socat inside the namespace forwards. Ended with the test (and by `ns.destroy`, by PID).
  */
-interface ProviderDriver {
-    call<T>(kind: "bridge" | "tap", method: "create" | "read" | "diff" | "update" | "delete", ...args: unknown[]): Promise<T>;
-    close(): void;
-}
-
-function providerDriver(ns: Netns): ProviderDriver {
-    const driver = `
-const m = require(${JSON.stringify(path.join(REPO, "components", "tapBridge.ts"))});
-const rl = require("node:readline").createInterface({ input: process.stdin });
-rl.on("line", async (line) => {
-    const { kind, method, args } = JSON.parse(line);
-    const p = kind === "bridge" ? m.bridgeProvider : m.tapProvider;
-    try {
-        const r = await p[method](...args);
-        process.stdout.write(JSON.stringify({ ok: true, result: r === undefined ? null : r }) + "\\n");
-    } catch (e) {
-        process.stdout.write(JSON.stringify({ ok: false, error: String((e && e.message) || e) }) + "\\n");
-    }
-});
-`;
-    const child = ns.spawn(process.execPath, ["--import", "tsx", "-e", driver]);
-    let buffer = "";
-    let stderr = "";
-    const waiting: Array<(line: string) => void> = [];
-    child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
-        buffer += d;
-        let nl: number;
-        while ((nl = buffer.indexOf("\n")) >= 0) {
-            const line = buffer.slice(0, nl);
-            buffer = buffer.slice(nl + 1);
-            waiting.shift()?.(line);
-        }
+async function pluginIn(t: TestContext, ns: Netns): Promise<ProviderPlugin> {
+    const sockets = fs.mkdtempSync(path.join(os.tmpdir(), "pe4-plugin-"));
+    const socket = path.join(sockets, "plugin.sock");
+    const plugin = await startProviderPlugin({
+        launch: (file, args) => ns.spawn(file, args),
+        target: async (port) => {
+            ns.spawn("socat", [`UNIX-LISTEN:${socket},fork`, `TCP:127.0.0.1:${port}`]);
+            for (let i = 0; i < 250 && !fs.existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
+            assert.ok(fs.existsSync(socket), "socat listens on the plugin's socket");
+            return `unix:${socket}`;
+        },
     });
-    return {
-        call<T>(kind: string, method: string, ...args: unknown[]): Promise<T> {
-            return new Promise<T>((resolve, reject) => {
-                const onExit = () => reject(new Error(`provider driver exited: ${stderr}`));
-                child.once("exit", onExit);
-                waiting.push((line) => {
-                    child.off("exit", onExit);
-                    const answer = JSON.parse(line) as { ok: boolean; result?: T; error?: string };
-                    if (answer.ok) resolve(answer.result as T);
-                    else reject(new Error(`${kind}.${method}: ${answer.error}`));
-                });
-                child.stdin?.write(JSON.stringify({ kind, method, args }) + "\n");
-            });
-        },
-        close() {
-            child.stdin?.end();
-        },
-    };
+    t.after(async () => {
+        await plugin.close();
+        fs.rmSync(sockets, { recursive: true, force: true });
+    });
+    return plugin;
 }
 
-interface Outs { id: string; outs: Record<string, unknown> & { live: string } }
-interface ReadResult { id: string; props?: Record<string, unknown> & { live: string } }
-interface DiffResult { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }
+type NetOuts = Record<string, unknown> & { live: string };
+const plan = ({ changes, replaces, deleteBeforeReplace }: DiffResult) => ({ changes, replaces, deleteBeforeReplace });
 
-test("the TapBridge providers: read sees drift, diff reports it, update repairs it, delete leaves the namespace as before", async (t) => {
-    if (!needsNetns(t)) return;
+test("the plugin's NetBridge and NetTap: read sees drift, diff reports it, update repairs it, delete leaves the namespace as before", async (t) => {
+    if (!needsNetns(t) || !requireTools(t, ["socat"])) return;
     const { ns, stateDir } = world(t);
-    const d = providerDriver(ns);
-    t.after(() => d.close());
+    const plugin = await pluginIn(t, ns);
+    const bridge = plugin.resource<NetOuts>("NetBridge");
+    const tap = plugin.resource<NetOuts>("NetTap");
     const before = ns.snapshot();
     const bIn = { scriptPath: NET_SH, stateDir, bridge: net.bridge, gatewayCidr: GATEWAY_CIDR, nftTable: net.nftTable, sudo: false };
     const tIn = { scriptPath: NET_SH, stateDir, bridge: net.bridge, tap: TAP0, owner: OWNER, multiQueue: true, sudo: false };
 
-    const b = await d.call<Outs>("bridge", "create", bIn);
+    const b = await bridge.create(bIn);
     assert.equal(b.outs.live, "ok");
-    const tp = await d.call<Outs>("tap", "create", tIn);
+    const tp = await tap.create(tIn);
     assert.equal(tp.outs.live, "ok");
-    assert.equal((await d.call<ReadResult>("bridge", "read", b.id, b.outs)).props!.live, "ok");
-    assert.equal((await d.call<ReadResult>("tap", "read", tp.id, tp.outs)).props!.live, "ok");
-    assert.equal((await d.call<DiffResult>("bridge", "diff", b.id, b.outs, bIn)).changes, false);
-    assert.equal((await d.call<DiffResult>("tap", "diff", tp.id, tp.outs, tIn)).changes, false);
+    assert.equal((await bridge.read(b.id, b.outs)).props!.live, "ok");
+    assert.equal((await tap.read(tp.id, tp.outs)).props!.live, "ok");
+    assert.equal((await bridge.diff(b.id, b.outs, bIn)).changes, false);
+    assert.equal((await tap.diff(tp.id, tp.outs, tIn)).changes, false);
 
     // A firewall reload flushed our table: refresh sees it, up repairs it.
     ns.runOk("nft", ["delete", "table", "ip", net.nftTable]);
-    const rb = await d.call<ReadResult>("bridge", "read", b.id, b.outs);
+    const rb = await bridge.read(b.id, b.outs);
     assert.equal(rb.props!.live, "degraded");
-    assert.deepEqual(await d.call<DiffResult>("bridge", "diff", b.id, rb.props, bIn), { changes: true, replaces: [], deleteBeforeReplace: true });
-    assert.equal((await d.call<Outs>("bridge", "update", b.id, rb.props, bIn)).outs.live, "ok");
+    assert.deepEqual(plan(await bridge.diff(b.id, rb.props!, bIn)), { changes: true, replaces: [], deleteBeforeReplace: true });
+    assert.equal((await bridge.update(b.id, rb.props!, bIn)).outs.live, "ok");
     assert.ok(ourTable(ns), "table made again");
 
     // The TAP was detached from the bridge by hand: the same.
     ns.ip(["link", "set", "dev", TAP0, "nomaster"]);
-    const rt = await d.call<ReadResult>("tap", "read", tp.id, tp.outs);
+    const rt = await tap.read(tp.id, tp.outs);
     assert.equal(rt.props!.live, "degraded");
-    assert.equal((await d.call<DiffResult>("tap", "diff", tp.id, rt.props, tIn)).changes, true);
-    await d.call("tap", "update", tp.id, rt.props, tIn);
+    assert.equal((await tap.diff(tp.id, rt.props!, tIn)).changes, true);
+    await tap.update(tp.id, rt.props!, tIn);
     assert.equal(ns.link(TAP0)!.master, net.bridge);
 
     // A VM now with one vCPU: its TAP is made again without multi_queue. A new bridge name replaces.
     const single = { ...tIn, multiQueue: false };
-    assert.deepEqual(await d.call<DiffResult>("tap", "diff", tp.id, tp.outs, single), { changes: true, replaces: [], deleteBeforeReplace: true });
-    await d.call("tap", "update", tp.id, tp.outs, single);
+    assert.deepEqual(await tap.diff(tp.id, tp.outs, single), { changes: true, replaces: [], deleteBeforeReplace: true, diffs: ["multiQueue"] });
+    await tap.update(tp.id, tp.outs, single);
     assert.equal((ns.link(TAP0)!.linkinfo as { info_data: { multi_queue: boolean } }).info_data.multi_queue, false);
-    assert.deepEqual((await d.call<DiffResult>("bridge", "diff", b.id, b.outs, { ...bIn, bridge: "pe4other" })).replaces, ["bridge"]);
+    assert.deepEqual((await bridge.diff(b.id, b.outs, { ...bIn, bridge: "pe4other" })).replaces, ["bridge"]);
 
     // Destroy: TAP then bridge; the namespace is as before, and read then says gone.
-    await d.call("tap", "delete", tp.id, { ...single, live: "ok" });
-    await d.call("bridge", "delete", b.id, b.outs);
+    await tap.delete(tp.id, { ...single, live: "ok" });
+    await bridge.delete(b.id, b.outs);
     assert.deepEqual(ns.snapshot(), before);
-    assert.equal((await d.call<ReadResult>("bridge", "read", b.id, b.outs)).id, "");
-    assert.equal((await d.call<ReadResult>("tap", "read", tp.id, tp.outs)).id, "");
+    assert.deepEqual(await bridge.read(b.id, b.outs), { id: "" });
+    assert.deepEqual(await tap.read(tp.id, tp.outs), { id: "" });
 
     // A failing verb surfaces net.sh's own error (field and fix).
     ns.ip(["link", "add", "name", net.bridge, "type", "bridge"]);
-    await assert.rejects(d.call("bridge", "create", bIn), /net\.sh bridge-up failed \(exit 4\):\n(.*\n)*net\.sh: error: --bridge: a device named .* is not ours.*fix: /);
+    await assert.rejects(bridge.create(bIn), /net\.sh bridge-up failed \(exit 4\):\n(.*\n)*net\.sh: error: --bridge: a device named .* is not ours.*fix: /);
 });
 
 /**

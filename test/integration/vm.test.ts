@@ -16,8 +16,6 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { TestContext } from "node:test";
 import {
-    checkInputs,
-    microVmProcessProvider,
     type MicroVmProcessInputs,
     type MicroVmProcessState,
     type VmStartResult,
@@ -39,7 +37,7 @@ import {
     vmSh,
     type Runner,
 } from "../fixtures/vm/fixture";
-import { loadSerializedProvider } from "../helpers/dynamicProvider";
+import { startProviderPlugin, type ProviderPlugin } from "../helpers/providerPlugin";
 import { firstUnmet, requireTools } from "../helpers/tools";
 import { constants } from "../../components/constants";
 
@@ -62,6 +60,8 @@ const TEST_TIMEOUT = 240_000;
 let root = "";
 let stateDir = "";
 const startedPids = new Set<number>();
+/** The provider plugin, started on first use (one per file). */
+let plugin: ProviderPlugin | undefined;
 
 function gate(t: TestContext): boolean {
     return requireTools(t, needs);
@@ -126,6 +126,7 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
     });
 
     after(async () => {
+        await plugin?.close();
         if (!root) return;
         // Stop whatever a failed test left behind, by the pids this suite started.
         const left = fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : [];
@@ -462,9 +463,10 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
         }
     });
 
-    it("the MicroVmProcess provider (serialized): create waits for readiness, read sees kill -9, diff replaces, delete stops", { timeout: TEST_TIMEOUT }, async (t) => {
+    it("the plugin's MicroVmProcess: create waits for readiness, read sees kill -9, diff replaces, delete stops", { timeout: TEST_TIMEOUT }, async (t) => {
         if (!gate(t)) return;
-        const provider = await loadSerializedProvider(microVmProcessProvider);
+        plugin ??= await startProviderPlugin();
+        const provider = plugin.resource<MicroVmProcessState>("MicroVmProcess");
         const [pmproxy, serial, virtio] = await freePorts(3);
         const runner = await makeRunner({
             out: path.join(root, "runner-provider"),
@@ -483,29 +485,30 @@ describe("vm.sh with a real QEMU fixture VM", { timeout: 20 * 60_000 }, () => {
             probes: [`serial=console:127.0.0.1:${serial}`, `services=http://127.0.0.1:${pmproxy}/pmapi/context`],
             timeouts: { start: 5, services: 60, shutdown: 10, exit: 10 },
         };
-        assert.deepEqual(checkInputs(inputs), []);
+        assert.deepEqual((await provider.check({}, inputs)).failures, []);
+        const seen = plugin.stderr().length;
         const created = await provider.create(inputs);
-        const outs = created.outs as MicroVmProcessState;
+        const outs = created.outs;
         startedPids.add(outs.pid);
         assert.equal(created.id, path.join(stateDir, "provider"));
         assert.equal((await httpGet(`http://127.0.0.1:${pmproxy}/pmapi/context`)).status, 200);
+        // vm.sh's progress lines (its readiness phases) reached the plugin's log.
+        assert.match(await plugin.stderrUntil(/^vm provider: ready in /m, seen), /^vm provider: phase services: ready after /m);
 
-        const read = provider.read as NonNullable<typeof provider.read>;
-        const diff = provider.diff as NonNullable<typeof provider.diff>;
-        assert.deepEqual(await read(created.id, outs), { id: created.id, props: outs });
-        assert.equal((await diff(created.id, outs, inputs)).changes, false);
+        assert.deepEqual(await provider.read(created.id, outs), { id: created.id, props: outs });
+        assert.equal((await provider.diff(created.id, outs, inputs)).changes, false);
 
         process.kill(outs.pid, "SIGKILL");
         for (let i = 0; i < 100 && processAlive(outs.pid); i++) await new Promise((r) => setTimeout(r, 50));
         // refresh: the dead VM reads as gone; up (even without refresh): diff plans a replacement
-        assert.deepEqual(await read(created.id, outs), { id: "" });
-        assert.deepEqual(await diff(created.id, outs, inputs), { changes: true, replaces: ["pid"], deleteBeforeReplace: true });
+        assert.deepEqual(await provider.read(created.id, outs), { id: "" });
+        assert.deepEqual(await provider.diff(created.id, outs, inputs), { changes: true, replaces: ["pid"], deleteBeforeReplace: true, diffs: ["pid"] });
 
         const again = await provider.create(inputs);
-        const outs2 = again.outs as MicroVmProcessState;
+        const outs2 = again.outs;
         startedPids.add(outs2.pid);
         assert.notEqual(outs2.pid, outs.pid);
-        await (provider.delete as NonNullable<typeof provider.delete>)(again.id, outs2);
+        await provider.delete(again.id, outs2);
         assert.equal(processAlive(outs2.pid), false);
         assert.equal((await status("provider")).running, false);
     });

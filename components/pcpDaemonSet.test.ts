@@ -2,7 +2,8 @@
  * PcpDaemonSet under Pulumi's mocks: the resources it registers, their
  * parents, the dependency edges the engine is given (the image load first,
  * then the cluster load, the namespace, the DaemonSet, the endpoint reader),
- * the inputs rendered from manifests/, and nodeEndpoints on pod lists.
+ * the inputs rendered from manifests/, and the endpoint reader's inputs on the
+ * provider plugin (its logic on pod lists is provider/endpoints_test.go).
  */
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
@@ -12,10 +13,11 @@ import { describe, it } from "node:test";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { recordProgram, resolve, type Recording } from "../test/helpers/mocks";
+import { startProviderPlugin } from "../test/helpers/providerPlugin";
 import type { KubernetesConfig } from "./config";
 import { constants } from "./constants";
 import { labelKeys, renderManifests } from "./k8sManifests";
-import { nodeEndpoints, PcpDaemonSet, type DaemonSetEndpointsInputs, type DaemonSetEndpointsState, type PodListJson } from "./pcpDaemonSet";
+import { PcpDaemonSet, type DaemonSetEndpointsInputs, type DaemonSetEndpointsState } from "./pcpDaemonSet";
 
 const loadedImage = "pcp-eval:00000000000000000000000000000000"; // what the mocks' `oci.sh load` prints
 
@@ -171,19 +173,17 @@ describe("PcpDaemonSet (mocks)", () => {
     });
 });
 
-describe("the endpoint reader as the engine runs it", () => {
-    it("its provider serializes, and the deserialized provider lists pods with kubectl", async (t) => {
-        const { recording } = await recorded();
-        const text = recording.byName("pcp-daemonset-endpoints").inputs.__provider;
-        assert.equal(typeof text, "string");
-        // The engine's dynamic provider host loads the text this way.
-        const requireFromString = require(require.resolve("require-from-string", { paths: [path.dirname(require.resolve("@pulumi/pulumi"))] })) as (code: string) => { handler(): pulumi.dynamic.ResourceProvider };
-        const provider = requireFromString(text as string).handler();
+describe("the endpoint reader on the provider plugin", () => {
+    it("the inputs the component registers pass the plugin's check, and its create, read and diff list pods with kubectl", async (t) => {
+        const { recording } = await recorded({ kubeconfig: "/tmp/pe7-kubeconfig" });
+        // As the engine sends them: what the component registered, outputs (undefined) left out.
+        const inputs = JSON.parse(JSON.stringify(recording.byName("pcp-daemonset-endpoints").inputs)) as DaemonSetEndpointsInputs;
+        assert.deepEqual(Object.keys(inputs).sort(), ["context", "kubeconfig", "namespace", "pmcdPort", "pmproxyPort", "revision", "selector", "timeoutSeconds"]);
 
-        // A stand-in kubectl that records its arguments and answers with two pods.
+        // A stand-in kubectl, first on the plugin's PATH, that records its arguments and answers with two pods.
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pe7-kubectl-"));
         t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-        const pods: PodListJson = {
+        const pods = {
             items: ["node-a", "node-b"].map((node, i) => ({
                 metadata: { name: `pcp-${node}` },
                 spec: { nodeName: node },
@@ -192,67 +192,45 @@ describe("the endpoint reader as the engine runs it", () => {
         };
         fs.writeFileSync(path.join(dir, "pods.json"), JSON.stringify(pods));
         fs.writeFileSync(path.join(dir, "kubectl"), `#!/bin/sh\nprintf '%s\\n' "$@" > "${dir}/args"\ncat "${dir}/pods.json"\n`, { mode: 0o755 });
-        const savedPath = process.env.PATH;
-        process.env.PATH = `${dir}:${savedPath}`;
-        t.after(() => {
-            process.env.PATH = savedPath;
-        });
+        const plugin = await startProviderPlugin({ env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? "/usr/bin:/bin"}` } });
+        t.after(() => plugin.close());
+        const provider = plugin.resource<DaemonSetEndpointsState>("DaemonSetEndpoints");
 
-        const inputs: DaemonSetEndpointsInputs = {
-            context: "pe7-ctx", kubeconfig: "/tmp/pe7-kubeconfig", namespace: "pe7-pcp", selector: "a=b,c=d",
-            pmcdPort: constants.ports.pmcd, pmproxyPort: constants.ports.pmproxy, revision: "uid/1", timeoutSeconds: 5,
-        };
-        const created = await provider.create!(inputs);
-        const outs = created.outs as DaemonSetEndpointsState;
+        const checked = await provider.check({}, inputs);
+        assert.deepEqual(checked.failures, []);
+        assert.deepEqual(checked.inputs, inputs);
+        const created = await provider.create(inputs);
+        assert.equal(created.id, `pe7-ctx/pe7-pcp/${inputs.selector}`);
+        const outs = created.outs;
         assert.deepEqual(outs.pmcdEndpoints, { "node-a": `192.0.2.1:${constants.ports.pmcd}`, "node-b": `192.0.2.2:${constants.ports.pmcd}` });
         assert.deepEqual(outs.pmproxyUrls, { "node-a": `http://192.0.2.1:${constants.ports.pmproxy}`, "node-b": `http://192.0.2.2:${constants.ports.pmproxy}` });
         assert.deepEqual(fs.readFileSync(path.join(dir, "args"), "utf8").trim().split("\n"), [
             "--context", "pe7-ctx", "--kubeconfig", "/tmp/pe7-kubeconfig", "--namespace", "pe7-pcp",
-            "get", "pods", "--selector", "a=b,c=d", "--output", "json",
+            "get", "pods", "--selector", inputs.selector, "--output", "json",
         ]);
 
         // refresh: a node left.
-        fs.writeFileSync(path.join(dir, "pods.json"), JSON.stringify({ items: pods.items!.slice(1) }));
-        const read = await provider.read!(created.id, outs);
-        assert.deepEqual((read.props as DaemonSetEndpointsState).pmcdEndpoints, { "node-b": `192.0.2.2:${constants.ports.pmcd}` });
+        fs.writeFileSync(path.join(dir, "pods.json"), JSON.stringify({ items: pods.items.slice(1) }));
+        const read = await provider.read(created.id, outs);
+        assert.deepEqual(read.props?.pmcdEndpoints, { "node-b": `192.0.2.2:${constants.ports.pmcd}` });
 
         // A new rollout (revision) is a change; the same inputs are not.
-        assert.equal((await provider.diff!(created.id, outs, { ...inputs })).changes, false);
-        assert.equal((await provider.diff!(created.id, outs, { ...inputs, revision: "uid/2" })).changes, true);
+        assert.equal((await provider.diff(created.id, outs, { ...inputs })).changes, false);
+        const rollout = await provider.diff(created.id, outs, { ...inputs, revision: "uid/2" });
+        assert.deepEqual({ changes: rollout.changes, replaces: rollout.replaces, diffs: rollout.diffs }, { changes: true, replaces: [], diffs: ["revision"] });
 
         // kubectl failing: an error that names the command and kubectl's message.
         fs.writeFileSync(path.join(dir, "kubectl"), "#!/bin/sh\necho 'error: context \"pe7-ctx\" does not exist' >&2\nexit 1\n", { mode: 0o755 });
-        await assert.rejects(provider.create!(inputs), /kubectl --context pe7-ctx .* failed \(exit 1\):\nerror: context "pe7-ctx" does not exist/);
-    });
-});
-
-describe("nodeEndpoints", () => {
-    const ready = [{ type: "Ready", status: "True" }];
-    const pod = (node: string, hostIP: string, extra: Partial<PodListJson["items"] extends Array<infer P> | undefined ? P : never> = {}) => ({
-        metadata: { name: `pcp-${node}` },
-        spec: { nodeName: node },
-        status: { phase: "Running", hostIP, conditions: ready },
-        ...extra,
+        await assert.rejects(provider.create(inputs), /kubectl --context pe7-ctx .* failed \(exit 1\):\nerror: context "pe7-ctx" does not exist/);
     });
 
-    it("one endpoint per node with a running, ready pod, on the node's address", () => {
-        const list: PodListJson = {
-            items: [
-                pod("cp-1", "192.0.2.10"),
-                pod("worker-1", "2001:db8::11"),
-                pod("worker-2", "192.0.2.12", { status: { phase: "Running", hostIP: "192.0.2.12", conditions: [{ type: "Ready", status: "False" }] } }),
-                pod("worker-3", "192.0.2.13", { status: { phase: "Pending", hostIP: "192.0.2.13", conditions: ready } }),
-                pod("worker-4", "192.0.2.14", { metadata: { name: "old", deletionTimestamp: "2026-01-01T00:00:00Z" } }),
-            ],
-        };
-        const { pmcd, pmproxy } = constants.ports;
-        assert.deepEqual(nodeEndpoints(list, pmcd, pmproxy), {
-            pmcdEndpoints: { "cp-1": `192.0.2.10:${pmcd}`, "worker-1": `[2001:db8::11]:${pmcd}` },
-            pmproxyUrls: { "cp-1": `http://192.0.2.10:${pmproxy}`, "worker-1": `http://[2001:db8::11]:${pmproxy}` },
-        });
-    });
-
-    it("no pods, no endpoints", () => {
-        assert.deepEqual(nodeEndpoints({}, 1, 2), { pmcdEndpoints: {}, pmproxyUrls: {} });
+    it("the plugin's check names a missing or empty input", async (t) => {
+        const plugin = await startProviderPlugin();
+        t.after(() => plugin.close());
+        const { failures } = await plugin.resource("DaemonSetEndpoints").check({}, { context: "c", namespace: "", selector: "a=b", kubeconfig: "" });
+        assert.deepEqual(failures, [
+            { property: "namespace", reason: "must not be empty" },
+            { property: "revision", reason: "is required" },
+        ]);
     });
 });

@@ -19,7 +19,8 @@
  * node; on each, pmcd answers and serves kernel.all.load (pminfo through
  * `kubectl port-forward`, so the test itself only talks to 127.0.0.1, in the
  * built cluster's namespace for that cluster) and pmproxy answers; the
- * endpoints PcpDaemonSet would output name every node; and after
+ * provider plugin's DaemonSetEndpoints (provider/endpoints.go), started
+ * where the clients run, reads every node's endpoints from the cluster; and after
  * `kubectl delete` the namespace and everything in it are gone.
  *
  * A second test needs no cluster and runs wherever PCP is installed: real
@@ -37,11 +38,12 @@ import { describe, it, type TestContext } from "node:test";
 import { promisify } from "node:util";
 import { constants } from "../../components/constants";
 import { dumpManifests, labelKeys, renderManifests, type PullPolicy } from "../../components/k8sManifests";
-import { nodeEndpoints, type PodListJson } from "../../components/pcpDaemonSet";
+import type { DaemonSetEndpointsInputs, DaemonSetEndpointsState } from "../../components/pcpDaemonSet";
 import { buildPcpImage } from "../fixtures/pcp-image/fixture";
 import { clusterUnavailableReason, startCluster, type Cluster } from "../helpers/cluster";
 import { repoRoot } from "../helpers/engine";
 import { freePort } from "../helpers/ports";
+import { startProviderPlugin, type ProviderPlugin } from "../helpers/providerPlugin";
 import { run } from "../helpers/run";
 import { haveCommand, isRoot, requireTools } from "../helpers/tools";
 
@@ -53,7 +55,11 @@ const waitSeconds = constants.timeoutsSeconds.services;
 /** Where the test deploys: a context, the image in its runtime, and how its clients run. */
 interface Target {
     context: string;
+    /** The kubeconfig file to name (pcp-eval:kubeconfig); "" for kubectl's default. */
+    kubeconfig: string;
     image: string;
+    /** The built cluster's network namespace, where its clients (and the plugin) run; undefined: this one. */
+    netns?: string;
     /** argv for a client command (in the built cluster's namespace, or as is). */
     argv(cmd: string, args: string[]): [string, string[]];
     env: NodeJS.ProcessEnv;
@@ -74,7 +80,7 @@ function kubectl(target: Target, args: string[], timeoutSeconds = waitSeconds): 
 /** An existing cluster (PCP_EVAL_KUBE_CONTEXT): why it cannot be used, or the target. */
 async function externalTarget(): Promise<Target | string> {
     const image = process.env.PCP_EVAL_K8S_IMAGE ?? "";
-    const target: Target = { context: externalContext, image, argv: (c, a) => [c, a], env: process.env, stop: async () => {} };
+    const target: Target = { context: externalContext, kubeconfig: "", image, argv: (c, a) => [c, a], env: process.env, stop: async () => {} };
     if (!haveCommand("kubectl")) return "kubectl is not installed, so no Kubernetes cluster can be reached";
     try {
         await kubectl(target, ["version", "--output=json", "--request-timeout=10s"], 20);
@@ -93,11 +99,50 @@ async function builtTarget(): Promise<Target> {
         const image = fixture.repoTag;
         const load = await run("bash", [path.join(repoRoot, "host", "oci.sh"), "cluster-load", "--image", image, "--context", cluster.context, "--containerd", cluster.containerdSocket, "--tarball", fixture.tarball]);
         if (load.code !== 0) throw new Error(`oci.sh cluster-load failed: ${load.stderr}`);
-        return { context: cluster.context, image, argv: cluster.argv, env: cluster.env, stop: () => cluster.stop() };
+        return { context: cluster.context, kubeconfig: cluster.kubeconfig, netns: cluster.netns, image, argv: cluster.argv, env: cluster.env, stop: () => cluster.stop() };
     } catch (err) {
         await cluster.stop();
         throw err;
     }
+}
+
+/**
+ * The provider plugin (provider/), started where the target's clients run
+ * and with their environment, as the engine would start it on a host that
+ * reaches the cluster. In the built cluster's namespace the test reaches the
+ * plugin's port (on that namespace's loopback) through a unix socket that a
+ * socat inside the namespace forwards. Both end with the test, by their PIDs.
+ */
+async function pluginFor(t: TestContext, target: Target): Promise<ProviderPlugin> {
+    if (target.netns === undefined) {
+        const plugin = await startProviderPlugin({ env: target.env });
+        t.after(() => plugin.close());
+        return plugin;
+    }
+    const sockets = fs.mkdtempSync(path.join(os.tmpdir(), "pe7-plugin-"));
+    const socket = path.join(sockets, "plugin.sock");
+    let forwarder: ChildProcess | undefined;
+    t.after(() => {
+        if (forwarder?.pid !== undefined && forwarder.exitCode === null && forwarder.signalCode === null) process.kill(forwarder.pid, "SIGTERM");
+        fs.rmSync(sockets, { recursive: true, force: true });
+    });
+    const plugin = await startProviderPlugin({
+        env: target.env,
+        // nsenter execs the plugin: the child's PID is the plugin's.
+        launch: (file, args, opts) => {
+            const [c, a] = target.argv(file, args);
+            return spawn(c, a, { cwd: opts.cwd, env: opts.env, stdio: ["ignore", "pipe", "pipe"] });
+        },
+        target: async (port) => {
+            const [c, a] = target.argv("socat", [`UNIX-LISTEN:${socket},fork`, `TCP:127.0.0.1:${port}`]);
+            forwarder = spawn(c, a, { stdio: "ignore", env: target.env });
+            for (let i = 0; i < 250 && !fs.existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
+            assert.ok(fs.existsSync(socket), "socat listens on the plugin's socket");
+            return `unix:${socket}`;
+        },
+    });
+    t.after(() => plugin.close());
+    return plugin;
 }
 
 interface Forward {
@@ -155,7 +200,7 @@ describe("PCP DaemonSet on a real cluster", () => {
             target = ext;
         } else {
             const reason = clusterUnavailableReason();
-            if (!requireTools(t, [[`no cluster can be built here: ${reason}`, () => reason === undefined], "pminfo", "curl"])) return;
+            if (!requireTools(t, [[`no cluster can be built here: ${reason}`, () => reason === undefined], "pminfo", "curl", "socat"])) return;
             target = await builtTarget();
         }
         t.after(() => target.stop());
@@ -191,9 +236,26 @@ describe("PCP DaemonSet on a real cluster", () => {
             assert.equal(p.status.podIP, p.status.hostIP, "hostNetwork: the pod answers on its node's address");
         }
 
-        // The endpoints PcpDaemonSet outputs, computed from the same answer: every node, its own address.
-        const endpoints = nodeEndpoints(podList as PodListJson, constants.ports.pmcd, constants.ports.pmproxy);
+        // The endpoints PcpDaemonSet outputs, read from this cluster by the provider plugin's
+        // DaemonSetEndpoints with the inputs the component gives it: every node, on its own address.
+        const plugin = await pluginFor(t, target);
+        const reader = plugin.resource<DaemonSetEndpointsState>("DaemonSetEndpoints");
+        const revision = await kubectl(target, ["--namespace", namespace, "get", `daemonset/${dsName}`, "--output=jsonpath={.metadata.uid}/{.metadata.generation}"]);
+        const inputs: DaemonSetEndpointsInputs = {
+            context: target.context, kubeconfig: target.kubeconfig, namespace, selector,
+            pmcdPort: constants.ports.pmcd, pmproxyPort: constants.ports.pmproxy, revision, timeoutSeconds: waitSeconds,
+        };
+        assert.deepEqual((await reader.check({}, inputs)).failures, []);
+        const endpoints = (await reader.create(inputs)).outs;
         assert.deepEqual(Object.keys(endpoints.pmcdEndpoints).sort(), [...nodes].sort());
+        for (const p of pods) {
+            const host = p.status.hostIP!.includes(":") ? `[${p.status.hostIP}]` : p.status.hostIP!;
+            assert.equal(endpoints.pmcdEndpoints[p.spec.nodeName!], `${host}:${constants.ports.pmcd}`, `pmcd of ${p.spec.nodeName}`);
+            assert.equal(endpoints.pmproxyUrls[p.spec.nodeName!], `http://${host}:${constants.ports.pmproxy}`, `pmproxy of ${p.spec.nodeName}`);
+        }
+        // refresh reads the same; the same inputs plan no change.
+        assert.deepEqual((await reader.read(`${target.context}/${namespace}/${selector}`, endpoints)).props?.pmcdEndpoints, endpoints.pmcdEndpoints);
+        assert.equal((await reader.diff(`${target.context}/${namespace}/${selector}`, endpoints, inputs)).changes, false);
 
         for (const p of pods) {
             const pmcd = await portForward(target, namespace, p.metadata.name, constants.ports.pmcd);

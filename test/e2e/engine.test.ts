@@ -1,6 +1,6 @@
 /**
  * End to end under the real Pulumi engine (CLI v3.274 built by tools/build.sh,
- * Node.js language host, dynamic providers), on the `ci` stack: the TAP
+ * Node.js language host, pcp-eval's provider plugin), on the `ci` stack: the TAP
  * bridge and two fixture VMs (one user-networked, one on the bridge) built by
  * Debian's nix from the offline fixture flake. Everything runs inside a
  * network namespace of the test's own (see test/helpers/engine.ts).
@@ -78,6 +78,21 @@ function changed(json: EngineJson): Array<{ op: string; name: string }> {
     return json.steps.filter((s) => s.op !== "same" && s.op !== "refresh").map((s) => ({ op: s.op, name: s.urn.split("::").pop()! }));
 }
 
+/** The messages of the engine's diagnostic events about the resource whose URN ends so. */
+function diagnostics(stdout: string, urnSuffix: string): string[] {
+    const messages: string[] = [];
+    for (const line of stdout.split("\n")) {
+        if (!line.includes('"diagnosticEvent"')) continue;
+        try {
+            const event = (JSON.parse(line) as { diagnosticEvent?: { urn?: string; message?: string } }).diagnosticEvent;
+            if (event?.urn?.endsWith(urnSuffix) && event.message) messages.push(event.message.trim());
+        } catch {
+            // Not an event line.
+        }
+    }
+    return messages;
+}
+
 function summary(json: EngineJson): Record<string, number> {
     return json.changeSummary;
 }
@@ -132,8 +147,14 @@ describe("the real Pulumi engine on the ci stack", { concurrency: false }, () =>
     it("pulumi up --yes gives all outputs; every pmproxy URL answers, the VMs run, the bridge exists", async (t) => {
         if (!requireTools(t, needs)) return;
         const q = project();
-        const { json } = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
+        const { json, result } = await q.pulumiJson(["up", "--yes", "--stack", stackName]);
         assert.deepEqual(summary(json), { create: ciResourceCount });
+        // vm.sh's progress reaches the engine as it comes, on each VM process's row (the plugin logs it with the URN).
+        for (const name of vmNames) {
+            const lines = diagnostics(result.stdout, `::vm-${name}-process`);
+            assert.ok(lines.some((l) => l.includes(`vm ${name}: started pid`)), `start progress of ${name}: ${lines.join(" | ")}`);
+            assert.ok(lines.some((l) => /phase \S+: ready after/.test(l)), `readiness progress of ${name}: ${lines.join(" | ")}`);
+        }
         const out = await q.outputs();
         assert.deepEqual(Object.keys(out).sort(), ["consolePorts", "pmcdEndpoints", "pmproxyUrls", "sshCommands", "stateDir", "summary", "targets"]);
         const urls = out.pmproxyUrls as Record<string, string>;

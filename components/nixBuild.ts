@@ -69,6 +69,9 @@ export class NixBuild extends pulumi.ComponentResource {
             "out-link": this.outLink,
             ...target,
             timeout: constants.timeoutsSeconds.build,
+            // Already in the store (a VM brought up again after a destroy, or by another stack): only the
+            // out-link is made, without a second evaluation of the flake on the way to the VM's start.
+            expected: args.fingerprint,
         });
         this.build = hostCommand(
             args.hostCommands,

@@ -72,6 +72,38 @@ describe("host/nix-build.sh", () => {
         assert.equal(fs.readlinkSync(link), out.storePath);
     });
 
+    test("--expected: a store path already built gets its out-link without an evaluation; one not built is built", async (t) => {
+        if (!requireTools(t, [...nixTools, "bash"])) return;
+        const first = path.join(stateDir, "expected-source");
+        const built = await build("--out-link", first, "--installable", `path:${flakeDir}#hello`);
+        assert.equal(built.code, 0, built.stderr);
+        const storePath = parseLine<BuildOutput>(built.stdout).storePath;
+
+        // An attribute that fails to evaluate proves nothing is evaluated: the link comes from the store path.
+        const link = path.join(stateDir, "expected");
+        const fast = await build("--out-link", link, "--installable", `path:${flakeDir}#no-such-attr`, "--expected", storePath);
+        assert.equal(fast.code, 0, fast.stderr);
+        assert.deepEqual(parseLine<BuildOutput>(fast.stdout), { storePath, outLink: link });
+        assert.equal(fs.readlinkSync(link), storePath);
+        assert.match(fast.stderr, /in the store already; out-link made without evaluating again/);
+        assert.doesNotMatch(fast.stderr, /evaluating and building/);
+        // A GC root like any out-link: removing the first link leaves the path alive.
+        assert.equal((await remove("--out-link", first)).code, 0);
+        const gc = await run("nix-store", ["--delete", storePath]);
+        assert.notEqual(gc.code, 0, "the store path is still a root's, so nix refuses to delete it");
+        assert.ok(fs.existsSync(storePath));
+
+        // A path not in the store: nix builds as without --expected (and fails here, the attribute being absent).
+        const missing = storePath.replace(/\/([a-z0-9]{32})-/, (_m, hash: string) => `/${hash.split("").reverse().join("")}-`);
+        const slow = await build("--out-link", path.join(stateDir, "expected-missing"), "--installable", `path:${flakeDir}#no-such-attr`, "--expected", missing);
+        assert.notEqual(slow.code, 0);
+        assert.match(slow.stderr, /evaluating and building/);
+
+        const bad = await build("--out-link", path.join(stateDir, "expected-bad"), "--installable", `path:${flakeDir}#hello`, "--expected", "/tmp/not-a-store-path");
+        assert.notEqual(bad.code, 0);
+        assert.match(bad.stderr, /--expected '\/tmp\/not-a-store-path' is not a store path under \/nix\/store/);
+    });
+
     test("remove deletes only the out-link and is idempotent", async (t) => {
         if (!requireTools(t, [...nixTools, "bash"])) return;
         const link = path.join(stateDir, "to-remove");

@@ -26,8 +26,10 @@
  *   up - vmReady - floorNoop <= 1.0 s
  *   destroy <= 1.5 s + vmStop
  *
- *   node --import tsx bench/engine.ts [--runs N] [--compile-cache]
+ *   node --import tsx bench/engine.ts [--runs N] [--compile-cache] [--type-check]
  *       --runs N          default 3; root, like the e2e test; under flock /tmp/pcp-eval-heavy.lock
+ *       --type-check      PULUMI_NODEJS_TRANSPILE_ONLY unset, as in a shell that does not set it:
+ *                         ts-node then type-checks the program on every run (the floor's too)
  *       --compile-cache   every pulumi command (the floor's too) runs with NODE_COMPILE_CACHE
  *                         set, as scripts/up.sh and the dev shell run it: the program and the
  *                         dynamic provider plugin compile from Node's cache (run 1 fills it)
@@ -64,7 +66,9 @@ const provider: pulumi.dynamic.ResourceProvider = {
     async create() { return { id: "floor", outs: {} }; },
     async diff() { return { changes: false }; },
 };
-new pulumi.dynamic.Resource(provider, "floor", {});
+// A subclass: the SDK's class is abstract (ts-node refuses \`new\` of it when it type-checks, --type-check).
+class Floor extends pulumi.dynamic.Resource {}
+new Floor(provider, "floor", {});
 export const floor = "floor";
 `;
 
@@ -94,9 +98,9 @@ async function floorRun(p: EngineProject, dir: string): Promise<{ floorNoop: num
 }
 
 function parseRuns(argv: string[]): number {
-    const unknown = argv.filter((a, k) => a !== "--runs" && a !== "--compile-cache" && argv[k - 1] !== "--runs");
+    const unknown = argv.filter((a, k) => a !== "--runs" && a !== "--compile-cache" && a !== "--type-check" && argv[k - 1] !== "--runs");
     if (unknown.length > 0) {
-        console.error(`bench/engine.ts: unknown argument '${unknown[0]}'; use --runs N and --compile-cache`);
+        console.error(`bench/engine.ts: unknown argument '${unknown[0]}'; use --runs N, --compile-cache and --type-check`);
         process.exit(2);
     }
     const i = argv.indexOf("--runs");
@@ -146,6 +150,8 @@ async function main(): Promise<void> {
     // The CLI passes its environment to the language host and the providers, so vm.sh sees it.
     p.env.PCP_EVAL_VM_STOP_LOG = stopLog;
     if (compileCache) p.env.NODE_COMPILE_CACHE = path.join(p.dir, "node-compile-cache");
+    const typeCheck = process.argv.includes("--type-check");
+    if (typeCheck) delete p.env.PULUMI_NODEJS_TRANSPILE_ONLY;
     try {
         const floorDir = writeFloorProject(p, "floor", emptyProgram);
         const dynamicDir = writeFloorProject(p, "floor-dynamic", dynamicProgram);
@@ -174,7 +180,7 @@ async function main(): Promise<void> {
     ].map((g) => ({ ...g, met: g.valueMs <= g.budgetMs }));
     for (const g of goals) console.log(`goal ${g.goal}: ${g.valueMs} ms (${g.met ? "met" : "missed"}, margin ${g.budgetMs - g.valueMs} ms)`);
     console.log(`no-op up over the floor: ${m.noopUp - m.floorNoop} ms; one do-nothing Node.js dynamic resource alone costs ${m.dynNoop - m.floorNoop} ms over it (what the host resources paid before the Go plugin)`);
-    console.log(JSON.stringify({ bench: "engine", runs, compileCache, pulumi: tools.pulumi, medianMs: m, goals }));
+    console.log(JSON.stringify({ bench: "engine", runs, compileCache, typeCheck, pulumi: tools.pulumi, medianMs: m, goals }));
 }
 
 main().catch((err: unknown) => {
